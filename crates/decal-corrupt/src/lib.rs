@@ -1,0 +1,1 @@
+//! CIFAR-10-C style corruption generator (no tensors).

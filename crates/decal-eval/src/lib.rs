@@ -1,0 +1,1 @@
+//! Evaluation suite: predictions, OOD, corruption sweeps on tch/libtorch.

@@ -1,0 +1,1 @@
+//! NumPy .npy/.npz and CSV readers and writers for decal (no tensors).

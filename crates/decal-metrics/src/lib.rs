@@ -1,0 +1,1 @@
+//! Calibration, proper-score and OOD metrics with named definition profiles (no tensors).

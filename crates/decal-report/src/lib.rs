@@ -1,0 +1,1 @@
+//! Tables, reliability diagrams and HTML reports from metric records (no tensors).
