@@ -32,3 +32,5 @@ impl Classifier {
         self.body.features(xs, train).apply(&self.head)
     }
 }
+
+pub mod heads;

@@ -1,0 +1,1 @@
+//! Stage-2 heads: TST and V-TST (being implemented).

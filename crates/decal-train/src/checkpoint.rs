@@ -1,0 +1,1 @@
+//! Stage-1 training: checkpoint (being implemented).

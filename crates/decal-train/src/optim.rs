@@ -1,0 +1,1 @@
+//! Stage-1 training: optim (being implemented).

@@ -1,0 +1,1 @@
+//! Stage 2: stage2 (being implemented).
