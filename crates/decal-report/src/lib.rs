@@ -1,1 +1,27 @@
-//! Tables, reliability diagrams and HTML reports from metric records (no tensors).
+//! Tables, reliability diagrams, plots and HTML reports from metric records (no tensors).
+//!
+//! decal-report never computes a metric: it reads tidy [`record::MetricRecord`]s (and pre-binned
+//! reliability / score-histogram data), groups them over seeds and formats them. Every file it writes
+//! goes through `decal_core::write_atomic`, and every output is deterministic: the same input gives
+//! byte-identical tables, CSV and SVG.
+//!
+//! - [`record`]: the tidy record type and its JSONL / CSV readers and writers.
+//! - [`reliability`]: reliability diagrams (SVG + PNG + CSV) and their CSV format.
+//! - [`table`]: group-by over seeds (mean, sample std, SE, n) rendered as Markdown, LaTeX and CSV.
+//! - [`format`]: the single place that decides how numbers are printed.
+//! - [`plot`]: ECE-vs-severity and OOD score-histogram figures.
+//! - [`html`]: the self-contained `index.html` report.
+#![warn(missing_docs)]
+
+pub mod csv;
+mod error;
+pub mod format;
+// pub mod html;
+pub mod plot;
+pub mod record;
+pub mod reliability;
+// pub mod table;
+
+pub use error::ReportError;
+pub use record::MetricRecord;
+pub use reliability::{write_reliability_diagram, BinStat, ReliabilitySeries};
