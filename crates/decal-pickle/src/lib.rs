@@ -1,8 +1,31 @@
 //! A minimal, safe pickle reader: it interprets the opcode stream into a [`Value`] tree and never imports
 //! or calls anything. `GLOBAL`/`REDUCE`/`BUILD`/persistent ids are kept as data for the caller to interpret
 //! (CIFAR python batches, PyTorch `data.pkl` inside `.pt`/`.ckpt` zip archives).
+//!
+//! Entry point: [`parse`] (protocols 0–5). Helpers: [`Value::get`] and friends for navigation,
+//! [`numpy::ndarray`] to recover a pickled NumPy array's raw bytes.
+#![warn(missing_docs)]
+
+pub mod machine;
+pub mod numpy;
+mod value;
+
+pub use machine::{parse, parse_with_limits, Limits, PickleError};
 
 /// A decoded pickle value. Object construction is recorded, never executed.
+///
+/// Conventions for opcodes that have no variant of their own:
+/// * `NEWOBJ cls args`, `NEWOBJ_EX cls args kwargs`, `INST`, `OBJ` → [`Value::Reduce`] with the class as
+///   the callable (`NEWOBJ_EX` args are `Tuple([args, kwargs])`).
+/// * `EMPTY_SET`/`FROZENSET` → `Reduce { callable: Global("builtins", "set" | "frozenset"), args: Tuple([List]) }`,
+///   i.e. exactly how protocol 2 pickles a set.
+/// * `BYTEARRAY8` → [`Value::Bytes`]; protocol-0/2 byte strings (`STRING`, `BINSTRING`,
+///   `SHORT_BINSTRING`) → [`Value::Str`] decoded as latin-1, like `pickle.load(encoding="latin1")`.
+/// * `SETITEM(S)`/`APPEND(S)` applied to a value that is not a dict/list (a dict or list subclass built by
+///   `REDUCE`/`NEWOBJ`, e.g. `OrderedDict` or Lightning's `AttributeDict`) → `Build { obj, state: Dict | List }`
+///   holding the items; `REDUCE` of `collections.OrderedDict` with no arguments is a plain [`Value::Dict`].
+/// * Memoised values are copies: a container mutated after `PUT` is re-copied into the memo after each
+///   mutation, so later `GET`s see its final contents (shared references become equal copies).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// `None`.
