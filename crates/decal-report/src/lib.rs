@@ -20,7 +20,7 @@ pub mod format;
 pub mod plot;
 pub mod record;
 pub mod reliability;
-// pub mod table;
+pub mod table;
 
 pub use error::ReportError;
 pub use record::MetricRecord;

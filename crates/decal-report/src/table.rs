@@ -1,0 +1,560 @@
+//! Tables: group metric records over seeds and render them (STYLE.md R11, R12).
+//!
+//! 1. [`aggregate`] groups records by (method, split, dataset, corruption, severity, metric) and computes,
+//!    over the runs in each group, the mean, the **sample** standard deviation (ddof = 1; absent for
+//!    n = 1), the standard error `std / √n` with the true n, and n itself. Records of one group must share
+//!    one `definition` (mixing, say, 10-bin and 15-bin ECE in one mean is refused).
+//! 2. [`Table::paper`] lays aggregates out like the seed's results tables (seed-system.md §12.1): one
+//!    row per method, columns Acc, ECE, MCE, NLL, Brier, Shift Acc, Shift ECE, OOD AUROC, FPR95 (those
+//!    present). A column whose (split, metric) was measured on several datasets is split into one
+//!    column per dataset.
+//! 3. [`Table::to_markdown`], [`Table::to_latex`] (booktabs), [`Table::to_csv`] and [`Table::to_html`]
+//!    render it; every number goes through [`crate::format`]. The caption states the spread (std or SE),
+//!    the ddof, n, the units and each column's metric definition.
+//!
+//! Note on the seed: its summary files report SE = population std (ddof = 0) / √n, with n taken from the
+//! current run rather than the file (seed-system.md §10.6, BUG-20). Here n is always the number of
+//! values aggregated and the std is the sample std, so `± SE` here is √(n/(n−1)) times the seed's.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::csv;
+use crate::format::{self, Markup, NumberFormat};
+use crate::record::{format_value, MetricRecord};
+use crate::ReportError;
+
+/// What follows the `±` in a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// Sample standard deviation over seeds (ddof = 1).
+    Std,
+    /// Standard error of the mean: sample std / √n.
+    Se,
+}
+
+impl Spread {
+    /// Parses `std` or `se`.
+    pub fn parse(text: &str) -> Option<Spread> {
+        match text.to_ascii_lowercase().as_str() {
+            "std" | "sd" => Some(Spread::Std),
+            "se" | "sem" => Some(Spread::Se),
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Spread::Std => "sample standard deviation (ddof = 1)",
+            Spread::Se => "standard error of the mean (sample std with ddof = 1 divided by the square root of n)",
+        }
+    }
+}
+
+/// Summary of one group of records (one value per run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// Method (table row).
+    pub method: String,
+    /// Split.
+    pub split: String,
+    /// Dataset.
+    pub dataset: String,
+    /// Corruption, if the group is one corruption cell.
+    pub corruption: Option<String>,
+    /// Severity, if the group is one severity.
+    pub severity: Option<u8>,
+    /// Metric key.
+    pub metric: String,
+    /// Number of values (runs) aggregated.
+    pub n: usize,
+    /// Mean of the values.
+    pub mean: f64,
+    /// Sample standard deviation (ddof = 1); `None` when n = 1.
+    pub std: Option<f64>,
+    /// Standard error `std / √n`; `None` when n = 1.
+    pub se: Option<f64>,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// The shared definition of the group's records.
+    pub definition: String,
+    /// The runs aggregated (with their seeds), in input order.
+    pub runs: Vec<String>,
+}
+
+impl Aggregate {
+    /// The spread of the requested kind.
+    pub fn spread(&self, spread: Spread) -> Option<f64> {
+        match spread {
+            Spread::Std => self.std,
+            Spread::Se => self.se,
+        }
+    }
+}
+
+/// Mean, sample std (ddof = 1) and SE of `values` (two-pass, so large offsets do not cancel).
+pub fn mean_std_se(values: &[f64]) -> (f64, Option<f64>, Option<f64>) {
+    let n = values.len();
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (mean, None, None);
+    }
+    let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let std = (ss / (n as f64 - 1.0)).sqrt();
+    (mean, Some(std), Some(std / (n as f64).sqrt()))
+}
+
+type GroupKey = (String, String, String, Option<String>, Option<u8>, String);
+
+fn group_key(r: &MetricRecord) -> GroupKey {
+    (r.method.clone(), r.split.clone(), r.dataset.clone(), r.corruption.clone(), r.severity, r.metric.clone())
+}
+
+fn describe_key(k: &GroupKey) -> String {
+    let mut s = format!("method {:?}, split {:?}, dataset {:?}", k.0, k.1, k.2);
+    if let Some(c) = &k.3 {
+        s.push_str(&format!(", corruption {c:?}"));
+    }
+    if let Some(v) = k.4 {
+        s.push_str(&format!(", severity {v}"));
+    }
+    s.push_str(&format!(", metric {:?}", k.5));
+    s
+}
+
+fn run_label(r: &MetricRecord) -> String {
+    match r.seed {
+        Some(seed) => format!("{} (seed {seed})", r.run),
+        None => r.run.clone(),
+    }
+}
+
+/// Groups records by (method, split, dataset, corruption, severity, metric) and summarises each group
+/// over its runs. Groups come out in order of first appearance. A run (run, seed) may contribute one
+/// value per group: an exact duplicate record (e.g. the same file passed twice) is counted once, two
+/// different values for the same run and group are an error, and so are different definitions within
+/// a group.
+pub fn aggregate(records: &[MetricRecord]) -> Result<Vec<Aggregate>, ReportError> {
+    let mut order: Vec<GroupKey> = Vec::new();
+    let mut groups: HashMap<GroupKey, Vec<&MetricRecord>> = HashMap::new();
+    for r in records {
+        let key = group_key(r);
+        let members = groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            Vec::new()
+        });
+        if let Some(prev) = members.iter().find(|m| m.run == r.run && m.seed == r.seed) {
+            if prev.value.to_bits() == r.value.to_bits() && prev.definition == r.definition {
+                continue;
+            }
+            return Err(ReportError::Invalid(format!(
+                "run {} has two different values ({} and {}) for {}",
+                run_label(r),
+                format_value(prev.value),
+                format_value(r.value),
+                describe_key(&key)
+            )));
+        }
+        if let Some(first) = members.first() {
+            if first.definition != r.definition {
+                return Err(ReportError::Invalid(format!(
+                    "records for {} disagree on the definition: {:?} (run {}) vs {:?} (run {}); refusing to average different quantities",
+                    describe_key(&key),
+                    first.definition,
+                    run_label(first),
+                    r.definition,
+                    run_label(r)
+                )));
+            }
+        }
+        members.push(r);
+    }
+    Ok(order
+        .into_iter()
+        .map(|key| {
+            let members = &groups[&key];
+            let values: Vec<f64> = members.iter().map(|m| m.value).collect();
+            let (mean, std, se) = mean_std_se(&values);
+            Aggregate {
+                method: key.0.clone(),
+                split: key.1.clone(),
+                dataset: key.2.clone(),
+                corruption: key.3.clone(),
+                severity: key.4,
+                metric: key.5.clone(),
+                n: values.len(),
+                mean,
+                std,
+                se,
+                min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                definition: members[0].definition.clone(),
+                runs: members.iter().map(|m| run_label(m)).collect(),
+            }
+        })
+        .collect())
+}
+
+/// Long-format CSV of aggregates (one row per group; raw values, lossless, fractions not percent):
+/// `method,split,dataset,corruption,severity,metric,n,mean,std,se,min,max,definition`.
+pub fn aggregates_to_csv(aggregates: &[Aggregate]) -> String {
+    let mut out = String::new();
+    csv::write_row(
+        &mut out,
+        &["method", "split", "dataset", "corruption", "severity", "metric", "n", "mean", "std", "se", "min", "max", "definition"],
+    );
+    for a in aggregates {
+        csv::write_row(
+            &mut out,
+            &[
+                a.method.clone(),
+                a.split.clone(),
+                a.dataset.clone(),
+                a.corruption.clone().unwrap_or_default(),
+                a.severity.map(|s| s.to_string()).unwrap_or_default(),
+                a.metric.clone(),
+                a.n.to_string(),
+                format_value(a.mean),
+                a.std.map(format_value).unwrap_or_default(),
+                a.se.map(format_value).unwrap_or_default(),
+                format_value(a.min),
+                format_value(a.max),
+                a.definition.clone(),
+            ],
+        );
+    }
+    out
+}
+
+/// One column of a results table: which aggregates fill it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    /// Header text without unit, e.g. `Shift ECE` or `OOD AUROC (svhn)`.
+    pub header: String,
+    /// Split to match.
+    pub split: String,
+    /// Metric key to match.
+    pub metric: String,
+    /// Dataset to match; `None` matches any (there must then be at most one per method).
+    pub dataset: Option<String>,
+}
+
+impl Column {
+    fn unit_suffix(&self) -> &'static str {
+        if format::is_percent(&self.metric) {
+            " (%)"
+        } else {
+            ""
+        }
+    }
+
+    fn matches(&self, a: &Aggregate) -> bool {
+        a.split == self.split
+            && a.metric == self.metric
+            && a.corruption.is_none()
+            && a.severity.is_none()
+            && self.dataset.as_ref().is_none_or(|d| *d == a.dataset)
+    }
+}
+
+/// The seed's column layout (seed-system.md §12.1): header, split, metric.
+pub const PAPER_COLUMNS: [(&str, &str, &str); 9] = [
+    ("Acc", "test", "accuracy"),
+    ("ECE", "test", "ece"),
+    ("MCE", "test", "mce"),
+    ("NLL", "test", "nll"),
+    ("Brier", "test", "brier"),
+    ("Shift Acc", "shift", "accuracy"),
+    ("Shift ECE", "shift", "ece"),
+    ("OOD AUROC", "ood", "auroc"),
+    ("FPR95", "ood", "fpr95"),
+];
+
+/// A results table: rows = methods, columns = metrics, cells = aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Title (Markdown heading / LaTeX caption start).
+    pub title: String,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Row labels (methods) in order.
+    pub methods: Vec<String>,
+    /// `cells[row][col]`.
+    pub cells: Vec<Vec<Option<Aggregate>>>,
+    /// What the `±` shows.
+    pub spread: Spread,
+}
+
+impl Table {
+    /// Lays out aggregates in the seed's column layout ([`PAPER_COLUMNS`], those present), one row per
+    /// method in order of first appearance (or `method_order` first, then the rest). Only pooled
+    /// aggregates (no corruption, no severity) are used.
+    pub fn paper(
+        title: &str,
+        aggregates: &[Aggregate],
+        spread: Spread,
+        method_order: &[String],
+    ) -> Result<Table, ReportError> {
+        let mut columns = Vec::new();
+        for (header, split, metric) in PAPER_COLUMNS {
+            let mut datasets: Vec<&str> = Vec::new();
+            for a in aggregates {
+                let probe = Column { header: String::new(), split: split.into(), metric: metric.into(), dataset: None };
+                if probe.matches(a) && !datasets.contains(&a.dataset.as_str()) {
+                    datasets.push(&a.dataset);
+                }
+            }
+            for d in &datasets {
+                let header = if datasets.len() > 1 { format!("{header} ({d})") } else { header.to_string() };
+                columns.push(Column { header, split: split.into(), metric: metric.into(), dataset: Some(d.to_string()) });
+            }
+        }
+        if columns.is_empty() {
+            return Err(ReportError::Invalid(
+                "no records for the results table: it needs pooled (no corruption/severity) records with split test, shift or ood and metric accuracy, ece, mce, nll, brier, auroc or fpr95".to_string(),
+            ));
+        }
+        Table::build(title, aggregates, columns, spread, method_order)
+    }
+
+    /// Lays out aggregates in the given columns, one row per method that has at least one cell.
+    pub fn build(
+        title: &str,
+        aggregates: &[Aggregate],
+        columns: Vec<Column>,
+        spread: Spread,
+        method_order: &[String],
+    ) -> Result<Table, ReportError> {
+        let mut methods: Vec<String> = method_order.to_vec();
+        for a in aggregates {
+            if columns.iter().any(|c| c.matches(a)) && !methods.contains(&a.method) {
+                methods.push(a.method.clone());
+            }
+        }
+        let mut cells = Vec::new();
+        let mut kept = Vec::new();
+        for m in &methods {
+            let mut row = Vec::new();
+            for c in &columns {
+                let found: Vec<&Aggregate> = aggregates.iter().filter(|a| a.method == *m && c.matches(a)).collect();
+                if found.len() > 1 {
+                    let sets: Vec<&str> = found.iter().map(|a| a.dataset.as_str()).collect();
+                    return Err(ReportError::Invalid(format!(
+                        "column {:?} of method {m:?} matches several datasets ({}); give the column a dataset",
+                        c.header,
+                        sets.join(", ")
+                    )));
+                }
+                row.push(found.first().map(|a| (*a).clone()));
+            }
+            if row.iter().any(Option::is_some) {
+                kept.push(m.clone());
+                cells.push(row);
+            }
+        }
+        Ok(Table { title: title.to_string(), columns, methods: kept, cells, spread })
+    }
+
+    fn filled(&self) -> impl Iterator<Item = &Aggregate> {
+        self.cells.iter().flatten().flatten()
+    }
+
+    /// The single n of every cell, when all cells share one.
+    pub fn common_n(&self) -> Option<usize> {
+        let mut ns = self.filled().map(|a| a.n);
+        let first = ns.next()?;
+        ns.all(|n| n == first).then_some(first)
+    }
+
+    fn cell_text(&self, a: &Aggregate, markup: Markup) -> String {
+        let fmt = format::metric_format(&a.metric);
+        let mut text = format::mean_spread(a.mean, a.spread(self.spread), fmt, markup);
+        if self.common_n().is_none() {
+            text.push_str(&format!(" (n={})", a.n));
+        }
+        text
+    }
+
+    fn header_text(&self, c: &Column) -> String {
+        format!("{}{}", c.header, c.unit_suffix())
+    }
+
+    /// The caption: spread, n, units, and each column's definition (plain text).
+    pub fn caption(&self) -> String {
+        let mut parts = Vec::new();
+        let spread = self.spread.describe();
+        match self.common_n() {
+            Some(1) => parts.push("Single run per cell (n = 1): no spread.".to_string()),
+            Some(n) => parts.push(format!("Mean ± {spread} over n = {n} runs per cell.")),
+            None => parts.push(format!("Mean ± {spread}; n (runs per cell) differs between cells and is given in each cell; cells with n = 1 show no spread.")),
+        }
+        let pct: Vec<&str> =
+            self.columns.iter().filter(|c| format::is_percent(&c.metric)).map(|c| c.header.as_str()).collect();
+        if !pct.is_empty() {
+            parts.push(format!("{} in percent.", pct.join(", ")));
+        }
+        let mut defs: Vec<String> = Vec::new();
+        for (j, c) in self.columns.iter().enumerate() {
+            let mut col_defs: Vec<&str> = Vec::new();
+            for row in &self.cells {
+                if let Some(a) = &row[j] {
+                    if !a.definition.is_empty() && !col_defs.contains(&a.definition.as_str()) {
+                        col_defs.push(&a.definition);
+                    }
+                }
+            }
+            if !col_defs.is_empty() {
+                defs.push(format!("{}: {}", c.header, col_defs.join(" / ")));
+            }
+        }
+        if !defs.is_empty() {
+            parts.push(format!("Definitions. {}.", defs.join("; ")));
+        }
+        parts.join(" ")
+    }
+
+    /// GitHub-flavoured Markdown: bold title, the table, the caption.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("**{}**\n\n", self.title);
+        out.push_str("| Method |");
+        for c in &self.columns {
+            out.push_str(&format!(" {} |", md_escape(&self.header_text(c))));
+        }
+        out.push_str("\n|:---|");
+        for _ in &self.columns {
+            out.push_str("---:|");
+        }
+        out.push('\n');
+        for (m, row) in self.methods.iter().zip(&self.cells) {
+            out.push_str(&format!("| {} |", md_escape(m)));
+            for cell in row {
+                let text = cell.as_ref().map(|a| self.cell_text(a, Markup::Text)).unwrap_or_else(|| "—".into());
+                out.push_str(&format!(" {text} |"));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("\n{}\n", self.caption()));
+        out
+    }
+
+    /// A LaTeX `table` with a booktabs `tabular` (needs `\usepackage{booktabs}`), caption above.
+    pub fn to_latex(&self, label: &str) -> String {
+        let mut out = String::from("\\begin{table}[t]\n\\centering\n");
+        out.push_str(&format!(
+            "\\caption{{{}. {}}}\n\\label{{{}}}\n",
+            latex_escape(&self.title),
+            latex_escape(&self.caption()),
+            label
+        ));
+        out.push_str(&format!("\\begin{{tabular}}{{l{}}}\n\\toprule\n", "r".repeat(self.columns.len())));
+        out.push_str("Method");
+        for c in &self.columns {
+            out.push_str(&format!(" & {}", latex_escape(&self.header_text(c))));
+        }
+        out.push_str(" \\\\\n\\midrule\n");
+        for (m, row) in self.methods.iter().zip(&self.cells) {
+            out.push_str(&latex_escape(m));
+            for cell in row {
+                let text = cell.as_ref().map(|a| self.cell_text(a, Markup::Latex)).unwrap_or_else(|| "--".into());
+                out.push_str(&format!(" & {text}"));
+            }
+            out.push_str(" \\\\\n");
+        }
+        out.push_str("\\bottomrule\n\\end{tabular}\n\\end{table}\n");
+        out
+    }
+
+    /// Machine-readable CSV of the table in display units, rounded as displayed: `method`, then per
+    /// column `<header> mean`, `<header> <std|se>`, `<header> n`.
+    pub fn to_csv(&self) -> String {
+        let spread_name = match self.spread {
+            Spread::Std => "std",
+            Spread::Se => "se",
+        };
+        let mut header = vec!["method".to_string()];
+        for c in &self.columns {
+            let h = self.header_text(c);
+            header.push(format!("{h} mean"));
+            header.push(format!("{h} {spread_name}"));
+            header.push(format!("{h} n"));
+        }
+        let mut out = String::new();
+        csv::write_row(&mut out, &header);
+        for (m, row) in self.methods.iter().zip(&self.cells) {
+            let mut fields = vec![m.clone()];
+            for cell in row {
+                match cell {
+                    Some(a) => {
+                        let fmt: NumberFormat = format::metric_format(&a.metric);
+                        fields.push(format::fixed(fmt.scaled(a.mean), fmt.decimals));
+                        fields.push(
+                            a.spread(self.spread).map(|s| format::fixed(fmt.scaled(s), fmt.decimals)).unwrap_or_default(),
+                        );
+                        fields.push(a.n.to_string());
+                    }
+                    None => fields.extend([String::new(), String::new(), String::new()]),
+                }
+            }
+            csv::write_row(&mut out, &fields);
+        }
+        out
+    }
+
+    /// An HTML `<table>` with a `<caption>` (for the report; text is escaped).
+    pub fn to_html(&self) -> String {
+        let mut out = String::from("<table class=\"results\">\n");
+        out.push_str(&format!(
+            "<caption><strong>{}</strong>. {}</caption>\n<thead><tr><th>Method</th>",
+            html_escape(&self.title),
+            html_escape(&self.caption())
+        ));
+        for c in &self.columns {
+            out.push_str(&format!("<th>{}</th>", html_escape(&self.header_text(c))));
+        }
+        out.push_str("</tr></thead>\n<tbody>\n");
+        for (m, row) in self.methods.iter().zip(&self.cells) {
+            out.push_str(&format!("<tr><th>{}</th>", html_escape(m)));
+            for cell in row {
+                let text = cell.as_ref().map(|a| self.cell_text(a, Markup::Html)).unwrap_or_else(|| "—".into());
+                out.push_str(&format!("<td>{text}</td>"));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n</table>\n");
+        out
+    }
+}
+
+/// Escapes Markdown table metacharacters.
+fn md_escape(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// Escapes LaTeX special characters in plain text.
+pub fn latex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            '±' => out.push_str("$\\pm$"),
+            '—' => out.push_str("---"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes HTML text.
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
