@@ -3,8 +3,29 @@
 //! Shared interface (used by `decal-train` and `decal-eval`):
 //! - [`Backbone`]: the feature extractor ("body"); `features(x, train) -> [N, F]`.
 //! - [`Classifier`]: a backbone plus a linear head, the stage-1 model.
+//!
+//! Every backbone of the seed (seed-system.md §5) is built config-first from an [`ArchConfig`]
+//! (`ArchConfig::preset("wrn-28-10", 10)`, then [`build_classifier`]); variable names mirror the seed's
+//! PyTorch state_dict keys, so [`import`] is a name mapping and [`checkpoint`] files are interchangeable
+//! with `safetensors` files written from PyTorch.
+#![warn(missing_docs)]
 
 use tch::{nn, Tensor};
+
+pub mod arch;
+pub mod cnn;
+pub mod device;
+pub mod efficientnet;
+mod error;
+mod init;
+pub mod resnet;
+pub mod vit;
+pub mod wrn;
+
+pub use arch::{
+    build_backbone, build_classifier, try_build_backbone, try_build_classifier, ArchConfig, PRESETS,
+};
+pub use error::ModelError;
 
 /// A feature extractor: everything of a classifier up to (and including) its last hidden activation.
 ///
@@ -31,6 +52,30 @@ impl Classifier {
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.body.features(xs, train).apply(&self.head)
     }
+
+    /// Features `[N, F]` (the body's output; what stage 2 consumes).
+    pub fn features_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.body.features(xs, train)
+    }
+
+    /// K, the number of classes (rows of the head's weight).
+    pub fn num_classes(&self) -> i64 {
+        self.head.ws.size()[0]
+    }
+
+    /// F, the width of the feature vector.
+    pub fn feature_dim(&self) -> i64 {
+        self.body.feature_dim()
+    }
+}
+
+/// Number of trainable scalars in `vs` (PyTorch's `sum(p.numel() for p in model.parameters())`:
+/// BatchNorm running statistics are buffers and not counted).
+pub fn num_parameters(vs: &nn::VarStore) -> i64 {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum()
 }
 
 pub mod heads;
