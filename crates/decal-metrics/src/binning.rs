@@ -1,0 +1,278 @@
+//! Equal-width confidence bins and the three bin-membership conventions (metrics.md §3.1).
+//!
+//! | convention    | bins                          | edges                                   | used by |
+//! |---------------|-------------------------------|-----------------------------------------|---------|
+//! | `torchmetrics`| `[lo, hi)` + an extra bin for `c == 1.0` exactly; `c = 0` in bin 1 | `torch.linspace(0, 1, M+1)` in **float32** | paper, torchmetrics 1.1.2, torch-uncertainty |
+//! | `guo`         | `(lo, hi]`; `c = 0` falls in no bin | `torch.linspace(0, 1, M+1)` in float32 | gpleiss `_ECELoss`, focal_calibration, the seed's TS printout |
+//! | `histogram`   | `[lo, hi)`, last bin closed `[lo, 1]` | `numpy.linspace(0, 1, M+1)` in float64 | netcal, robustness_metrics |
+//!
+//! Edges are reproduced bit-for-bit (torch's float32 `linspace` kernel computes `start + step·i` for the first
+//! half and `end − step·(steps−1−i)` for the second half, in float32; numpy computes `i·step` in float64 and
+//! sets the last edge to exactly 1), so a confidence sitting on an edge lands in the same bin as in the
+//! reference library. Confidences are compared as f64 (an f32 confidence widens exactly).
+
+use serde::{Deserialize, Serialize};
+
+/// Which bins a confidence belongs to (see the module table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Membership {
+    /// `[lo, hi)` plus an extra bin for `c == 1.0` (torchmetrics 1.1.2 `_binning_bucketize`).
+    Torchmetrics,
+    /// `(lo, hi]` (Guo et al. 2017 / gpleiss `_ECELoss`).
+    Guo,
+    /// `[lo, hi)` with the last bin closed (netcal, robustness_metrics).
+    Histogram,
+}
+
+impl Membership {
+    /// Parses `torchmetrics`, `guo` or `histogram`.
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "torchmetrics" => Some(Membership::Torchmetrics),
+            "guo" => Some(Membership::Guo),
+            "histogram" => Some(Membership::Histogram),
+            _ => None,
+        }
+    }
+
+    /// The name used in `definitions` and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Membership::Torchmetrics => "torchmetrics",
+            Membership::Guo => "guo",
+            Membership::Histogram => "histogram",
+        }
+    }
+
+    /// One-line human description of the convention (for `definitions` and printed tables).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Membership::Torchmetrics => "bins [lo,hi) on float32 torch.linspace edges plus an extra bin for confidence == 1.0 (torchmetrics 1.1.2)",
+            Membership::Guo => "bins (lo,hi] on float32 torch.linspace edges (Guo et al. 2017, gpleiss _ECELoss)",
+            Membership::Histogram => "bins [lo,hi), last bin closed, on float64 numpy.linspace edges (netcal)",
+        }
+    }
+}
+
+/// `M` equal-width bins with a membership convention. Holds the `M + 1` edges as f64.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bins {
+    num_bins: usize,
+    membership: Membership,
+    edges: Vec<f64>,
+}
+
+/// `torch.linspace(0, 1, steps)` in float32, reproducing ATen's CPU kernel (RangeFactoriesKernel.cpp):
+/// `step = (end − start)/(steps − 1)`; element `i` is `start + step·i` for `i < steps/2` and
+/// `end − step·(steps − 1 − i)` otherwise, all in float32.
+pub fn torch_linspace_f32(steps: usize) -> Vec<f32> {
+    if steps == 1 {
+        return vec![0.0];
+    }
+    let step = 1.0f32 / (steps - 1) as f32;
+    let halfway = steps / 2;
+    (0..steps)
+        .map(|i| {
+            if i < halfway {
+                step * i as f32
+            } else {
+                1.0f32 - step * (steps - 1 - i) as f32
+            }
+        })
+        .collect()
+}
+
+/// `numpy.linspace(0, 1, num)` in float64: `i · (1/(num−1))` with the last element set to exactly 1.
+pub fn numpy_linspace_f64(num: usize) -> Vec<f64> {
+    if num == 1 {
+        return vec![0.0];
+    }
+    let div = (num - 1) as f64;
+    let step = 1.0 / div;
+    let mut v: Vec<f64> = (0..num).map(|i| i as f64 * step).collect();
+    v[num - 1] = 1.0;
+    v
+}
+
+impl Bins {
+    /// `num_bins ≥ 1` equal-width bins with the given membership.
+    pub fn new(num_bins: usize, membership: Membership) -> Self {
+        let num_bins = num_bins.max(1);
+        let edges = match membership {
+            Membership::Torchmetrics | Membership::Guo => torch_linspace_f32(num_bins + 1)
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            Membership::Histogram => numpy_linspace_f64(num_bins + 1),
+        };
+        Bins {
+            num_bins,
+            membership,
+            edges,
+        }
+    }
+
+    /// Number of equal-width bins `M` (the torchmetrics extra bin is not counted).
+    pub fn num_bins(&self) -> usize {
+        self.num_bins
+    }
+
+    /// Number of slots an accumulator needs: `M + 1` for torchmetrics (extra `c == 1` bin), else `M`.
+    pub fn num_slots(&self) -> usize {
+        match self.membership {
+            Membership::Torchmetrics => self.num_bins + 1,
+            _ => self.num_bins,
+        }
+    }
+
+    /// The membership convention.
+    pub fn membership(&self) -> Membership {
+        self.membership
+    }
+
+    /// The `M + 1` bin edges.
+    pub fn edges(&self) -> &[f64] {
+        &self.edges
+    }
+
+    /// `(lower, upper)` of slot `s`; the torchmetrics extra slot is `(1, 1)`.
+    pub fn slot_range(&self, slot: usize) -> (f64, f64) {
+        if slot >= self.num_bins {
+            (1.0, 1.0)
+        } else {
+            (self.edges[slot], self.edges[slot + 1])
+        }
+    }
+
+    /// The slot of confidence `c`, or `None` when the convention puts it in no bin (`guo` with `c ≤ 0`, any
+    /// convention with `c` outside `[0, 1]` or NaN).
+    #[inline]
+    pub fn slot(&self, c: f64) -> Option<usize> {
+        if !(0.0..=1.0).contains(&c) {
+            return None;
+        }
+        let m = self.num_bins;
+        // Initial guess from the arithmetic position, then corrected against the exact edges (at most a step
+        // or two, because the edges are within an ulp of k/M).
+        let mut k = ((c * m as f64) as usize).min(m - 1);
+        let e = &self.edges;
+        match self.membership {
+            Membership::Torchmetrics | Membership::Histogram => {
+                // Want e[k] <= c < e[k+1].
+                while k > 0 && c < e[k] {
+                    k -= 1;
+                }
+                while k + 1 < m && c >= e[k + 1] {
+                    k += 1;
+                }
+                if c >= e[m] {
+                    // c == 1.0 exactly (or above the last float32 edge, which is exactly 1).
+                    return Some(if self.membership == Membership::Torchmetrics {
+                        m
+                    } else {
+                        m - 1
+                    });
+                }
+                if k + 1 == m && c >= e[k + 1] {
+                    return Some(m - 1);
+                }
+                Some(k)
+            }
+            Membership::Guo => {
+                if c <= e[0] {
+                    return None;
+                }
+                // Want e[k] < c <= e[k+1].
+                while k > 0 && c <= e[k] {
+                    k -= 1;
+                }
+                while k + 1 < m && c > e[k + 1] {
+                    k += 1;
+                }
+                if c > e[m] {
+                    return None;
+                }
+                Some(k)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torchmetrics_edges_and_the_exact_one_bin() {
+        let b = Bins::new(10, Membership::Torchmetrics);
+        assert_eq!(b.num_slots(), 11);
+        assert_eq!(b.slot(1.0), Some(10));
+        assert_eq!(b.slot(0.0), Some(0));
+        assert_eq!(b.slot(0.95), Some(9));
+        assert_eq!(b.slot(0.05), Some(0));
+        // The float32 edge 0.1f = 0.10000000149..., so 0.1 (f64) is still in bin 0 and 0.1f in bin 1.
+        assert_eq!(b.slot(0.1), Some(0));
+        assert_eq!(b.slot(0.1f32 as f64), Some(1));
+        assert_eq!(b.slot(1.0000001), None);
+    }
+
+    #[test]
+    fn guo_and_histogram_membership() {
+        let g = Bins::new(10, Membership::Guo);
+        assert_eq!(g.num_slots(), 10);
+        assert_eq!(g.slot(0.0), None);
+        assert_eq!(g.slot(1.0), Some(9));
+        assert_eq!(g.slot(0.5), Some(4));
+        let h = Bins::new(10, Membership::Histogram);
+        assert_eq!(h.slot(1.0), Some(9));
+        assert_eq!(h.slot(0.0), Some(0));
+        assert_eq!(h.slot(0.5), Some(5));
+    }
+
+    #[test]
+    fn slot_agrees_with_a_linear_scan() {
+        for membership in [
+            Membership::Torchmetrics,
+            Membership::Guo,
+            Membership::Histogram,
+        ] {
+            for m in [1, 2, 3, 7, 10, 15, 20, 100] {
+                let b = Bins::new(m, membership);
+                let mut probes: Vec<f64> = b.edges().to_vec();
+                for e in b.edges() {
+                    probes.push(f64::from_bits(e.to_bits().saturating_add(1)));
+                    if *e > 0.0 {
+                        probes.push(f64::from_bits(e.to_bits() - 1));
+                    }
+                }
+                probes.extend((0..=1000).map(|i| i as f64 / 1000.0));
+                for c in probes {
+                    let e = b.edges();
+                    let expect = match membership {
+                        Membership::Torchmetrics => {
+                            if c > 1.0 {
+                                None
+                            } else if c == 1.0 {
+                                Some(m)
+                            } else {
+                                (0..m).find(|&k| e[k] <= c && c < e[k + 1])
+                            }
+                        }
+                        Membership::Histogram => {
+                            if c > 1.0 {
+                                None
+                            } else {
+                                (0..m).find(|&k| {
+                                    e[k] <= c && (c < e[k + 1] || (k == m - 1 && c <= e[m]))
+                                })
+                            }
+                        }
+                        Membership::Guo => (0..m).find(|&k| e[k] < c && c <= e[k + 1]),
+                    };
+                    assert_eq!(b.slot(c), expect, "{membership:?} M={m} c={c}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,921 @@
+//! One entry point for every command that reports metrics (`decal metrics`, `decal eval`, the experiment
+//! runner): [`evaluate`] a [`PredictionInput`] under a [`Profile`] and get a serialisable [`Summary`] whose
+//! top-level `accuracy, ece, mce, nll, brier, brier_div_k` are fractions and whose `definitions` name every
+//! definition used. [`SummaryAccumulator`] computes the same summary from chunks (streaming; mergeable), and
+//! [`evaluate`] is implemented with it, so the one-shot and streaming paths cannot drift apart.
+//!
+//! Memory: binned metrics, accuracy, NLL and Brier use O(M·K) memory whatever N. Equal-mass ECE keeps the
+//! confidences (9 bytes/row), bootstrap keeps 5 values per row, and OOD metrics keep one score per ID row.
+
+use serde::{Deserialize, Serialize};
+
+use crate::binning::Bins;
+use crate::bootstrap::{bootstrap, BootstrapConfig, BootstrapRows, BootstrapSummary};
+use crate::calibration::{
+    ece_equal_mass, BinnedAccumulator, ClasswiseAccumulator, ReliabilityBins,
+};
+use crate::error::MetricsError;
+use crate::ood::{self, PrEstimator};
+use crate::profile::{Definitions, Fpr95Convention, OodScore, Profile, SoftmaxPrecision};
+use crate::scoring::{
+    argmax, row_brier, row_nll_sklearn, softmax_into, NllVariant, ScoreAccumulator,
+};
+
+/// A borrowed row-major `[N, K]` matrix in f32 or f64 (f32 values are widened exactly).
+#[derive(Debug, Clone, Copy)]
+pub enum Values<'a> {
+    /// float32 storage.
+    F32(&'a [f32]),
+    /// float64 storage.
+    F64(&'a [f64]),
+}
+
+impl Values<'_> {
+    /// Number of stored values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether no values are stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn row_into(&self, row: usize, k: usize, out: &mut [f64]) {
+        match self {
+            Values::F32(v) => out
+                .iter_mut()
+                .zip(&v[row * k..(row + 1) * k])
+                .for_each(|(o, &x)| *o = f64::from(x)),
+            Values::F64(v) => out.copy_from_slice(&v[row * k..(row + 1) * k]),
+        }
+    }
+}
+
+/// Whether a matrix holds logits or probabilities. Never guessed: the caller says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreKind {
+    /// Unnormalised logits.
+    Logits,
+    /// Probabilities (rows sum to 1 within the profile's tolerance).
+    Probabilities,
+}
+
+impl ScoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            ScoreKind::Logits => "logits",
+            ScoreKind::Probabilities => "probabilities",
+        }
+    }
+}
+
+/// OOD input: the OOD set's predictions (scored with the profile's OOD score), or precomputed scores
+/// for both sets (e.g. negative mutual information of a V-TST head).
+#[derive(Debug, Clone)]
+pub enum OodInput<'a> {
+    /// Predictions on the OOD set, same K as the ID predictions.
+    Predictions {
+        /// Logits or probabilities.
+        kind: ScoreKind,
+        /// Row-major `[N_ood, K]`.
+        values: Values<'a>,
+    },
+    /// Precomputed scores, larger = more in-distribution.
+    Scores {
+        /// Score name recorded in `definitions`.
+        name: String,
+        /// Scores of the in-distribution examples.
+        id: Vec<f64>,
+        /// Scores of the OOD examples.
+        ood: Vec<f64>,
+    },
+}
+
+/// Validated predictions, labels and optional OOD input. Construct with [`PredictionInput::new`], which checks
+/// shapes, label range, finiteness and (for probabilities) that rows are distributions.
+#[derive(Debug, Clone)]
+pub struct PredictionInput<'a> {
+    kind: ScoreKind,
+    values: Values<'a>,
+    num_classes: usize,
+    labels: &'a [i64],
+    ood: Option<OodInput<'a>>,
+}
+
+/// Checks `values` (rows `row_offset..`) for shape, finiteness and, for probabilities, that each row is a
+/// distribution within `tolerance`; checks labels when given.
+pub fn validate_rows(
+    what: &'static str,
+    kind: ScoreKind,
+    values: Values<'_>,
+    num_classes: usize,
+    labels: Option<&[i64]>,
+    row_offset: usize,
+    tolerance: f64,
+) -> Result<(), MetricsError> {
+    if num_classes == 0 {
+        return Err(MetricsError::Unsupported(
+            "number of classes must be at least 1".into(),
+        ));
+    }
+    let rows = values.len() / num_classes;
+    if values.len() % num_classes != 0 || labels.is_some_and(|l| l.len() != rows) {
+        return Err(MetricsError::Shape {
+            what,
+            len: values.len(),
+            rows: labels.map_or(rows, |l| l.len()),
+            num_classes,
+        });
+    }
+    if let Some(labels) = labels {
+        if let Some(i) = labels
+            .iter()
+            .position(|&y| y < 0 || y as u64 >= num_classes as u64)
+        {
+            return Err(MetricsError::LabelOutOfRange {
+                row: row_offset + i,
+                label: labels[i],
+                num_classes,
+            });
+        }
+    }
+    let mut row = vec![0.0; num_classes];
+    for i in 0..rows {
+        values.row_into(i, num_classes, &mut row);
+        if let Some(col) = row.iter().position(|x| !x.is_finite()) {
+            return Err(MetricsError::NonFinite {
+                what,
+                row: row_offset + i,
+                col,
+                value: row[col],
+            });
+        }
+        if kind == ScoreKind::Probabilities {
+            if let Some(col) = row.iter().position(|&p| !(0.0..=1.0).contains(&p)) {
+                return Err(MetricsError::NotProbabilities {
+                    what,
+                    row: row_offset + i,
+                    problem: format!("entry {col} is {} (outside [0, 1])", row[col]),
+                });
+            }
+            let s: f64 = row.iter().sum();
+            if (s - 1.0).abs() > tolerance {
+                return Err(MetricsError::NotProbabilities {
+                    what,
+                    row: row_offset + i,
+                    problem: format!("sums to {s} (tolerance {tolerance})"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<'a> PredictionInput<'a> {
+    /// Validated input with the default probability-sum tolerance (1e-3).
+    pub fn new(
+        kind: ScoreKind,
+        values: Values<'a>,
+        num_classes: usize,
+        labels: &'a [i64],
+    ) -> Result<Self, MetricsError> {
+        Self::with_tolerance(kind, values, num_classes, labels, 1e-3)
+    }
+
+    /// Validated input with an explicit tolerance on `|Σ_k p_k − 1|`.
+    pub fn with_tolerance(
+        kind: ScoreKind,
+        values: Values<'a>,
+        num_classes: usize,
+        labels: &'a [i64],
+        tolerance: f64,
+    ) -> Result<Self, MetricsError> {
+        if labels.is_empty() || values.is_empty() {
+            return Err(MetricsError::Empty);
+        }
+        validate_rows(
+            kind.name(),
+            kind,
+            values,
+            num_classes,
+            Some(labels),
+            0,
+            tolerance,
+        )?;
+        Ok(PredictionInput {
+            kind,
+            values,
+            num_classes,
+            labels,
+            ood: None,
+        })
+    }
+
+    /// Logits `[N, K]` in f32.
+    pub fn logits_f32(
+        logits: &'a [f32],
+        num_classes: usize,
+        labels: &'a [i64],
+    ) -> Result<Self, MetricsError> {
+        Self::new(ScoreKind::Logits, Values::F32(logits), num_classes, labels)
+    }
+
+    /// Logits `[N, K]` in f64.
+    pub fn logits_f64(
+        logits: &'a [f64],
+        num_classes: usize,
+        labels: &'a [i64],
+    ) -> Result<Self, MetricsError> {
+        Self::new(ScoreKind::Logits, Values::F64(logits), num_classes, labels)
+    }
+
+    /// Probabilities `[N, K]` in f32.
+    pub fn probs_f32(
+        probs: &'a [f32],
+        num_classes: usize,
+        labels: &'a [i64],
+    ) -> Result<Self, MetricsError> {
+        Self::new(
+            ScoreKind::Probabilities,
+            Values::F32(probs),
+            num_classes,
+            labels,
+        )
+    }
+
+    /// Probabilities `[N, K]` in f64.
+    pub fn probs_f64(
+        probs: &'a [f64],
+        num_classes: usize,
+        labels: &'a [i64],
+    ) -> Result<Self, MetricsError> {
+        Self::new(
+            ScoreKind::Probabilities,
+            Values::F64(probs),
+            num_classes,
+            labels,
+        )
+    }
+
+    /// Adds OOD predictions (validated: same K, finite, distributions when probabilities, non-empty).
+    pub fn with_ood(mut self, kind: ScoreKind, values: Values<'a>) -> Result<Self, MetricsError> {
+        if values.is_empty() {
+            return Err(MetricsError::Empty);
+        }
+        validate_rows("ood", kind, values, self.num_classes, None, 0, 1e-3)?;
+        self.ood = Some(OodInput::Predictions { kind, values });
+        Ok(self)
+    }
+
+    /// Adds precomputed OOD scores for both sets (`id` must have one score per ID row).
+    pub fn with_ood_scores(
+        mut self,
+        name: &str,
+        id: Vec<f64>,
+        ood: Vec<f64>,
+    ) -> Result<Self, MetricsError> {
+        if id.len() != self.labels.len() {
+            return Err(MetricsError::Shape {
+                what: "id scores",
+                len: id.len(),
+                rows: self.labels.len(),
+                num_classes: 1,
+            });
+        }
+        if ood.is_empty() {
+            return Err(MetricsError::Empty);
+        }
+        for (what, v) in [("id scores", &id), ("ood scores", &ood)] {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(MetricsError::NonFinite {
+                    what,
+                    row: i,
+                    col: 0,
+                    value: v[i],
+                });
+            }
+        }
+        self.ood = Some(OodInput::Scores {
+            name: name.to_string(),
+            id,
+            ood,
+        });
+        Ok(self)
+    }
+
+    /// Number of predictions N.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Always false for a validated input.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Number of classes K.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Logits or probabilities.
+    pub fn kind(&self) -> ScoreKind {
+        self.kind
+    }
+}
+
+/// All OOD metrics, each under its convention's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OodSummary {
+    /// Number of in-distribution examples.
+    pub n_id: usize,
+    /// Number of OOD examples.
+    pub n_ood: usize,
+    /// The score used.
+    pub score: String,
+    /// AUROC (ID positive, ties half).
+    pub auroc: f64,
+    /// AUPR-In, average precision.
+    pub aupr_in_ap: f64,
+    /// AUPR-In, trapezoid.
+    pub aupr_in_trapz: f64,
+    /// AUPR-Out, average precision.
+    pub aupr_out_ap: f64,
+    /// AUPR-Out, trapezoid.
+    pub aupr_out_trapz: f64,
+    /// FPR@95TPR, ID positive, exact threshold.
+    pub fpr95_idpos: f64,
+    /// FPR@95TPR, ID positive, interpolated (ood_metrics; the paper).
+    pub fpr95_idpos_interp: f64,
+    /// FPR@95TPR, OOD positive (OpenOOD).
+    pub fpr95_oodpos: f64,
+}
+
+/// Other definitions of the headline numbers, for cross-checking against other papers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Alternatives {
+    /// Exact NLL (log-softmax of logits, or −ln p_y of given probabilities; after float32 rounding of the
+    /// probabilities when the profile rounds and the input is probabilities).
+    pub nll_exact: f64,
+    /// sklearn-1.1.3 clipped NLL of the (profile's) probabilities.
+    pub nll_sklearn_clipped: f64,
+}
+
+/// Metric results under one profile. Fractions throughout (ECE ×100 only when rendered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Number of predictions N.
+    pub n: u64,
+    /// Number of classes K.
+    pub num_classes: usize,
+    /// Accuracy (fraction).
+    pub accuracy: f64,
+    /// Top-label equal-width ECE (fraction).
+    pub ece: f64,
+    /// MCE (fraction).
+    pub mce: f64,
+    /// RMS calibration error (fraction).
+    pub rmsce: f64,
+    /// Equal-mass ECE (fraction), when the profile computes it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ece_em: Option<f64>,
+    /// Classwise ECE (fraction).
+    pub classwise_ece: f64,
+    /// NLL under the profile's variant (nats).
+    pub nll: f64,
+    /// Canonical Brier score.
+    pub brier: f64,
+    /// Brier / K.
+    pub brier_div_k: f64,
+    /// AUROC when OOD input was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auroc: Option<f64>,
+    /// FPR@95TPR under the profile's convention when OOD input was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fpr95: Option<f64>,
+    /// AUPR-In under the profile's estimator when OOD input was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub aupr_in: Option<f64>,
+    /// AUPR-Out under the profile's estimator when OOD input was given.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub aupr_out: Option<f64>,
+    /// Other definitions of the same quantities.
+    pub alternatives: Alternatives,
+    /// Every OOD metric under every convention.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ood: Option<OodSummary>,
+    /// Bootstrap intervals, when requested.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bootstrap: Option<BootstrapSummary>,
+    /// Reliability-diagram bins (the ECE bins).
+    pub reliability: ReliabilityBins,
+    /// The definitions that produced every number.
+    pub definitions: Definitions,
+    /// Notes about options that could not be honoured (empty normally).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub warnings: Vec<String>,
+}
+
+/// Extra work beyond the point estimates.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EvalOptions {
+    /// Bootstrap intervals.
+    pub bootstrap: Option<BootstrapConfig>,
+}
+
+/// Streaming, mergeable computation of a [`Summary`]: feed row chunks with [`SummaryAccumulator::add`],
+/// combine partial accumulators with [`SummaryAccumulator::merge`], then [`SummaryAccumulator::finish`].
+#[derive(Debug, Clone)]
+pub struct SummaryAccumulator {
+    profile: Profile,
+    kind: ScoreKind,
+    num_classes: usize,
+    binned: BinnedAccumulator,
+    classwise: ClasswiseAccumulator,
+    scores: ScoreAccumulator,
+    sum_nll_exact: f64,
+    sum_nll_sklearn: f64,
+    keep_conf: bool,
+    keep_bootstrap: bool,
+    keep_id_scores: bool,
+    conf: Vec<f64>,
+    correct: Vec<bool>,
+    boot: BootstrapRows,
+    id_scores: Vec<f64>,
+    rows: usize,
+    ood_score: OodScore,
+    warnings: Vec<String>,
+}
+
+/// What a [`SummaryAccumulator`] must keep per row beyond the O(1) state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepRows {
+    /// Keep ID OOD-scores (needed when OOD metrics will be computed).
+    pub ood_scores: bool,
+    /// Keep per-row values for the bootstrap.
+    pub bootstrap: bool,
+}
+
+struct RowOut {
+    conf: f64,
+    correct: bool,
+    nll_exact: f64,
+    nll_sklearn: f64,
+    brier: f64,
+    score: f64,
+}
+
+/// Computes probabilities and per-row quantities of one row `z` under `profile`.
+#[inline]
+fn process_row(
+    kind: ScoreKind,
+    profile: &Profile,
+    score: OodScore,
+    z: &[f64],
+    probs: &mut [f64],
+    label: Option<usize>,
+) -> RowOut {
+    let nll_exact;
+    match kind {
+        ScoreKind::Logits => {
+            let lse = softmax_into(z, probs);
+            if profile.softmax == SoftmaxPrecision::F32 {
+                probs.iter_mut().for_each(|p| *p = *p as f32 as f64);
+            }
+            nll_exact = label.map_or(0.0, |y| lse - z[y]);
+        }
+        ScoreKind::Probabilities => {
+            probs.copy_from_slice(z);
+            nll_exact = label.map_or(0.0, |y| -probs[y].ln());
+        }
+    }
+    let pred = argmax(probs);
+    let conf = probs[pred];
+    let (correct, nll_sklearn, brier) = match label {
+        Some(y) => (pred == y, row_nll_sklearn(probs, y), row_brier(probs, y)),
+        None => (false, 0.0, 0.0),
+    };
+    let s = match score {
+        OodScore::Msp => conf,
+        OodScore::MaxLogit => z.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        OodScore::Energy { temperature } => {
+            let scaled: Vec<f64> = z.iter().map(|v| v / temperature).collect();
+            temperature * crate::scoring::logsumexp(&scaled)
+        }
+        OodScore::NegEntropy => ood::scores::neg_entropy_row(probs),
+    };
+    RowOut {
+        conf,
+        correct,
+        nll_exact,
+        nll_sklearn,
+        brier,
+        score: s,
+    }
+}
+
+impl SummaryAccumulator {
+    /// An empty accumulator for K classes of `kind` predictions under `profile`.
+    pub fn new(profile: &Profile, kind: ScoreKind, num_classes: usize, keep: KeepRows) -> Self {
+        let bins = Bins::new(profile.num_bins, profile.membership);
+        let mut warnings = Vec::new();
+        let mut ood_score = profile.ood_score;
+        if ood_score.needs_logits() && kind == ScoreKind::Probabilities {
+            warnings.push(format!(
+                "OOD score {} needs logits; used msp because probabilities were given",
+                ood_score.describe()
+            ));
+            ood_score = OodScore::Msp;
+        }
+        SummaryAccumulator {
+            profile: profile.clone(),
+            kind,
+            num_classes,
+            binned: BinnedAccumulator::new(bins.clone()),
+            classwise: ClasswiseAccumulator::new(bins, num_classes),
+            scores: ScoreAccumulator::new(num_classes),
+            sum_nll_exact: 0.0,
+            sum_nll_sklearn: 0.0,
+            keep_conf: profile.equal_mass,
+            keep_bootstrap: keep.bootstrap,
+            keep_id_scores: keep.ood_scores,
+            conf: Vec::new(),
+            correct: Vec::new(),
+            boot: BootstrapRows::default(),
+            id_scores: Vec::new(),
+            rows: 0,
+            ood_score,
+            warnings,
+        }
+    }
+
+    /// Number of rows added so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Validates and adds a chunk of rows; error row numbers count from the first row ever added.
+    pub fn add(&mut self, values: Values<'_>, labels: &[i64]) -> Result<(), MetricsError> {
+        validate_rows(
+            self.kind.name(),
+            self.kind,
+            values,
+            self.num_classes,
+            Some(labels),
+            self.rows,
+            self.profile.prob_sum_tolerance,
+        )?;
+        self.add_unchecked(values, labels);
+        Ok(())
+    }
+
+    fn add_unchecked(&mut self, values: Values<'_>, labels: &[i64]) {
+        let k = self.num_classes;
+        let mut z = vec![0.0; k];
+        let mut probs = vec![0.0; k];
+        let slots_bins = self.binned.bins().clone();
+        for (i, &y) in labels.iter().enumerate() {
+            values.row_into(i, k, &mut z);
+            let y = y as usize;
+            let r = process_row(
+                self.kind,
+                &self.profile,
+                self.ood_score,
+                &z,
+                &mut probs,
+                Some(y),
+            );
+            let nll = match self.profile.nll {
+                NllVariant::Exact => r.nll_exact,
+                NllVariant::SklearnClipped => r.nll_sklearn,
+            };
+            self.binned.add(r.conf, r.correct);
+            self.classwise.add_row(&probs, y);
+            self.scores.add(r.correct, nll, r.brier);
+            self.sum_nll_exact += r.nll_exact;
+            self.sum_nll_sklearn += r.nll_sklearn;
+            if self.keep_conf {
+                self.conf.push(r.conf);
+                self.correct.push(r.correct);
+            }
+            if self.keep_bootstrap {
+                self.boot
+                    .slot
+                    .push(slots_bins.slot(r.conf).map_or(u32::MAX, |s| s as u32));
+                self.boot.conf.push(r.conf);
+                self.boot.correct.push(r.correct);
+                self.boot.nll.push(nll);
+                self.boot.brier.push(r.brier);
+            }
+            if self.keep_id_scores {
+                self.id_scores.push(r.score);
+            }
+        }
+        self.rows += labels.len();
+    }
+
+    /// Adds everything from `other` (same profile, kind and K). Kept per-row data are appended in the order
+    /// `self` then `other`.
+    ///
+    /// # Panics
+    /// When the two accumulators were built with different settings (a programming error).
+    pub fn merge(&mut self, other: SummaryAccumulator) {
+        assert!(
+            self.profile == other.profile
+                && self.kind == other.kind
+                && self.num_classes == other.num_classes,
+            "merged accumulators should share profile, input kind and K"
+        );
+        self.binned.merge(&other.binned);
+        self.classwise.merge(&other.classwise);
+        self.scores.merge(&other.scores);
+        self.sum_nll_exact += other.sum_nll_exact;
+        self.sum_nll_sklearn += other.sum_nll_sklearn;
+        self.conf.extend(other.conf);
+        self.correct.extend(other.correct);
+        self.boot.slot.extend(other.boot.slot);
+        self.boot.conf.extend(other.boot.conf);
+        self.boot.correct.extend(other.boot.correct);
+        self.boot.nll.extend(other.boot.nll);
+        self.boot.brier.extend(other.boot.brier);
+        self.id_scores.extend(other.id_scores);
+        self.rows += other.rows;
+    }
+
+    /// OOD scores of a chunk of OOD predictions under this accumulator's profile (validated).
+    pub fn ood_scores(
+        &self,
+        kind: ScoreKind,
+        values: Values<'_>,
+        row_offset: usize,
+    ) -> Result<Vec<f64>, MetricsError> {
+        validate_rows(
+            "ood",
+            kind,
+            values,
+            self.num_classes,
+            None,
+            row_offset,
+            self.profile.prob_sum_tolerance,
+        )?;
+        let score = if self.ood_score.needs_logits() && kind == ScoreKind::Probabilities {
+            OodScore::Msp
+        } else {
+            self.ood_score
+        };
+        let k = self.num_classes;
+        let mut z = vec![0.0; k];
+        let mut probs = vec![0.0; k];
+        Ok((0..values.len() / k)
+            .map(|i| {
+                values.row_into(i, k, &mut z);
+                process_row(kind, &self.profile, score, &z, &mut probs, None).score
+            })
+            .collect())
+    }
+
+    /// The kept ID scores (in row order), when `KeepRows::ood_scores` was set.
+    pub fn id_scores(&self) -> &[f64] {
+        &self.id_scores
+    }
+
+    /// Final summary. `ood` = scores of the OOD set (from [`Self::ood_scores`]) with the score's name;
+    /// the ID scores are those kept while adding rows (or given explicitly in `id_override`).
+    pub fn finish(
+        self,
+        ood: Option<(String, Option<Vec<f64>>, Vec<f64>)>,
+        options: EvalOptions,
+    ) -> Summary {
+        let mut warnings = self.warnings;
+        let errors = self.binned.errors();
+        let n = self.scores.count;
+        let nf = n as f64;
+        let ece_em = self.keep_conf.then(|| {
+            ece_equal_mass(
+                &self.conf,
+                &self.correct,
+                self.profile.num_bins,
+                self.profile.equal_mass_tie_safe,
+            )
+        });
+        let mut definitions = self.profile.definitions(self.kind.name());
+        let ood_summary = ood.and_then(|(name, id_override, ood_scores)| {
+            let id = id_override.unwrap_or(self.id_scores);
+            if id.is_empty() || ood_scores.is_empty() {
+                warnings.push(
+                    "OOD metrics skipped: no ID scores were kept or the OOD set is empty".into(),
+                );
+                return None;
+            }
+            definitions.ood_score = name.clone();
+            Some(OodSummary {
+                n_id: id.len(),
+                n_ood: ood_scores.len(),
+                score: name,
+                auroc: ood::auroc(&id, &ood_scores),
+                aupr_in_ap: ood::aupr_in(&id, &ood_scores, PrEstimator::AveragePrecision),
+                aupr_in_trapz: ood::aupr_in(&id, &ood_scores, PrEstimator::Trapezoid),
+                aupr_out_ap: ood::aupr_out(&id, &ood_scores, PrEstimator::AveragePrecision),
+                aupr_out_trapz: ood::aupr_out(&id, &ood_scores, PrEstimator::Trapezoid),
+                fpr95_idpos: ood::fpr95_idpos(&id, &ood_scores),
+                fpr95_idpos_interp: ood::fpr95_idpos_interp(&id, &ood_scores),
+                fpr95_oodpos: ood::fpr95_oodpos(&id, &ood_scores),
+            })
+        });
+        let (auroc, fpr95, aupr_in, aupr_out) = match &ood_summary {
+            Some(o) => (
+                Some(o.auroc),
+                Some(match self.profile.fpr95 {
+                    Fpr95Convention::IdposExact => o.fpr95_idpos,
+                    Fpr95Convention::IdposInterp => o.fpr95_idpos_interp,
+                    Fpr95Convention::OodposFirst => o.fpr95_oodpos,
+                }),
+                Some(match self.profile.aupr {
+                    PrEstimator::AveragePrecision => o.aupr_in_ap,
+                    PrEstimator::Trapezoid => o.aupr_in_trapz,
+                }),
+                Some(match self.profile.aupr {
+                    PrEstimator::AveragePrecision => o.aupr_out_ap,
+                    PrEstimator::Trapezoid => o.aupr_out_trapz,
+                }),
+            ),
+            None => (None, None, None, None),
+        };
+        let bootstrap = options.bootstrap.and_then(|cfg| {
+            if !self.keep_bootstrap || self.boot.conf.is_empty() || cfg.resamples == 0 {
+                warnings.push(
+                    "bootstrap skipped: per-row values were not kept or no resamples requested"
+                        .into(),
+                );
+                return None;
+            }
+            Some(bootstrap(
+                &self.boot,
+                self.binned.bins().num_slots(),
+                self.num_classes,
+                cfg,
+            ))
+        });
+        Summary {
+            n,
+            num_classes: self.num_classes,
+            accuracy: self.scores.accuracy(),
+            ece: errors.ece,
+            mce: errors.mce,
+            rmsce: errors.rmsce,
+            ece_em,
+            classwise_ece: self.classwise.value(),
+            nll: self.scores.nll(),
+            brier: self.scores.brier(),
+            brier_div_k: self.scores.brier_div_k(),
+            auroc,
+            fpr95,
+            aupr_in,
+            aupr_out,
+            alternatives: Alternatives {
+                nll_exact: self.sum_nll_exact / nf,
+                nll_sklearn_clipped: self.sum_nll_sklearn / nf,
+            },
+            ood: ood_summary,
+            bootstrap,
+            reliability: self.binned.reliability(),
+            definitions,
+            warnings,
+        }
+    }
+}
+
+/// Evaluates validated predictions under `profile` (see [`evaluate_with`]).
+pub fn evaluate(input: &PredictionInput, profile: &Profile) -> Summary {
+    evaluate_with(input, profile, EvalOptions::default())
+}
+
+/// Evaluates validated predictions under `profile`, with optional bootstrap intervals.
+pub fn evaluate_with(input: &PredictionInput, profile: &Profile, options: EvalOptions) -> Summary {
+    let keep = KeepRows {
+        ood_scores: matches!(input.ood, Some(OodInput::Predictions { .. })),
+        bootstrap: options.bootstrap.is_some(),
+    };
+    let mut acc = SummaryAccumulator::new(profile, input.kind, input.num_classes, keep);
+    acc.add_unchecked(input.values, input.labels);
+    let ood = match &input.ood {
+        None => None,
+        Some(OodInput::Predictions { kind, values }) => {
+            let name = if acc.ood_score.needs_logits() && *kind == ScoreKind::Probabilities {
+                acc.warnings
+                    .push("OOD set given as probabilities: scored with msp".into());
+                OodScore::Msp.describe()
+            } else {
+                acc.ood_score.describe()
+            };
+            // Validated by with_ood, so scoring cannot fail; an error here would be a bug.
+            let scores = acc.ood_scores(*kind, *values, 0).unwrap_or_default();
+            Some((name, None, scores))
+        }
+        Some(OodInput::Scores { name, id, ood }) => {
+            Some((name.clone(), Some(id.clone()), ood.clone()))
+        }
+    };
+    acc.finish(ood, options)
+}
+
+/// Evaluates and returns errors instead of requiring a pre-validated input: convenience for callers holding
+/// raw slices.
+pub fn try_evaluate(
+    kind: ScoreKind,
+    values: Values<'_>,
+    num_classes: usize,
+    labels: &[i64],
+    profile: &Profile,
+) -> Result<Summary, MetricsError> {
+    let input = PredictionInput::with_tolerance(
+        kind,
+        values,
+        num_classes,
+        labels,
+        profile.prob_sum_tolerance,
+    )?;
+    Ok(evaluate(&input, profile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluate_hand_example_paper_profile() {
+        let probs = [0.8, 0.2, 0.3, 0.7];
+        let labels = [0, 1];
+        let input = PredictionInput::probs_f64(&probs, 2, &labels).unwrap();
+        let s = evaluate(&input, &Profile::paper());
+        assert_eq!(s.accuracy, 1.0);
+        assert!((s.brier - 0.13).abs() < 1e-12);
+        assert!((s.brier_div_k - 0.065).abs() < 1e-12);
+        assert_eq!(s.definitions.profile, "paper");
+        let json = serde_json::to_value(&s).unwrap();
+        for key in [
+            "accuracy",
+            "ece",
+            "mce",
+            "nll",
+            "brier",
+            "brier_div_k",
+            "definitions",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert!(json.get("auroc").is_none());
+    }
+
+    #[test]
+    fn input_validation_names_rows() {
+        let labels = [0, 3];
+        let err = PredictionInput::probs_f64(&[0.5, 0.5, 0.5, 0.5], 2, &labels).unwrap_err();
+        assert_eq!(
+            err,
+            MetricsError::LabelOutOfRange {
+                row: 1,
+                label: 3,
+                num_classes: 2
+            }
+        );
+        let err = PredictionInput::probs_f64(&[0.5, 0.5, 0.9, 0.5], 2, &[0, 1]).unwrap_err();
+        assert!(
+            err.to_string().contains("row 1") && err.to_string().contains("sums to 1.4"),
+            "{err}"
+        );
+        let err = PredictionInput::logits_f64(&[0.5, f64::NAN], 2, &[0]).unwrap_err();
+        assert!(err.to_string().contains("row 0, column 1"), "{err}");
+        assert_eq!(
+            PredictionInput::logits_f64(&[], 2, &[]).unwrap_err(),
+            MetricsError::Empty
+        );
+        assert!(matches!(
+            PredictionInput::logits_f64(&[1.0, 2.0, 3.0], 2, &[0, 1]).unwrap_err(),
+            MetricsError::Shape { .. }
+        ));
+    }
+
+    #[test]
+    fn paper_profile_rounds_softmax_to_f32() {
+        // Logit gap 20: p_max = 1 − 2.06e-9 in f64, exactly 1.0 after float32 rounding → torchmetrics' extra bin.
+        let logits = [20.0, 0.0];
+        let s = evaluate(
+            &PredictionInput::logits_f64(&logits, 2, &[0]).unwrap(),
+            &Profile::paper(),
+        );
+        assert_eq!(s.reliability.bins[10].count, 1);
+        let d = evaluate(
+            &PredictionInput::logits_f64(&logits, 2, &[0]).unwrap(),
+            &Profile::default_profile(),
+        );
+        assert_eq!(d.reliability.bins[14].count, 1);
+        assert_eq!(d.reliability.bins[15].count, 0);
+    }
+}
