@@ -127,7 +127,6 @@ impl ModelError {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn torch(path: &std::path::Path, err: tch::TchError) -> Self {
         ModelError::Torch {
             path: path.to_path_buf(),

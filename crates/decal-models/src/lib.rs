@@ -13,6 +13,7 @@
 use tch::{nn, Tensor};
 
 pub mod arch;
+pub mod checkpoint;
 pub mod cnn;
 pub mod device;
 pub mod efficientnet;
