@@ -6,8 +6,8 @@
 //! both are written atomically. Text is rendered with DejaVu Sans embedded in the binary (the `dejavu`
 //! crate), so PNGs look the same on machines without fonts.
 
-// pub mod histogram;
-// pub mod severity;
+pub mod histogram;
+pub mod severity;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::ReportError;
 
-// pub use histogram::{write_score_histograms, ScoreHistogram};
-// pub use severity::{write_severity_plot, SeverityLine, SeverityPoint};
+pub use histogram::{write_score_histograms, ScoreCounts, ScoreHistogram};
+pub use severity::{severity_lines, write_severity_plot, SeverityLine, SeverityPoint};
 
 /// PNG pixels per SVG pixel: PNGs are rendered at twice the SVG's nominal size so they stay sharp when
 /// printed or zoomed (a 720-px-wide figure becomes a 1440-px PNG).
