@@ -63,7 +63,11 @@ impl VtstHead {
         let (mu, logvar) = self.encode(features);
         let kl = kl_div_per_example(&mu, &logvar);
         let size = mu.size(); // [N, Z]
-        let eps = rng.normal_tensor(&[num_samples as i64, size[0], size[1]], mu.device()); // [S, N, Z]
+                              // ε is drawn example-major ([N, S, Z]) so that example n always consumes the same stretch of the
+                              // stream: predictions do not depend on how a caller chunks the examples.
+        let eps = rng
+            .normal_tensor(&[size[0], num_samples as i64, size[1]], mu.device())
+            .transpose(0, 1); // [S, N, Z]
         let z = mu.unsqueeze(0) + (&logvar * 0.5).exp().unsqueeze(0) * eps; // [S, N, Z]
         HeadSamples {
             logits: self.decoder.forward(&z),
@@ -122,9 +126,10 @@ mod tests {
         let mut rng = NormalRng::new(42);
         let log_probs = head.predictive_log_probs(&features, 10, &mut rng);
 
-        // The same ε stream, consumed in the same order: one [S, N, Z] block.
+        // The same ε stream, consumed in the same order: one example-major [N, S, Z] block.
         let mut rng = NormalRng::new(42);
-        let eps: Vec<f32> = (0..10 * 5 * 4).map(|_| rng.next_normal() as f32).collect();
+        let eps: Vec<f32> = (0..5 * 10 * 4).map(|_| rng.next_normal() as f32).collect();
+        let eps_at = |s: usize, i: usize| eps[(i / 4) * 40 + s * 4 + i % 4];
         let (mu, logvar) = vtst.encode(&features);
         assert!(logvar.max().double_value(&[]) <= 0.0);
         let mu_v = scalar_values(&mu);
@@ -135,7 +140,7 @@ mod tests {
         let mut expected = vec![0.0f64; 5 * 3];
         for s in 0..10 {
             let z: Vec<f32> = (0..20)
-                .map(|i| (mu_v[i] + sd_v[i] * eps[s * 20 + i] as f64) as f32)
+                .map(|i| (mu_v[i] + sd_v[i] * eps_at(s, i) as f64) as f32)
                 .collect();
             let logits = vtst
                 .decoder
