@@ -16,7 +16,7 @@
 pub mod csv;
 mod error;
 pub mod format;
-// pub mod html;
+pub mod html;
 pub mod plot;
 pub mod record;
 pub mod reliability;
