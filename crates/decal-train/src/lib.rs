@@ -1,8 +1,13 @@
 //! Stage-1 (classifier) and stage-2 (TST / V-TST heads) training on tch/libtorch.
+//!
+//! Stage 1: [`losses`], [`optim`], [`schedule`], the loop in [`stage1`], resumable training state in
+//! [`checkpoint`] and the `best/` classifier files in [`model_io`]. Stage 2: [`features`], [`stage2`].
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod features;
 pub mod losses;
+pub mod model_io;
 pub mod optim;
 pub mod schedule;
 pub mod stage1;
