@@ -1,0 +1,404 @@
+//! `ImageFolder` trees (`<root>/<class>/**/<image>`), read like torchvision's `datasets.ImageFolder`:
+//! classes are the sorted sub-folder names, files are walked recursively in sorted order, and every image
+//! is converted to RGB (PIL's `convert("RGB")`) unless greyscale is requested.
+//!
+//! Differences from torchvision, on purpose: an image that cannot be decoded is an error naming the file
+//! (never dropped), and all images must share one size unless a resize is requested (a batch needs one
+//! shape). Decoding runs in parallel (rayon) straight into the final pixel buffer.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::error::{DataError, Result};
+use crate::resize::{resize_u8, Filter};
+use crate::ImageSet;
+
+/// File extensions torchvision's `ImageFolder` accepts (compared case-insensitively).
+pub const TORCHVISION_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp",
+];
+
+/// The subset of [`TORCHVISION_EXTENSIONS`] decal can decode. A file with one of the other extensions is
+/// an error (torchvision would include it, so skipping it would silently shorten the dataset).
+pub const DECODABLE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp"];
+
+/// Pixel format of the decoded images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorMode {
+    /// Three channels; greyscale and palette images are expanded like PIL's `convert("RGB")`.
+    #[default]
+    Rgb,
+    /// One channel; colour images are reduced with PIL's ITU-R 601-2 luma
+    /// (`L = R·299/1000 + G·587/1000 + B·114/1000`, fixed point as in PIL).
+    Grey,
+}
+
+impl ColorMode {
+    /// Number of channels of this mode.
+    pub fn channels(self) -> usize {
+        match self {
+            ColorMode::Rgb => 3,
+            ColorMode::Grey => 1,
+        }
+    }
+}
+
+/// `(image file, label)` pairs.
+pub type LabelledFiles = Vec<(PathBuf, u32)>;
+
+/// Options of [`read_with`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolderOptions {
+    /// Output pixel format.
+    pub color: ColorMode,
+    /// Resize every image to `(height, width)` with this filter; `None` requires one common size.
+    pub resize: Option<(usize, usize, Filter)>,
+    /// When set, the class list (in label order) the folders must match exactly as a set; labels follow
+    /// this order instead of the sorted folder names. Used to pin, for example, CIFAR-10's official order.
+    pub class_names: Option<Vec<String>>,
+    /// Name given to the resulting [`ImageSet`]; defaults to the root path.
+    pub name: Option<String>,
+}
+
+impl Default for ImageFolderOptions {
+    fn default() -> Self {
+        ImageFolderOptions {
+            color: ColorMode::Rgb,
+            resize: None,
+            class_names: None,
+            name: None,
+        }
+    }
+}
+
+/// Reads `<root>/<class>/**/*.{png,jpg,jpeg,bmp}` as RGB images of one common size.
+pub fn read(root: &Path) -> Result<ImageSet> {
+    read_with(root, &ImageFolderOptions::default())
+}
+
+/// Reads an ImageFolder tree with options (colour mode, resize, pinned class order).
+pub fn read_with(root: &Path, opts: &ImageFolderOptions) -> Result<ImageSet> {
+    let (classes, files) = list(root)?;
+    let (class_names, files) = match &opts.class_names {
+        None => (classes, files),
+        Some(wanted) => {
+            let mut sorted_wanted = wanted.clone();
+            sorted_wanted.sort();
+            if sorted_wanted != classes {
+                return Err(DataError::format(
+                    root,
+                    format!(
+                        "class folders {classes:?} do not match the expected classes {wanted:?}"
+                    ),
+                ));
+            }
+            // Map sorted-folder labels to the requested order.
+            let remap: Vec<u32> = classes
+                .iter()
+                .map(|c| wanted.iter().position(|w| w == c).expect("same set") as u32)
+                .collect();
+            let files = files
+                .into_iter()
+                .map(|(p, l)| (p, remap[l as usize]))
+                .collect();
+            (wanted.clone(), files)
+        }
+    };
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| root.display().to_string());
+    decode_files(&files, class_names, opts.color, opts.resize, name)
+}
+
+/// Lists an ImageFolder tree: sorted class names and `(file, label)` pairs in torchvision's order
+/// (class by class; within a class `os.walk` directories sorted, file names sorted).
+pub fn list(root: &Path) -> Result<(Vec<String>, LabelledFiles)> {
+    let mut classes = Vec::new();
+    for entry in read_dir_sorted(root)? {
+        if entry.is_dir() {
+            classes.push(
+                entry
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    if classes.is_empty() {
+        return Err(DataError::format(
+            root,
+            "no class sub-folders found (expected <root>/<class>/<image>)",
+        ));
+    }
+    let mut files = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let dir = root.join(class);
+        let before = files.len();
+        let mut dirs = Vec::new();
+        walk_dirs(&dir, &mut dirs)?;
+        // os.walk yields (root, files) tuples; torchvision sorts the tuples, i.e. by directory path.
+        dirs.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        for d in dirs {
+            for f in read_dir_sorted(&d)? {
+                if f.is_dir() {
+                    continue;
+                }
+                let ext = f
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                if DECODABLE_EXTENSIONS.contains(&ext.as_str()) {
+                    files.push((f, label as u32));
+                } else if TORCHVISION_EXTENSIONS.contains(&ext.as_str()) {
+                    return Err(DataError::Decode {
+                        path: f,
+                        message: format!(".{ext} images are not supported (convert them to PNG)"),
+                    });
+                }
+            }
+        }
+        if files.len() == before {
+            return Err(DataError::format(
+                &dir,
+                format!("class folder '{class}' contains no image files"),
+            ));
+        }
+    }
+    Ok((classes, files))
+}
+
+fn walk_dirs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    out.push(dir.to_path_buf());
+    for e in read_dir_sorted(dir)? {
+        if e.is_dir() {
+            walk_dirs(&e, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Entries of a directory sorted by file name (byte order, like Python's `sorted`).
+pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut out = Vec::new();
+    for e in rd {
+        out.push(e.map_err(|e| DataError::io(dir, e))?.path());
+    }
+    out.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(out)
+}
+
+/// Decodes one image file's bytes into HWC pixels `(height, width, pixels)` in the given colour mode.
+pub fn decode_image_bytes(
+    bytes: &[u8],
+    path: &Path,
+    color: ColorMode,
+) -> Result<(usize, usize, Vec<u8>)> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        return decode_jpeg(bytes, path, color);
+    }
+    let img = image::load_from_memory(bytes).map_err(|e| DataError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let pixels = match color {
+        ColorMode::Rgb => img.into_rgb8().into_raw(),
+        ColorMode::Grey => match img {
+            image::DynamicImage::ImageLuma8(g) => g.into_raw(),
+            other => rgb_to_grey_pil(&other.into_rgb8().into_raw()),
+        },
+    };
+    Ok((h, w, pixels))
+}
+
+/// JPEG through `jpeg-decoder` (libjpeg-style islow IDCT and fancy upsampling).
+fn decode_jpeg(bytes: &[u8], path: &Path, color: ColorMode) -> Result<(usize, usize, Vec<u8>)> {
+    let err = |e: jpeg_decoder::Error| DataError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut dec = jpeg_decoder::Decoder::new(bytes);
+    let px = dec.decode().map_err(err)?;
+    let info = dec.info().ok_or_else(|| DataError::Decode {
+        path: path.to_path_buf(),
+        message: "no frame".into(),
+    })?;
+    let (h, w) = (info.height as usize, info.width as usize);
+    let rgb = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => match color {
+            ColorMode::Grey => return Ok((h, w, px)),
+            ColorMode::Rgb => px.iter().flat_map(|&g| [g, g, g]).collect(),
+        },
+        jpeg_decoder::PixelFormat::RGB24 => px,
+        other => {
+            return Err(DataError::Decode {
+                path: path.to_path_buf(),
+                message: format!("unsupported JPEG pixel format {other:?}"),
+            })
+        }
+    };
+    if rgb.len() != h * w * 3 {
+        return Err(DataError::Decode {
+            path: path.to_path_buf(),
+            message: "decoded size mismatch".into(),
+        });
+    }
+    Ok((
+        h,
+        w,
+        match color {
+            ColorMode::Rgb => rgb,
+            ColorMode::Grey => rgb_to_grey_pil(&rgb),
+        },
+    ))
+}
+
+/// PIL's `convert("L")` for RGB: `(R·19595 + G·38470 + B·7471 + 0x8000) >> 16`.
+pub fn rgb_to_grey_pil(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .map(|p| {
+            ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000) >> 16) as u8
+        })
+        .collect()
+}
+
+/// Reads and decodes `files` in parallel into one [`ImageSet`]. Without `resize` every image must have
+/// the size of the first one (an error names the first file that differs).
+pub fn decode_files(
+    files: &[(PathBuf, u32)],
+    class_names: Vec<String>,
+    color: ColorMode,
+    resize: Option<(usize, usize, Filter)>,
+    name: String,
+) -> Result<ImageSet> {
+    let c = color.channels();
+    let (h, w) = match resize {
+        Some((h, w, _)) => (h, w),
+        None => match files.first() {
+            None => (0, 0),
+            Some((p, _)) => {
+                let bytes = std::fs::read(p).map_err(|e| DataError::io(p, e))?;
+                let (h, w, _) = decode_image_bytes(&bytes, p, color)?;
+                (h, w)
+            }
+        },
+    };
+    let per = h * w * c;
+    if per == 0 && !files.is_empty() {
+        return Err(DataError::format(&files[0].0, "image has zero size"));
+    }
+    let mut pixels = vec![0u8; per * files.len()];
+    pixels.par_chunks_mut(per.max(1)).zip(files.par_iter()).try_for_each(|(dst, (p, _))| -> Result<()> {
+        let bytes = std::fs::read(p).map_err(|e| DataError::io(p, e))?;
+        let (ih, iw, px) = decode_image_bytes(&bytes, p, color)?;
+        match resize {
+            Some((_, _, filter)) if (ih, iw) != (h, w) => {
+                dst.copy_from_slice(&resize_u8(&px, ih, iw, c, h, w, filter));
+            }
+            _ if (ih, iw) != (h, w) => {
+                return Err(DataError::format(
+                    p,
+                    format!("image is {ih}×{iw}, but the first image is {h}×{w}; request a resize to mix sizes"),
+                ));
+            }
+            _ => dst.copy_from_slice(&px),
+        }
+        Ok(())
+    })?;
+    Ok(ImageSet {
+        name,
+        height: h,
+        width: w,
+        channels: c,
+        pixels,
+        labels: files.iter().map(|(_, l)| *l).collect(),
+        class_names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_png(path: &Path, w: u32, h: u32, rgb: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::save_buffer(path, rgb, w, h, image::ExtendedColorType::Rgb8).unwrap();
+    }
+
+    #[test]
+    fn reads_sorted_classes_and_files_with_exact_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let px = |v: u8| vec![v; 2 * 3 * 3];
+        write_png(&dir.path().join("b/2.png"), 3, 2, &px(30));
+        write_png(&dir.path().join("b/1.png"), 3, 2, &px(20));
+        write_png(&dir.path().join("a/x.png"), 3, 2, &px(10));
+        std::fs::write(dir.path().join("a/notes.txt"), b"ignored").unwrap();
+        let set = read(dir.path()).unwrap();
+        assert_eq!(set.class_names, vec!["a", "b"]);
+        assert_eq!(set.labels, vec![0, 1, 1]);
+        assert_eq!((set.height, set.width, set.channels), (2, 3, 3));
+        assert_eq!(set.pixels[0], 10);
+        assert_eq!(set.pixels[18], 20);
+        assert_eq!(set.pixels[36], 30);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("no class sub-folders"));
+        write_png(&dir.path().join("a/1.png"), 2, 2, &[0; 12]);
+        std::fs::create_dir_all(dir.path().join("b")).unwrap();
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("'b' contains no image files"), "{e}");
+        std::fs::write(dir.path().join("b/broken.jpg"), b"not a jpeg").unwrap();
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("broken.jpg") && e.contains("cannot decode"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.path().join("b/broken.jpg")).unwrap();
+        write_png(&dir.path().join("b/big.png"), 4, 4, &[0; 48]);
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("big.png") && e.contains("4×4"), "{e}");
+        let opts = ImageFolderOptions {
+            resize: Some((2, 2, Filter::Nearest)),
+            ..Default::default()
+        };
+        assert_eq!(read_with(dir.path(), &opts).unwrap().labels, vec![0, 1]);
+    }
+
+    #[test]
+    fn pinned_class_order_relabels() {
+        let dir = tempfile::tempdir().unwrap();
+        write_png(&dir.path().join("a/1.png"), 1, 1, &[1, 1, 1]);
+        write_png(&dir.path().join("b/1.png"), 1, 1, &[2, 2, 2]);
+        let opts = ImageFolderOptions {
+            class_names: Some(vec!["b".into(), "a".into()]),
+            ..Default::default()
+        };
+        let set = read_with(dir.path(), &opts).unwrap();
+        assert_eq!(set.labels, vec![1, 0]);
+        assert_eq!(set.class_names, vec!["b", "a"]);
+        let opts = ImageFolderOptions {
+            class_names: Some(vec!["a".into(), "c".into()]),
+            ..Default::default()
+        };
+        assert!(read_with(dir.path(), &opts).is_err());
+    }
+
+    #[test]
+    fn grey_conversion_matches_pil_formula() {
+        // PIL: convert("L") of (255, 0, 0) is 76, of (0, 255, 0) is 150, of (0, 0, 255) is 29.
+        assert_eq!(
+            rgb_to_grey_pil(&[255, 0, 0, 0, 255, 0, 0, 0, 255]),
+            vec![76, 150, 29]
+        );
+    }
+}
