@@ -279,7 +279,7 @@ impl Stage1Plan {
     /// Dataset-dependent defaults of the seed: CIFAR-100 trains on 95 % (§4.3); only CIFAR gets crop+flip
     /// (§4.2). Call after choosing the dataset and before applying explicit overrides.
     pub fn apply_dataset_defaults(&mut self) {
-        let ds = self.dataset.to_ascii_lowercase();
+        let ds = canonical_dataset(&self.dataset);
         self.train_fraction = if ds == "cifar100" { 0.95 } else { 0.8 };
         self.augment = matches!(ds.as_str(), "cifar10" | "cifar100");
     }
@@ -314,16 +314,21 @@ impl Stage1Plan {
 /// Per-dataset normalisation constants (seed-system.md §4.2; MNIST/Fashion-MNIST: the usual dataset
 /// statistics, the seed does not train on them). Returns `(mean, std)` per channel.
 pub fn normalization(dataset: &str, channels: usize) -> (Vec<f32>, Vec<f32>) {
-    match (dataset.to_ascii_lowercase().as_str(), channels) {
+    match (canonical_dataset(dataset).as_str(), channels) {
         ("cifar10", 3) => (vec![0.4914, 0.4822, 0.4465], vec![0.247, 0.243, 0.261]),
         // the seed's CIFAR-100 std is not the dataset's; kept because the seed's models expect it.
         ("cifar100", 3) => (vec![0.5074, 0.4867, 0.4411], vec![0.2011, 0.1987, 0.2025]),
         ("svhn", 3) => (vec![0.4914, 0.4822, 0.4465], vec![0.2023, 0.1994, 0.2010]),
         ("tinyimagenet", 3) => (vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]),
         ("mnist", 1) => (vec![0.1307], vec![0.3081]),
-        ("fashion-mnist" | "fashionmnist" | "fashion_mnist", 1) => (vec![0.2860], vec![0.3530]),
+        ("fashionmnist", 1) => (vec![0.2860], vec![0.3530]),
         (_, c) => (vec![0.5; c], vec![0.5; c]),
     }
+}
+
+/// Lowercase alphanumerics of a dataset name (`CIFAR-10` → `cifar10`, `tiny-imagenet` → `tinyimagenet`).
+pub fn canonical_dataset(name: &str) -> String {
+    name.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect()
 }
 
 /// The data of a stage-1 run: the training `ImageSet` and the split indices into it.
