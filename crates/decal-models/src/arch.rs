@@ -24,12 +24,15 @@ use crate::{Backbone, Classifier, ModelError};
 #[serde(tag = "arch", rename_all = "snake_case")]
 pub enum ArchConfig {
     /// Wide-ResNet (seed §5.1).
+    #[serde(rename = "wide_resnet")]
     WideResNet(WideResNetConfig),
     /// The seed's LeNet-style CNN (§5.2).
     Cnn(CnnConfig),
     /// CIFAR ResNet-18/34/50/… (§5.3).
+    #[serde(rename = "resnet")]
     ResNet(ResNetConfig),
     /// kuangliu-style CIFAR EfficientNet, incl. the seed's "B5" (§5.4).
+    #[serde(rename = "efficientnet")]
     EfficientNet(EfficientNetConfig),
     /// Vision Transformer in HF layout (§5.5).
     Vit(VitConfig),
@@ -121,13 +124,13 @@ impl ArchConfig {
         Ok(cfg)
     }
 
-    /// Short family name (`wide_resnet`, `cnn`, `res_net`, `efficient_net`, `vit`), as in the serde tag.
+    /// Short family name (`wide_resnet`, `cnn`, `resnet`, `efficientnet`, `vit`), as in the serde tag.
     pub fn family(&self) -> &'static str {
         match self {
             ArchConfig::WideResNet(_) => "wide_resnet",
             ArchConfig::Cnn(_) => "cnn",
-            ArchConfig::ResNet(_) => "res_net",
-            ArchConfig::EfficientNet(_) => "efficient_net",
+            ArchConfig::ResNet(_) => "resnet",
+            ArchConfig::EfficientNet(_) => "efficientnet",
             ArchConfig::Vit(_) => "vit",
         }
     }

@@ -18,6 +18,7 @@ pub mod cnn;
 pub mod device;
 pub mod efficientnet;
 mod error;
+pub mod import;
 mod init;
 pub mod resnet;
 pub mod vit;

@@ -1,0 +1,509 @@
+//! Import of PyTorch weights: `torch.save` zip archives (state_dicts, Lightning `.ckpt` files) and
+//! `safetensors` files, read directly without Python.
+//!
+//! A `torch.save` file (PyTorch ≥ 1.6) is a zip archive `<prefix>/data.pkl` + `<prefix>/data/<key>` (raw
+//! little-endian storages) + `<prefix>/byteorder`. `data.pkl` is parsed with [`decal_pickle::parse`], which
+//! never imports or calls anything: the Lightning checkpoint's `hyper_parameters` pickle the seed's own
+//! classes (seed-system.md §3.3) and are simply never looked at. Tensors are the reductions
+//! `torch._utils._rebuild_tensor_v2(PersistentId(('storage', <dtype>Storage, key, location, numel)),
+//! storage_offset, size, stride, …)`; they are rebuilt with their offset and strides (views and shared
+//! storages work) and converted to the model's dtype (float32/float64/float16/bfloat16 sources).
+//!
+//! Key mapping to decal names (which are the seed modules' own names, see [`crate::arch`]):
+//! - Lightning: the `model.` prefix is stripped (the network is the LightningModule's `.model`, §3.3);
+//! - the seed's ViT wrapper (`vit.vit.*`, `vit.classifier.*`) and a bare HF `ViTModel` (`embeddings.*`,
+//!   `encoder.*`, `layernorm.*`, `pooler.*`) are both mapped to the `ViTForImageClassification` layout;
+//! - `*.num_batches_tracked` and a ViT `pooler.*` are ignored (recorded in the report);
+//! - a ViT source without `classifier.*` (a backbone-only checkpoint such as `google/vit-base-patch16-224-in21k`)
+//!   keeps a freshly initialised head (HF init), which the report says.
+//!
+//! Loading is strict otherwise: missing and unexpected tensors are listed, shape mismatches name the tensor.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use decal_pickle::Value;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::checkpoint::{copy_into, CheckpointMeta, ImportSource};
+use crate::{try_build_classifier, ArchConfig, Classifier, ModelError};
+
+/// The container format of an imported file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceFormat {
+    /// `torch.save(model.state_dict())` (zip).
+    PytorchZip,
+    /// A PyTorch Lightning checkpoint (zip with `state_dict`, `epoch`, `hyper_parameters`, …).
+    LightningCkpt,
+    /// A `safetensors` file (e.g. Hugging Face `model.safetensors`).
+    Safetensors,
+}
+
+impl SourceFormat {
+    /// Kebab-case name, as stored in [`ImportSource::format`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::PytorchZip => "pytorch-zip",
+            SourceFormat::LightningCkpt => "lightning-ckpt",
+            SourceFormat::Safetensors => "safetensors",
+        }
+    }
+}
+
+/// A state_dict read from a file, before key mapping.
+#[derive(Debug)]
+pub struct StateDict {
+    /// Container format.
+    pub format: SourceFormat,
+    /// `(key, tensor)` in file order; tensors are contiguous, on the CPU, in their stored dtype.
+    pub tensors: Vec<(String, Tensor)>,
+    /// Lightning's `epoch` (the epoch the checkpoint was saved at), when present.
+    pub epoch: Option<i64>,
+    /// Lightning's `hyper_parameters["dataset"]` when it is a plain string (the seed stores e.g. `CIFAR10`).
+    pub dataset: Option<String>,
+    /// Keys of non-tensor entries that were skipped.
+    pub skipped_non_tensors: Vec<String>,
+}
+
+/// The result of an import: a ready classifier plus the metadata to save it as a decal checkpoint.
+#[derive(Debug)]
+pub struct Imported {
+    /// Holds the imported tensors.
+    pub vs: nn::VarStore,
+    /// The model over `vs`.
+    pub classifier: Classifier,
+    /// `stage = "imported"`, `source` filled in, `epoch`/`dataset` from a Lightning checkpoint when present.
+    pub meta: CheckpointMeta,
+    /// Human-readable notes (ignored tensors, freshly initialised head), one per line.
+    pub notes: Vec<String>,
+}
+
+fn format_err(path: &Path, problem: impl Into<String>) -> ModelError {
+    ModelError::Format {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Imports `file` as the preset `arch` with `num_classes` outputs onto the CPU.
+pub fn import_pytorch(file: &Path, arch: &str, num_classes: i64) -> Result<Imported, ModelError> {
+    import_with_config(file, &ArchConfig::preset(arch, num_classes)?, Device::Cpu)
+}
+
+/// Imports `file` (zip `.pt`/`.pth`/`.ckpt` or `.safetensors`) into a classifier of architecture `arch` on `device`.
+pub fn import_with_config(
+    file: &Path,
+    arch: &ArchConfig,
+    device: Device,
+) -> Result<Imported, ModelError> {
+    let sd = read_state_dict(file)?;
+    let (mapped, ignored) = map_keys(&sd.tensors, arch);
+    let vs = nn::VarStore::new(device);
+    let classifier = try_build_classifier(&vs.root(), arch)?;
+    let mut notes = Vec::new();
+    if !ignored.is_empty() {
+        notes.push(format!(
+            "ignored {} source tensor(s): {}",
+            ignored.len(),
+            abbreviate(&ignored)
+        ));
+    }
+    let mut tensors = mapped;
+    let head_prefix = format!("{}.", arch.head_name());
+    if matches!(arch, ArchConfig::Vit(_))
+        && !tensors.iter().any(|(k, _)| k.starts_with(&head_prefix))
+    {
+        // A backbone-only ViT checkpoint: keep the fresh head (HF init: N(0, 0.02²) weight, zero bias).
+        for (name, t) in vs.variables() {
+            if name.starts_with(&head_prefix) {
+                tensors.push((name, t.detach().copy()));
+            }
+        }
+        notes.push(format!(
+            "the source has no `{}` tensors: the {}-class head is freshly initialised (train it before use)",
+            arch.head_name(),
+            arch.num_classes()
+        ));
+    }
+    copy_into(&vs, tensors, file, |_| false)?;
+    let mut meta = CheckpointMeta::new(arch.clone(), "imported");
+    meta.epoch = sd.epoch.and_then(|e| u64::try_from(e).ok());
+    meta.dataset = sd.dataset.as_ref().map(|d| d.to_ascii_lowercase());
+    meta.source = Some(ImportSource {
+        path: file.display().to_string(),
+        sha256: decal_core::sha256_file(file)?,
+        format: sd.format.as_str().to_string(),
+        ignored_keys: ignored,
+    });
+    Ok(Imported {
+        vs,
+        classifier,
+        meta,
+        notes,
+    })
+}
+
+fn abbreviate(keys: &[String]) -> String {
+    let shown: Vec<_> = keys.iter().take(4).cloned().collect();
+    if keys.len() > 4 {
+        format!("{}, … ({} more)", shown.join(", "), keys.len() - 4)
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Maps source keys to decal names for `arch`; returns `(mapped, ignored keys)`.
+pub fn map_keys(
+    tensors: &[(String, Tensor)],
+    arch: &ArchConfig,
+) -> (Vec<(String, Tensor)>, Vec<String>) {
+    // Lightning: the network is the module's `.model` attribute.
+    let strip_model = !tensors.is_empty() && tensors.iter().all(|(k, _)| k.starts_with("model."));
+    let is_vit = matches!(arch, ArchConfig::Vit(_));
+    let hf_bare = is_vit && tensors.iter().any(|(k, _)| k.starts_with("embeddings."));
+    let mut mapped = Vec::new();
+    let mut ignored = Vec::new();
+    for (key, t) in tensors {
+        let mut k = key.as_str();
+        if strip_model {
+            k = &k["model.".len()..];
+        }
+        let name = if is_vit {
+            if let Some(rest) = k.strip_prefix("vit.vit.") {
+                format!("vit.{rest}") // the seed's wrapper: ViT.vit = ViTForImageClassification
+            } else if let Some(rest) = k.strip_prefix("vit.classifier.") {
+                format!("classifier.{rest}")
+            } else if hf_bare && !k.starts_with("classifier.") && !k.starts_with("vit.") {
+                format!("vit.{k}") // a bare ViTModel
+            } else {
+                k.to_string()
+            }
+        } else {
+            k.to_string()
+        };
+        let name = if is_vit { vit_v5_to_hub(&name) } else { name };
+        let is_pooler = is_vit && name.starts_with("vit.pooler.");
+        if name.ends_with("num_batches_tracked") || is_pooler {
+            ignored.push(key.clone());
+        } else {
+            mapped.push((name, t.shallow_clone()));
+        }
+    }
+    (mapped, ignored)
+}
+
+/// transformers ≥ 5 renames ViT modules in memory (`vit.layers.N.attention.q_proj`, `mlp.fc1`, …), so a
+/// `torch.save(model.state_dict())` from it uses those names; the Hub files (and decal) use the classic ones.
+fn vit_v5_to_hub(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("vit.layers.") else {
+        return name.to_string();
+    };
+    let Some((idx, sub)) = rest.split_once('.') else {
+        return name.to_string();
+    };
+    let sub = [
+        ("attention.q_proj.", "attention.attention.query."),
+        ("attention.k_proj.", "attention.attention.key."),
+        ("attention.v_proj.", "attention.attention.value."),
+        ("attention.o_proj.", "attention.output.dense."),
+        ("mlp.fc1.", "intermediate.dense."),
+        ("mlp.fc2.", "output.dense."),
+    ]
+    .iter()
+    .find_map(|(from, to)| sub.strip_prefix(from).map(|tail| format!("{to}{tail}")))
+    .unwrap_or_else(|| sub.to_string());
+    format!("vit.encoder.layer.{idx}.{sub}")
+}
+
+/// Reads every tensor of a `torch.save` zip archive, a Lightning checkpoint or a safetensors file.
+pub fn read_state_dict(file: &Path) -> Result<StateDict, ModelError> {
+    let bytes = std::fs::read(file).map_err(|source| ModelError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    if bytes.starts_with(b"PK\x03\x04") {
+        return read_torch_zip(file, &bytes);
+    }
+    if looks_like_safetensors(&bytes) {
+        let tensors = Tensor::read_safetensors(file).map_err(|e| ModelError::torch(file, e))?;
+        return Ok(StateDict {
+            format: SourceFormat::Safetensors,
+            tensors,
+            epoch: None,
+            dataset: None,
+            skipped_non_tensors: Vec::new(),
+        });
+    }
+    // Legacy torch.save (before 1.6) starts with a pickled magic number (protocol 2: 0x80 0x02 0x8a 0x0a …).
+    if bytes.starts_with(&[0x80, 0x02, 0x8a, 0x0a]) {
+        return Err(format_err(
+            file,
+            "legacy (non-zip) torch.save format; re-save it with torch>=1.6: torch.save(torch.load(f), 'new.pt')",
+        ));
+    }
+    Err(format_err(
+        file,
+        "not a PyTorch zip archive (.pt/.pth/.ckpt) or a safetensors file",
+    ))
+}
+
+/// safetensors: u64 little-endian header length, then a JSON object.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    if bytes.len() < 10 {
+        return false;
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    n >= 2 && (n as usize) <= bytes.len() - 8 && bytes[8] == b'{'
+}
+
+/// Storage element type from a `torch.<Name>Storage` global.
+fn storage_kind(name: &str) -> Option<Kind> {
+    Some(match name {
+        "FloatStorage" => Kind::Float,
+        "DoubleStorage" => Kind::Double,
+        "HalfStorage" => Kind::Half,
+        "BFloat16Storage" => Kind::BFloat16,
+        "LongStorage" => Kind::Int64,
+        "IntStorage" => Kind::Int,
+        "ShortStorage" => Kind::Int16,
+        "CharStorage" => Kind::Int8,
+        "ByteStorage" => Kind::Uint8,
+        "BoolStorage" => Kind::Bool,
+        _ => return None,
+    })
+}
+
+struct ZipReader<'a> {
+    file: &'a Path,
+    archive: zip::ZipArchive<std::io::Cursor<&'a [u8]>>,
+    prefix: String,
+    storages: HashMap<String, Tensor>,
+}
+
+impl<'a> ZipReader<'a> {
+    fn member(&mut self, name: &str) -> Result<Option<Vec<u8>>, ModelError> {
+        let full = format!("{}{name}", self.prefix);
+        let mut entry = match self.archive.by_name(&full) {
+            Ok(e) => e,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => return Err(format_err(self.file, format!("zip member {full}: {e}"))),
+        };
+        let mut out = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut out)
+            .map_err(|e| format_err(self.file, format!("zip member {full}: {e}")))?;
+        Ok(Some(out))
+    }
+
+    /// The 1-D storage `key` of `numel` elements of `kind` (cached: several tensors may share one storage).
+    fn storage(&mut self, key: &str, kind: Kind, numel: i64) -> Result<Tensor, ModelError> {
+        if let Some(t) = self.storages.get(key) {
+            return Ok(t.shallow_clone());
+        }
+        let bytes = self.member(&format!("data/{key}"))?.ok_or_else(|| {
+            format_err(
+                self.file,
+                format!("storage data/{key} is missing from the archive"),
+            )
+        })?;
+        let elt = kind.elt_size_in_bytes() as i64;
+        if bytes.len() as i64 != numel * elt {
+            return Err(format_err(
+                self.file,
+                format!(
+                    "storage data/{key} has {} bytes, expected {numel} × {elt}",
+                    bytes.len()
+                ),
+            ));
+        }
+        let t = Tensor::f_from_data_size(&bytes, &[numel], kind)
+            .map_err(|e| ModelError::torch(self.file, e))?;
+        self.storages.insert(key.to_string(), t.shallow_clone());
+        Ok(t)
+    }
+
+    /// Rebuilds a tensor from a `_rebuild_tensor_v2` (or `_rebuild_parameter`) reduction; `None` if `v` is not one.
+    fn tensor(&mut self, key: &str, v: &Value) -> Result<Option<Tensor>, ModelError> {
+        let Value::Reduce { callable, args } = v else {
+            return Ok(None);
+        };
+        let Some((module, name)) = callable.as_global() else {
+            return Ok(None);
+        };
+        let Some(args) = args.as_seq() else {
+            return Ok(None);
+        };
+        let bad = |what: &str| format_err(self.file, format!("tensor `{key}`: {what}"));
+        match (module, name) {
+            ("torch._utils", "_rebuild_parameter")
+            | ("torch._utils", "_rebuild_parameter_with_state") => {
+                let inner = args
+                    .first()
+                    .ok_or_else(|| bad("empty _rebuild_parameter"))?;
+                self.tensor(key, inner)
+            }
+            ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
+                if args.len() < 4 {
+                    return Err(bad("_rebuild_tensor_v2 with fewer than 4 arguments"));
+                }
+                let Value::PersistentId(pid) = &args[0] else {
+                    return Err(bad("storage is not a persistent id"));
+                };
+                let pid = pid.as_seq().ok_or_else(|| bad("malformed storage id"))?;
+                if pid.len() < 5 || pid[0].as_str() != Some("storage") {
+                    return Err(bad("malformed storage id"));
+                }
+                let (_, type_name) = pid[1]
+                    .as_global()
+                    .ok_or_else(|| bad("storage type is not a global"))?;
+                let kind = storage_kind(type_name)
+                    .ok_or_else(|| bad(&format!("unsupported storage type {type_name}")))?;
+                let storage_key = pid[2]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| pid[2].as_int().map(|i| i.to_string()));
+                let storage_key = storage_key.ok_or_else(|| bad("storage key is not a string"))?;
+                let numel = pid[4]
+                    .as_int()
+                    .ok_or_else(|| bad("storage size is not an integer"))?;
+                let offset = args[1]
+                    .as_int()
+                    .ok_or_else(|| bad("storage offset is not an integer"))?;
+                let ints = |v: &Value, what: &str| -> Result<Vec<i64>, ModelError> {
+                    v.as_seq()
+                        .ok_or_else(|| bad(&format!("{what} is not a tuple")))?
+                        .iter()
+                        .map(|d| {
+                            d.as_int()
+                                .ok_or_else(|| bad(&format!("{what} holds a non-integer")))
+                        })
+                        .collect()
+                };
+                let size = ints(&args[2], "size")?;
+                let stride = ints(&args[3], "stride")?;
+                if size.len() != stride.len()
+                    || size.iter().any(|&s| s < 0)
+                    || stride.iter().any(|&s| s < 0)
+                    || offset < 0
+                {
+                    return Err(bad(&format!(
+                        "invalid size {size:?} / stride {stride:?} / offset {offset}"
+                    )));
+                }
+                let storage = self.storage(&storage_key, kind, numel)?;
+                let empty = size.contains(&0);
+                let last = offset
+                    + size
+                        .iter()
+                        .zip(&stride)
+                        .map(|(s, st)| (s - 1).max(0) * st)
+                        .sum::<i64>();
+                if !empty && last >= numel {
+                    return Err(bad(&format!(
+                        "view (offset {offset}, size {size:?}, stride {stride:?}) reads past its storage of {numel} elements"
+                    )));
+                }
+                let t = if empty {
+                    Tensor::zeros(size.as_slice(), (kind, Device::Cpu))
+                } else {
+                    storage
+                        .as_strided(size.as_slice(), stride.as_slice(), offset)
+                        .contiguous()
+                };
+                Ok(Some(t))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn read_torch_zip(file: &Path, bytes: &[u8]) -> Result<StateDict, ModelError> {
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format_err(file, format!("not a readable zip archive: {e}")))?;
+    let pkl_name = archive
+        .file_names()
+        .filter(|n| n.ends_with("data.pkl") && n.matches('/').count() == 1)
+        .min_by_key(|n| n.len())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format_err(
+                file,
+                "zip archive without <name>/data.pkl: not a torch.save file",
+            )
+        })?;
+    let prefix = pkl_name[..pkl_name.len() - "data.pkl".len()].to_string();
+    let mut reader = ZipReader {
+        file,
+        archive,
+        prefix,
+        storages: HashMap::new(),
+    };
+    if let Some(order) = reader.member("byteorder")? {
+        if order.trim_ascii() != b"little" {
+            return Err(format_err(
+                file,
+                "big-endian torch.save archives are not supported",
+            ));
+        }
+    }
+    let pkl = reader.member("data.pkl")?.expect("data.pkl was listed");
+    let root = decal_pickle::parse(&pkl).map_err(|e| format_err(file, format!("data.pkl: {e}")))?;
+
+    // A Lightning checkpoint keeps the weights under "state_dict"; other training scripts use similar keys.
+    let mut format = SourceFormat::PytorchZip;
+    let mut sd = &root;
+    for key in ["state_dict", "model_state_dict", "model"] {
+        if let Some(inner) = root.get(key) {
+            if inner.dict_items().is_some() {
+                sd = inner;
+                if key == "state_dict"
+                    && (root.get("pytorch-lightning_version").is_some()
+                        || root.get("epoch").is_some())
+                {
+                    format = SourceFormat::LightningCkpt;
+                }
+                break;
+            }
+        }
+    }
+    let items = sd.dict_items().ok_or_else(|| {
+        format_err(
+            file,
+            "data.pkl does not hold a dict (expected a state_dict or a checkpoint)",
+        )
+    })?;
+    let mut tensors = Vec::new();
+    let mut skipped = Vec::new();
+    for (k, v) in items {
+        let key = k
+            .as_str()
+            .ok_or_else(|| format_err(file, "state_dict has a non-string key"))?
+            .to_string();
+        match reader.tensor(&key, v)? {
+            Some(t) => tensors.push((key, t)),
+            None => skipped.push(key),
+        }
+    }
+    if tensors.is_empty() {
+        return Err(format_err(
+            file,
+            "no tensors found (expected a state_dict or a Lightning checkpoint)",
+        ));
+    }
+    let epoch = root.get("epoch").and_then(Value::as_int);
+    let dataset = root
+        .get("hyper_parameters")
+        .and_then(|h| h.get("dataset"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(StateDict {
+        format,
+        tensors,
+        epoch,
+        dataset,
+        skipped_non_tensors: skipped,
+    })
+}
