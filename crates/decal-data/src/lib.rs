@@ -16,8 +16,10 @@
 pub mod cifar;
 pub mod error;
 pub mod imagefolder;
+pub mod loader;
 pub mod resize;
 pub mod split;
+pub mod transforms;
 
 pub use error::{DataError, Result};
 
