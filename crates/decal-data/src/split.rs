@@ -287,7 +287,7 @@ impl SplitManifest {
 }
 
 fn check_fraction(f: f64) -> Result<()> {
-    if !(f > 0.0 && f < 1.0) {
+    if f.is_nan() || f <= 0.0 || f >= 1.0 {
         return Err(DataError::Invalid(format!(
             "train fraction {f} must lie strictly between 0 and 1"
         )));

@@ -28,7 +28,8 @@ pub struct Normalize {
 impl Normalize {
     /// Builds a normalisation; `mean` and `std` must have the same length and positive stds.
     pub fn new(mean: &[f32], std: &[f32]) -> Result<Self> {
-        if mean.len() != std.len() || mean.is_empty() || std.iter().any(|s| !(*s > 0.0)) {
+        if mean.len() != std.len() || mean.is_empty() || std.iter().any(|s| s.is_nan() || *s <= 0.0)
+        {
             return Err(DataError::Invalid(format!(
                 "invalid normalisation mean {mean:?} std {std:?}"
             )));
