@@ -1,36 +1,39 @@
-//! Writing the stage-1 `best/` classifier checkpoint.
+//! Writing the stage-1 `best/` classifier checkpoint as a `decal_models::checkpoint` directory.
 //!
-//! The directory holds the architecture (`config.json`, a serialised `decal_models::ArchConfig`), the
-//! weights (`model.safetensors`: every VarStore variable, BatchNorm running statistics included, under
-//! the seed's PyTorch state_dict names), and `meta.json` ([`crate::stage1::BestMeta`]: run, epoch,
-//! selection value and the input normalisation the model was trained with). `decal eval` and stage 2
-//! rebuild the classifier from `config.json` alone; nothing depends on file names (seed BUG-8).
+//! The directory is a standard decal checkpoint (`model.safetensors` + `config.json` with the architecture,
+//! K, dataset, input normalisation, seed, epoch and selection criterion), so `decal eval`, stage 2 and
+//! `decal_models::checkpoint::load` rebuild the classifier from it alone; nothing depends on file names
+//! (seed BUG-8). Stage-1 specifics (run name, loss) go into `extra`.
 
 use std::path::Path;
 use tch::nn::VarStore;
 
 use crate::checkpoint::CheckpointError;
-use crate::stage1::BestMeta;
+use crate::stage1::{BestMeta, Selection};
+use decal_models::checkpoint::{self as mcheckpoint, CheckpointMeta, Normalization};
 use decal_models::ArchConfig;
 
-/// Architecture file name.
-pub const CONFIG_FILE: &str = "config.json";
-/// Weights file name.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// Training metadata file name.
-pub const META_FILE: &str = "meta.json";
-
-/// Writes `config.json`, `model.safetensors` and `meta.json` into `dir` (which must exist). The caller
-/// makes the directory appear atomically ([`crate::checkpoint::replace_dir_atomically`]).
+/// Writes the checkpoint into `dir`. The caller makes the directory appear atomically
+/// ([`crate::checkpoint::replace_dir_atomically`]).
 pub fn save_classifier(dir: &Path, vs: &VarStore, arch: &ArchConfig, meta: &BestMeta) -> Result<(), CheckpointError> {
-    let weights = dir.join(WEIGHTS_FILE);
-    vs.save(&weights).map_err(|source| CheckpointError::Torch { path: weights.clone(), source })?;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .open(&weights)
-        .and_then(|f| f.sync_all())
-        .map_err(|source| CheckpointError::Io { path: weights.clone(), source })?;
-    decal_core::write_json_atomic(&dir.join(CONFIG_FILE), arch)?;
-    decal_core::write_json_atomic(&dir.join(META_FILE), meta)?;
+    let mut m = CheckpointMeta::new(arch.clone(), "stage1");
+    m.dataset = Some(meta.dataset.clone());
+    m.normalization = Some(Normalization {
+        mean: meta.mean.iter().map(|&v| v as f64).collect(),
+        std: meta.std.iter().map(|&v| v as f64).collect(),
+    });
+    m.seed = Some(meta.seed);
+    m.epoch = Some(meta.epoch as u64);
+    m.selection = Some(mcheckpoint::Selection {
+        criterion: match meta.selection {
+            Selection::ValNll => "valid_nll".into(),
+            Selection::ValLoss => "valid_loss".into(),
+        },
+        value: meta.value,
+    });
+    m.extra.insert("run".into(), serde_json::Value::String(meta.run.clone()));
+    m.extra.insert("loss".into(), serde_json::Value::String(meta.loss.clone()));
+    mcheckpoint::save(dir, vs, &m)
+        .map_err(|e| CheckpointError::Invalid { path: dir.to_path_buf(), problem: e.to_string() })?;
     Ok(())
 }

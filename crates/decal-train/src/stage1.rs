@@ -311,18 +311,13 @@ impl Stage1Plan {
     }
 }
 
-/// Per-dataset normalisation constants (seed-system.md §4.2; MNIST/Fashion-MNIST: the usual dataset
-/// statistics, the seed does not train on them). Returns `(mean, std)` per channel.
+/// Per-dataset normalisation constants: the seed's (`decal_data::transforms::Normalize::seed`, seed-system.md
+/// §4.2, Q-3 constants included); mean = std = 0.5 per channel for datasets without published constants
+/// (ImageFolder trees, synthetic sets). Returns `(mean, std)` per channel.
 pub fn normalization(dataset: &str, channels: usize) -> (Vec<f32>, Vec<f32>) {
-    match (canonical_dataset(dataset).as_str(), channels) {
-        ("cifar10", 3) => (vec![0.4914, 0.4822, 0.4465], vec![0.247, 0.243, 0.261]),
-        // the seed's CIFAR-100 std is not the dataset's; kept because the seed's models expect it.
-        ("cifar100", 3) => (vec![0.5074, 0.4867, 0.4411], vec![0.2011, 0.1987, 0.2025]),
-        ("svhn", 3) => (vec![0.4914, 0.4822, 0.4465], vec![0.2023, 0.1994, 0.2010]),
-        ("tinyimagenet", 3) => (vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]),
-        ("mnist", 1) => (vec![0.1307], vec![0.3081]),
-        ("fashionmnist", 1) => (vec![0.2860], vec![0.3530]),
-        (_, c) => (vec![0.5; c], vec![0.5; c]),
+    match decal_data::DatasetName::parse(dataset).ok().and_then(decal_data::transforms::Normalize::seed) {
+        Some(n) if n.mean.len() == channels => (n.mean, n.std),
+        _ => (vec![0.5; channels], vec![0.5; channels]),
     }
 }
 
@@ -353,7 +348,7 @@ impl Stage1Data {
             return Err(Stage1Error::Plan(format!("dataset {} has {} images; need at least 2", set.name, set.len())));
         }
         let (mut train_indices, mut val_indices) =
-            seed_split(set.len(), plan.train_fraction, plan.split_seed);
+            decal_data::split::seed_split(set.len(), plan.train_fraction, plan.split_seed);
         if plan.limit_train > 0 {
             train_indices.truncate(plan.limit_train);
         }
@@ -399,45 +394,6 @@ impl Stage1Data {
         }
         decal_core::sha256_bytes(&bytes)
     }
-}
-
-/// The seed's `random_split` (seed-system.md §4.3): `perm = torch.randperm(n, generator(seed))` with
-/// PyTorch's CPU algorithm on MT19937, `train = perm[..int(n·fraction)]`, `valid = perm[rest]`.
-// TEMPORARY stand-in until `decal_data::split::seed_split` (engineer C) lands; same contract.
-fn seed_split(n: usize, train_fraction: f64, generator_seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut mt = [0u32; 624];
-    mt[0] = generator_seed as u32;
-    for k in 1..624 {
-        mt[k] = 1_812_433_253u32.wrapping_mul(mt[k - 1] ^ (mt[k - 1] >> 30)).wrapping_add(k as u32);
-    }
-    let mut idx = 624usize;
-    let mut next = || -> u32 {
-        if idx >= 624 {
-            for k in 0..624 {
-                let y = (mt[k] & 0x8000_0000) | (mt[(k + 1) % 624] & 0x7fff_ffff);
-                let mut v = mt[(k + 397) % 624] ^ (y >> 1);
-                if y & 1 != 0 {
-                    v ^= 0x9908_b0df;
-                }
-                mt[k] = v;
-            }
-            idx = 0;
-        }
-        let mut y = mt[idx];
-        idx += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
-    };
-    let mut perm: Vec<usize> = (0..n).collect();
-    for i in 0..n.saturating_sub(1) {
-        let z = next() as usize % (n - i);
-        perm.swap(i, i + z);
-    }
-    let train_size = (n as f64 * train_fraction) as usize;
-    let val = perm.split_off(train_size);
-    (perm, val)
 }
 
 /// SplitMix64: a small, fast, well-mixed generator for shuffling and augmentation draws. Seeded
@@ -1019,12 +975,12 @@ mod tests {
     }
 
     #[test]
-    fn seed_split_matches_torch_randperm() {
+    fn data_seed_split_matches_torch_randperm() {
         // torch 2.11: g = torch.Generator(); g.manual_seed(1); torch.randperm(10, generator=g)
-        let (train, val) = seed_split(10, 0.8, 1);
+        let (train, val) = decal_data::split::seed_split(10, 0.8, 1);
         assert_eq!(train, vec![5, 6, 1, 2, 0, 8, 9, 3]);
         assert_eq!(val, vec![7, 4]);
-        let (train, val) = seed_split(50_000, 0.8, 1);
+        let (train, val) = decal_data::split::seed_split(50_000, 0.8, 1);
         assert_eq!(&train[..5], &[45845, 11799, 43880, 43701, 41303]);
         assert_eq!(&val[val.len() - 3..], &[37038, 8785, 8475]);
         assert_eq!((train.len(), val.len()), (40_000, 10_000));

@@ -78,7 +78,7 @@ fn learns_and_writes_the_run_directory() {
     for f in ["config.toml", "provenance.json", "metrics.jsonl", "metrics.csv", "summary.json"] {
         assert!(run.path().join(f).is_file(), "missing {f}");
     }
-    for f in ["best/config.json", "best/model.safetensors", "best/meta.json", "last/state.json"] {
+    for f in ["best/config.json", "best/model.safetensors", "last/state.json"] {
         assert!(run.path().join(f).is_file(), "missing {f}");
     }
     let jsonl = std::fs::read_to_string(run.path().join("metrics.jsonl")).unwrap();
@@ -95,6 +95,11 @@ fn learns_and_writes_the_run_directory() {
         .min_by(|a, b| a["val_nll"].as_f64().unwrap().total_cmp(&b["val_nll"].as_f64().unwrap()))
         .unwrap();
     assert_eq!(best["epoch"].as_u64().unwrap() as usize, summary.best_epoch);
+    // best/ is a decal_models checkpoint that loads and records how it was selected.
+    let loaded = decal_models::checkpoint::load(&run.path().join("best"), Device::Cpu).unwrap();
+    assert_eq!(loaded.meta.epoch, Some(summary.best_epoch as u64));
+    assert_eq!(loaded.meta.selection.as_ref().unwrap().criterion, "valid_nll");
+    assert_eq!(loaded.meta.selection.as_ref().unwrap().value, best["val_nll"].as_f64().unwrap());
 }
 
 #[test]
