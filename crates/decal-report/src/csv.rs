@@ -84,7 +84,10 @@ pub fn parse(text: &str) -> Result<Vec<Row>, (usize, String)> {
                     quoted_field = true;
                 }
                 Some('"') => {
-                    return Err((line, "stray double quote inside an unquoted field".to_string()));
+                    return Err((
+                        line,
+                        "stray double quote inside an unquoted field".to_string(),
+                    ));
                 }
                 Some(c) if in_quotes => {
                     if c == '\n' {
@@ -104,13 +107,19 @@ pub fn parse(text: &str) -> Result<Vec<Row>, (usize, String)> {
                 }
                 Some(c) => {
                     if quoted_field {
-                        return Err((line, format!("unexpected character {c:?} after a closing quote")));
+                        return Err((
+                            line,
+                            format!("unexpected character {c:?} after a closing quote"),
+                        ));
                     }
                     field.push(c);
                 }
             }
         }
-        rows.push(Row { line: start_line, fields });
+        rows.push(Row {
+            line: start_line,
+            fields,
+        });
     }
 }
 
@@ -124,7 +133,10 @@ mod tests {
         let mut text = String::new();
         write_row(&mut text, &fields);
         write_row(&mut text, &["x", "y", "z", "w", "v", "u"]);
-        assert_eq!(text, "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\" padded\",\nx,y,z,w,v,u\n");
+        assert_eq!(
+            text,
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\" padded\",\nx,y,z,w,v,u\n"
+        );
         let rows = parse(&text).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].fields, fields);

@@ -46,7 +46,15 @@ impl ReportError {
         move |source| ReportError::Io { path, source }
     }
 
-    pub(crate) fn parse(path: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> ReportError {
-        ReportError::Parse { path: path.into(), line, message: message.into() }
+    pub(crate) fn parse(
+        path: impl Into<PathBuf>,
+        line: usize,
+        message: impl Into<String>,
+    ) -> ReportError {
+        ReportError::Parse {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
     }
 }

@@ -18,11 +18,20 @@ pub struct NumberFormat {
 
 impl NumberFormat {
     /// Percent, 2 decimals.
-    pub const PERCENT: NumberFormat = NumberFormat { percent: true, decimals: 2 };
+    pub const PERCENT: NumberFormat = NumberFormat {
+        percent: true,
+        decimals: 2,
+    };
     /// Plain, 4 decimals.
-    pub const PLAIN4: NumberFormat = NumberFormat { percent: false, decimals: 4 };
+    pub const PLAIN4: NumberFormat = NumberFormat {
+        percent: false,
+        decimals: 4,
+    };
     /// Plain, 5 decimals (Brier/K).
-    pub const PLAIN5: NumberFormat = NumberFormat { percent: false, decimals: 5 };
+    pub const PLAIN5: NumberFormat = NumberFormat {
+        percent: false,
+        decimals: 5,
+    };
 
     /// The value as printed (before rounding): ×100 for percent formats.
     pub fn scaled(&self, value: f64) -> f64 {
@@ -39,7 +48,9 @@ pub fn metric_format(metric: &str) -> NumberFormat {
     let first = metric.split(['_', '-', '/']).next().unwrap_or("");
     match first {
         "brier" if metric == "brier_div_k" => NumberFormat::PLAIN5,
-        "accuracy" | "acc" | "error" | "ece" | "mce" | "rmsce" | "cwece" | "cw" | "sece" => NumberFormat::PERCENT,
+        "accuracy" | "acc" | "error" | "ece" | "mce" | "rmsce" | "cwece" | "cw" | "sece" => {
+            NumberFormat::PERCENT
+        }
         _ => NumberFormat::PLAIN4,
     }
 }
@@ -120,9 +131,18 @@ mod tests {
     #[test]
     fn cells() {
         let p = NumberFormat::PERCENT;
-        assert_eq!(mean_spread(0.925_5, Some(0.000_1), p, Markup::Text), "92.55 ± 0.01");
-        assert_eq!(mean_spread(0.925_5, Some(0.000_1), p, Markup::Latex), "92.55 $\\pm$ 0.01");
-        assert_eq!(mean_spread(0.251_6, None, NumberFormat::PLAIN4, Markup::Text), "0.2516");
+        assert_eq!(
+            mean_spread(0.925_5, Some(0.000_1), p, Markup::Text),
+            "92.55 ± 0.01"
+        );
+        assert_eq!(
+            mean_spread(0.925_5, Some(0.000_1), p, Markup::Latex),
+            "92.55 $\\pm$ 0.01"
+        );
+        assert_eq!(
+            mean_spread(0.251_6, None, NumberFormat::PLAIN4, Markup::Text),
+            "0.2516"
+        );
         assert_eq!(fixed(-0.000_4, 2), "0.00");
         assert_eq!(fixed(-0.004, 2), "-0.00".trim_start_matches('-'));
         assert_eq!(fixed(-0.006, 2), "-0.01");

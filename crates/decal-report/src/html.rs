@@ -107,7 +107,11 @@ fn link(out_dir: &Path, path: &Path) -> String {
             c => c.to_string(),
         })
         .collect();
-    format!("<a href=\"{}\">{}</a>", html_escape(&href), html_escape(&text))
+    format!(
+        "<a href=\"{}\">{}</a>",
+        html_escape(&href),
+        html_escape(&text)
+    )
 }
 
 fn anchor(prefix: &str, i: usize) -> String {
@@ -119,7 +123,10 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    out.push_str(&format!("<title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n", html_escape(&input.title)));
+    out.push_str(&format!(
+        "<title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n",
+        html_escape(&input.title)
+    ));
     out.push_str(&format!("<h1>{}</h1>\n", html_escape(&input.title)));
     for p in &input.summary {
         out.push_str(&format!("<p>{}</p>\n", html_escape(p)));
@@ -127,10 +134,18 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
 
     out.push_str("<nav><strong>Contents</strong>\n<ul>\n");
     for (i, t) in input.tables.iter().enumerate() {
-        out.push_str(&format!("<li><a href=\"#{}\">Table: {}</a></li>\n", anchor("table", i), html_escape(&t.table.title)));
+        out.push_str(&format!(
+            "<li><a href=\"#{}\">Table: {}</a></li>\n",
+            anchor("table", i),
+            html_escape(&t.table.title)
+        ));
     }
     for (i, f) in input.figures.iter().enumerate() {
-        out.push_str(&format!("<li><a href=\"#{}\">Figure: {}</a></li>\n", anchor("figure", i), html_escape(&f.title)));
+        out.push_str(&format!(
+            "<li><a href=\"#{}\">Figure: {}</a></li>\n",
+            anchor("figure", i),
+            html_escape(&f.title)
+        ));
     }
     if !input.files.is_empty() {
         out.push_str("<li><a href=\"#files\">Other files</a></li>\n");
@@ -144,7 +159,11 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
         out.push_str("<h2>Tables</h2>\n");
     }
     for (i, t) in input.tables.iter().enumerate() {
-        out.push_str(&format!("<section id=\"{}\">\n<h3>{}</h3>\n", anchor("table", i), html_escape(&t.table.title)));
+        out.push_str(&format!(
+            "<section id=\"{}\">\n<h3>{}</h3>\n",
+            anchor("table", i),
+            html_escape(&t.table.title)
+        ));
         out.push_str(&t.table.to_html());
         push_files(&mut out, out_dir, &t.files);
         out.push_str("</section>\n");
@@ -172,7 +191,11 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
     if !input.files.is_empty() {
         out.push_str("<h2 id=\"files\">Other files</h2>\n<ul>\n");
         for (path, what) in &input.files {
-            out.push_str(&format!("<li>{}: {}</li>\n", link(out_dir, path), html_escape(what)));
+            out.push_str(&format!(
+                "<li>{}: {}</li>\n",
+                link(out_dir, path),
+                html_escape(what)
+            ));
         }
         out.push_str("</ul>\n");
     }
@@ -230,7 +253,10 @@ mod tests {
         let input = ReportInput {
             title: "Report & more".into(),
             summary: vec!["1 run".into()],
-            tables: vec![ReportTable { table, files: vec![dir.path().join("tables/main.md")] }],
+            tables: vec![ReportTable {
+                table,
+                files: vec![dir.path().join("tables/main.md")],
+            }],
             figures: vec![ReportFigure {
                 title: "Reliability".into(),
                 caption: "cap".into(),
@@ -238,18 +264,36 @@ mod tests {
                 files: vec![dir.path().join("plots/fig 1.svg")],
             }],
             files: vec![],
-            provenance: vec![ProvenanceItem { label: "config.json".into(), text: "{\"a\": \"<b>\"}".into() }],
+            provenance: vec![ProvenanceItem {
+                label: "config.json".into(),
+                text: "{\"a\": \"<b>\"}".into(),
+            }],
         };
         let path = write_report(dir.path(), &input).unwrap();
         let html = std::fs::read_to_string(path).unwrap();
         assert!(html.contains("<title>Report &amp; more</title>"));
-        assert!(html.contains("<th>&lt;TST&gt;</th><td>92.55</td>"), "{html}");
+        assert!(
+            html.contains("<th>&lt;TST&gt;</th><td>92.55</td>"),
+            "{html}"
+        );
         let b64 = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG fake");
         assert!(html.contains(&format!("src=\"data:image/png;base64,{b64}\"")));
-        assert!(html.contains("<a href=\"plots/fig%201.svg\">plots/fig 1.svg</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"plots/fig%201.svg\">plots/fig 1.svg</a>"),
+            "{html}"
+        );
         assert!(html.contains("<pre>{&quot;a&quot;: &quot;&lt;b&gt;&quot;}</pre>"));
-        assert!(!html.contains("http"), "the page must not reference the network");
-        let missing = ReportInput { figures: vec![ReportFigure { png: dir.path().join("nope.png"), ..input.figures[0].clone() }], ..input };
+        assert!(
+            !html.contains("http"),
+            "the page must not reference the network"
+        );
+        let missing = ReportInput {
+            figures: vec![ReportFigure {
+                png: dir.path().join("nope.png"),
+                ..input.figures[0].clone()
+            }],
+            ..input
+        };
         let err = write_report(dir.path(), &missing).unwrap_err().to_string();
         assert!(err.contains("nope.png"), "{err}");
     }

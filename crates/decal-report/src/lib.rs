@@ -11,11 +11,13 @@
 //! - [`format`]: the single place that decides how numbers are printed.
 //! - [`plot`]: ECE-vs-severity and OOD score-histogram figures.
 //! - [`html`]: the self-contained `index.html` report.
+//! - [`generate`]: `decal report` as a library call (find records, write tables, figures, HTML).
 #![warn(missing_docs)]
 
 pub mod csv;
 mod error;
 pub mod format;
+pub mod generate;
 pub mod html;
 pub mod plot;
 pub mod record;

@@ -51,8 +51,18 @@ pub struct MetricRecord {
 }
 
 /// Column names of the CSV format, in order.
-pub const CSV_HEADER: [&str; 10] =
-    ["run", "seed", "method", "split", "dataset", "corruption", "severity", "metric", "value", "definition"];
+pub const CSV_HEADER: [&str; 10] = [
+    "run",
+    "seed",
+    "method",
+    "split",
+    "dataset",
+    "corruption",
+    "severity",
+    "metric",
+    "value",
+    "definition",
+];
 
 fn ser_value<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
     if value.is_finite() {
@@ -100,7 +110,11 @@ pub fn parse_value(text: &str) -> Option<f64> {
 
 impl MetricRecord {
     fn validate(&self) -> Result<(), String> {
-        for (name, field) in [("run", &self.run), ("method", &self.method), ("metric", &self.metric)] {
+        for (name, field) in [
+            ("run", &self.run),
+            ("method", &self.method),
+            ("metric", &self.metric),
+        ] {
             if field.trim().is_empty() {
                 return Err(format!("field `{name}` is empty"));
             }
@@ -114,7 +128,9 @@ pub fn to_jsonl_string(records: &[MetricRecord]) -> String {
     let mut out = String::new();
     for record in records {
         // Serialising a struct of strings, integers and f64 (non-finite handled above) cannot fail.
-        out.push_str(&serde_json::to_string(record).expect("a MetricRecord should always serialise"));
+        out.push_str(
+            &serde_json::to_string(record).expect("a MetricRecord should always serialise"),
+        );
         out.push('\n');
     }
     out
@@ -129,7 +145,9 @@ pub fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<MetricRecord>, ReportE
         }
         let record: MetricRecord = serde_json::from_str(line)
             .map_err(|e| ReportError::parse(path, idx + 1, format!("not a metric record: {e}")))?;
-        record.validate().map_err(|m| ReportError::parse(path, idx + 1, m))?;
+        record
+            .validate()
+            .map_err(|m| ReportError::parse(path, idx + 1, m))?;
         records.push(record);
     }
     Ok(records)
@@ -150,7 +168,11 @@ pub fn write_jsonl(path: &Path, records: &[MetricRecord]) -> Result<(), ReportEr
 /// Appends records to a JSONL file (creating it when missing). The file is re-read and rewritten
 /// atomically, so a reader never sees a half-appended line; an existing malformed file is an error.
 pub fn append_jsonl(path: &Path, records: &[MetricRecord]) -> Result<(), ReportError> {
-    let mut all = if path.exists() { read_jsonl(path)? } else { Vec::new() };
+    let mut all = if path.exists() {
+        read_jsonl(path)?
+    } else {
+        Vec::new()
+    };
     all.extend_from_slice(records);
     write_jsonl(path, &all)
 }
@@ -183,32 +205,54 @@ pub fn to_csv_string(records: &[MetricRecord]) -> String {
 pub fn parse_csv(text: &str, path: &Path) -> Result<Vec<MetricRecord>, ReportError> {
     let rows = csv::parse(text).map_err(|(line, m)| ReportError::parse(path, line, m))?;
     let Some((header, body)) = rows.split_first() else {
-        return Err(ReportError::parse(path, 1, "empty file: expected a header row"));
+        return Err(ReportError::parse(
+            path,
+            1,
+            "empty file: expected a header row",
+        ));
     };
     let mut index = [0usize; 10];
     for (slot, name) in index.iter_mut().zip(CSV_HEADER) {
-        *slot = header.fields.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            ReportError::parse(path, header.line, format!("header has no `{name}` column"))
-        })?;
+        *slot = header
+            .fields
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                ReportError::parse(path, header.line, format!("header has no `{name}` column"))
+            })?;
     }
     let mut records = Vec::with_capacity(body.len());
     for row in body {
         let err = |m: String| ReportError::parse(path, row.line, m);
         if row.fields.len() != header.fields.len() {
-            return Err(err(format!("{} fields, the header has {}", row.fields.len(), header.fields.len())));
+            return Err(err(format!(
+                "{} fields, the header has {}",
+                row.fields.len(),
+                header.fields.len()
+            )));
         }
         let get = |i: usize| row.fields[index[i]].as_str();
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let seed = match get(1) {
             "" => None,
-            s => Some(s.parse::<u64>().map_err(|_| err(format!("seed {s:?} is not a non-negative integer")))?),
+            s => Some(
+                s.parse::<u64>()
+                    .map_err(|_| err(format!("seed {s:?} is not a non-negative integer")))?,
+            ),
         };
         let severity = match get(6) {
             "" => None,
-            s => Some(s.parse::<u8>().map_err(|_| err(format!("severity {s:?} is not an integer 0..=255")))?),
+            s => Some(
+                s.parse::<u8>()
+                    .map_err(|_| err(format!("severity {s:?} is not an integer 0..=255")))?,
+            ),
         };
-        let value = parse_value(get(8))
-            .ok_or_else(|| err(format!("value {:?} is neither a number nor NaN/inf/-inf", get(8))))?;
+        let value = parse_value(get(8)).ok_or_else(|| {
+            err(format!(
+                "value {:?} is neither a number nor NaN/inf/-inf",
+                get(8)
+            ))
+        })?;
         let record = MetricRecord {
             run: get(0).to_string(),
             seed,
@@ -310,13 +354,18 @@ mod tests {
         assert!(text.starts_with(r#"{"run":"wrn/seed-1","seed":1,"method":"V-TST m=10","split":"test","dataset":"cifar10","corruption":null,"severity":null,"metric":"ece","value":0.0138123456789,"#), "{text}");
         assert!(text.contains(r#""value":"inf""#));
         assert!(text.contains(r#""value":"NaN""#));
-        same(&parse_jsonl(&text, Path::new("x.jsonl")).unwrap(), &sample());
+        same(
+            &parse_jsonl(&text, Path::new("x.jsonl")).unwrap(),
+            &sample(),
+        );
     }
 
     #[test]
     fn csv_round_trip_is_exact() {
         let text = to_csv_string(&sample());
-        assert!(text.starts_with("run,seed,method,split,dataset,corruption,severity,metric,value,definition\n"));
+        assert!(text.starts_with(
+            "run,seed,method,split,dataset,corruption,severity,metric,value,definition\n"
+        ));
         assert!(text.contains("wrn/seed-1,1,V-TST m=10,test,cifar10,,,ece,0.0138123456789,"));
         same(&parse_csv(&text, Path::new("x.csv")).unwrap(), &sample());
     }
@@ -334,15 +383,26 @@ mod tests {
     fn malformed_jsonl_names_file_and_line() {
         let good = to_jsonl_string(&sample()[..1]);
         let text = format!("{good}\n{{\"run\":\"a\",\"method\":\"x\"}}\n");
-        let err = parse_jsonl(&text, Path::new("runs/a/metrics.jsonl")).unwrap_err().to_string();
-        assert!(err.starts_with("runs/a/metrics.jsonl:3: not a metric record: missing field"), "{err}");
-        let err = parse_jsonl("{not json", Path::new("m.jsonl")).unwrap_err().to_string();
+        let err = parse_jsonl(&text, Path::new("runs/a/metrics.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("runs/a/metrics.jsonl:3: not a metric record: missing field"),
+            "{err}"
+        );
+        let err = parse_jsonl("{not json", Path::new("m.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("m.jsonl:1: "), "{err}");
         let bad_value = good.replace("0.0138123456789", "\"lots\"");
-        let err = parse_jsonl(&bad_value, Path::new("m.jsonl")).unwrap_err().to_string();
+        let err = parse_jsonl(&bad_value, Path::new("m.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.jsonl:1:") && err.contains("lots"), "{err}");
         let empty_method = good.replace("V-TST m=10", " ");
-        let err = parse_jsonl(&empty_method, Path::new("m.jsonl")).unwrap_err().to_string();
+        let err = parse_jsonl(&empty_method, Path::new("m.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "m.jsonl:1: field `method` is empty");
     }
 
@@ -350,13 +410,19 @@ mod tests {
     fn malformed_csv_names_file_and_line() {
         let mut text = to_csv_string(&sample()[..1]);
         text.push_str("r,x,m,test,d,,,acc,0.5,def\n");
-        let err = parse_csv(&text, Path::new("t.csv")).unwrap_err().to_string();
+        let err = parse_csv(&text, Path::new("t.csv"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "t.csv:3: seed \"x\" is not a non-negative integer");
-        let err = parse_csv("run,seed\n", Path::new("t.csv")).unwrap_err().to_string();
+        let err = parse_csv("run,seed\n", Path::new("t.csv"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "t.csv:1: header has no `method` column");
         let mut text = to_csv_string(&[]);
         text.push_str("a,1,m\n");
-        let err = parse_csv(&text, Path::new("t.csv")).unwrap_err().to_string();
+        let err = parse_csv(&text, Path::new("t.csv"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "t.csv:2: 3 fields, the header has 10");
     }
 
@@ -370,7 +436,9 @@ mod tests {
         let csv_path = dir.path().join("m.csv");
         write_csv(&csv_path, &sample()).unwrap();
         same(&read_any(&csv_path).unwrap(), &sample());
-        let err = read_jsonl(&dir.path().join("missing.jsonl")).unwrap_err().to_string();
+        let err = read_jsonl(&dir.path().join("missing.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.jsonl"), "{err}");
     }
 }

@@ -60,7 +60,11 @@ impl ReliabilitySeries {
 
     /// Largest `|accuracy − confidence|` over non-empty bins (the MCE of these bins), for annotation.
     pub fn max_gap(&self) -> Option<f64> {
-        self.bins.iter().filter(|b| b.count > 0).map(|b| (b.accuracy - b.mean_confidence).abs()).reduce(f64::max)
+        self.bins
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.accuracy - b.mean_confidence).abs())
+            .reduce(f64::max)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -72,12 +76,23 @@ impl ReliabilitySeries {
         }
         let eps = 1e-9;
         for (i, b) in self.bins.iter().enumerate() {
-            let bad = |what: &str| Err(format!("reliability series {:?}, bin {i}: {what}", self.label));
+            let bad = |what: &str| {
+                Err(format!(
+                    "reliability series {:?}, bin {i}: {what}",
+                    self.label
+                ))
+            };
             if !(b.lower >= -eps && b.upper <= 1.0 + eps && b.lower <= b.upper) {
-                return bad(&format!("edges [{}, {}] are not an interval inside [0, 1]", b.lower, b.upper));
+                return bad(&format!(
+                    "edges [{}, {}] are not an interval inside [0, 1]",
+                    b.lower, b.upper
+                ));
             }
             if b.count > 0 {
-                for (name, v) in [("accuracy", b.accuracy), ("mean_confidence", b.mean_confidence)] {
+                for (name, v) in [
+                    ("accuracy", b.accuracy),
+                    ("mean_confidence", b.mean_confidence),
+                ] {
                     if !(v >= -eps && v <= 1.0 + eps) {
                         return bad(&format!("{name} {v} is outside [0, 1]"));
                     }
@@ -85,15 +100,28 @@ impl ReliabilitySeries {
             }
         }
         if self.total() == 0 {
-            return Err(format!("reliability series {:?} has no samples (all bins empty)", self.label));
+            return Err(format!(
+                "reliability series {:?} has no samples (all bins empty)",
+                self.label
+            ));
         }
         Ok(())
     }
 }
 
 /// CSV header of the reliability format.
-pub const CSV_HEADER: [&str; 10] =
-    ["series", "bin", "lower", "upper", "count", "mean_confidence", "accuracy", "gap", "ece", "definition"];
+pub const CSV_HEADER: [&str; 10] = [
+    "series",
+    "bin",
+    "lower",
+    "upper",
+    "count",
+    "mean_confidence",
+    "accuracy",
+    "gap",
+    "ece",
+    "definition",
+];
 
 /// Renders series as reliability CSV text.
 pub fn to_csv_string(series: &[ReliabilitySeries]) -> String {
@@ -129,31 +157,57 @@ pub fn write_reliability_csv(path: &Path, series: &[ReliabilitySeries]) -> Resul
 
 /// Parses reliability CSV text. Rows of one series must be contiguous and agree on `ece` and
 /// `definition`; `bin` must count 0, 1, 2, … within a series. The `gap` column is ignored (derived).
-pub fn parse_reliability_csv(text: &str, path: &Path) -> Result<Vec<ReliabilitySeries>, ReportError> {
+pub fn parse_reliability_csv(
+    text: &str,
+    path: &Path,
+) -> Result<Vec<ReliabilitySeries>, ReportError> {
     let rows = csv::parse(text).map_err(|(line, m)| ReportError::parse(path, line, m))?;
     let Some((header, body)) = rows.split_first() else {
-        return Err(ReportError::parse(path, 1, "empty file: expected a reliability CSV header"));
+        return Err(ReportError::parse(
+            path,
+            1,
+            "empty file: expected a reliability CSV header",
+        ));
     };
     let mut index = [0usize; 10];
     for (slot, name) in index.iter_mut().zip(CSV_HEADER) {
-        *slot = header.fields.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            ReportError::parse(path, header.line, format!("header has no `{name}` column"))
-        })?;
+        *slot = header
+            .fields
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                ReportError::parse(path, header.line, format!("header has no `{name}` column"))
+            })?;
     }
     let mut series: Vec<ReliabilitySeries> = Vec::new();
     for row in body {
         let err = |m: String| ReportError::parse(path, row.line, m);
         if row.fields.len() != header.fields.len() {
-            return Err(err(format!("{} fields, the header has {}", row.fields.len(), header.fields.len())));
+            return Err(err(format!(
+                "{} fields, the header has {}",
+                row.fields.len(),
+                header.fields.len()
+            )));
         }
         let get = |i: usize| row.fields[index[i]].as_str();
         let num = |i: usize| {
-            parse_value(get(i)).ok_or_else(|| err(format!("{} {:?} is not a number", CSV_HEADER[i], get(i))))
+            parse_value(get(i))
+                .ok_or_else(|| err(format!("{} {:?} is not a number", CSV_HEADER[i], get(i))))
         };
         let label = get(0).to_string();
-        let bin: usize = get(1).parse().map_err(|_| err(format!("bin {:?} is not an index", get(1))))?;
-        let count: u64 = get(4).parse().map_err(|_| err(format!("count {:?} is not a count", get(4))))?;
-        let stat = BinStat { lower: num(2)?, upper: num(3)?, count, mean_confidence: num(5)?, accuracy: num(6)? };
+        let bin: usize = get(1)
+            .parse()
+            .map_err(|_| err(format!("bin {:?} is not an index", get(1))))?;
+        let count: u64 = get(4)
+            .parse()
+            .map_err(|_| err(format!("count {:?} is not a count", get(4))))?;
+        let stat = BinStat {
+            lower: num(2)?,
+            upper: num(3)?,
+            count,
+            mean_confidence: num(5)?,
+            accuracy: num(6)?,
+        };
         let ece = match get(8) {
             "" => None,
             _ => Some(num(8)?),
@@ -162,10 +216,15 @@ pub fn parse_reliability_csv(text: &str, path: &Path) -> Result<Vec<ReliabilityS
         match series.last_mut() {
             Some(s) if s.label == label => {
                 if s.ece.map(f64::to_bits) != ece.map(f64::to_bits) || s.definition != definition {
-                    return Err(err(format!("series {label:?} changes its ece or definition between rows")));
+                    return Err(err(format!(
+                        "series {label:?} changes its ece or definition between rows"
+                    )));
                 }
                 if bin != s.bins.len() {
-                    return Err(err(format!("series {label:?}: bin {bin} follows bin {}", s.bins.len() - 1)));
+                    return Err(err(format!(
+                        "series {label:?}: bin {bin} follows bin {}",
+                        s.bins.len() - 1
+                    )));
                 }
                 s.bins.push(stat);
             }
@@ -174,9 +233,16 @@ pub fn parse_reliability_csv(text: &str, path: &Path) -> Result<Vec<ReliabilityS
                     return Err(err(format!("rows of series {label:?} are not contiguous")));
                 }
                 if bin != 0 {
-                    return Err(err(format!("series {label:?} starts at bin {bin}, expected 0")));
+                    return Err(err(format!(
+                        "series {label:?} starts at bin {bin}, expected 0"
+                    )));
                 }
-                series.push(ReliabilitySeries { label, bins: vec![stat], ece, definition });
+                series.push(ReliabilitySeries {
+                    label,
+                    bins: vec![stat],
+                    ece,
+                    definition,
+                });
             }
         }
     }
@@ -197,10 +263,14 @@ pub fn write_reliability_diagram(
     title: &str,
 ) -> Result<Vec<PathBuf>, ReportError> {
     if series.is_empty() {
-        return Err(ReportError::Invalid(format!("{}: no reliability series to draw", stem.display())));
+        return Err(ReportError::Invalid(format!(
+            "{}: no reliability series to draw",
+            stem.display()
+        )));
     }
     for s in series {
-        s.validate().map_err(|m| ReportError::Invalid(format!("{}: {m}", stem.display())))?;
+        s.validate()
+            .map_err(|m| ReportError::Invalid(format!("{}: {m}", stem.display())))?;
     }
     let figure = ReliabilityFigure { series, title };
     let mut paths = plot::write_figure(stem, &figure)?;
@@ -221,7 +291,11 @@ struct ReliabilityFigure<'a> {
 impl ReliabilityFigure<'_> {
     /// x-extent of bin `b`'s slot for series `j` of `n`: the bin split into `n` side-by-side bars.
     fn slot(b: &BinStat, j: usize, n: usize) -> (f64, f64) {
-        let (lo, hi) = if b.upper > b.lower { (b.lower, b.upper) } else { (b.lower, b.lower + POINT_BIN_WIDTH) };
+        let (lo, hi) = if b.upper > b.lower {
+            (b.lower, b.upper)
+        } else {
+            (b.lower, b.lower + POINT_BIN_WIDTH)
+        };
         let w = (hi - lo) / n as f64;
         // A little air between neighbouring bars, proportional to the slot.
         let pad = w * 0.06;
@@ -229,7 +303,10 @@ impl ReliabilityFigure<'_> {
     }
 
     fn x_max(&self) -> f64 {
-        let point_bin = self.series.iter().any(|s| s.bins.iter().any(|b| b.upper <= b.lower && b.count > 0));
+        let point_bin = self
+            .series
+            .iter()
+            .any(|s| s.bins.iter().any(|b| b.upper <= b.lower && b.count > 0));
         if point_bin {
             1.0 + POINT_BIN_WIDTH
         } else {
@@ -253,7 +330,11 @@ impl Figure for ReliabilityFigure<'_> {
         (720, 780 + 16 * self.definitions().len() as u32)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, scale: f64) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        scale: f64,
+    ) -> Result<(), String> {
         let n = self.series.len();
         let x_max = self.x_max();
         let defs = self.definitions();
@@ -286,12 +367,23 @@ impl Figure for ReliabilityFigure<'_> {
             .draw()
             .map_err(de)?;
 
-        let diag = if x_max > 1.0 { vec![(0.0, 0.0), (1.0, 1.0)] } else { vec![(0.0, 0.0), (x_max, x_max)] };
+        let diag = if x_max > 1.0 {
+            vec![(0.0, 0.0), (1.0, 1.0)]
+        } else {
+            vec![(0.0, 0.0), (x_max, x_max)]
+        };
         chart
-            .draw_series(DashedLineSeries::new(diag, px(6.0, scale), px(4.0, scale), BLACK.mix(0.55).stroke_width(px(1.5, scale))))
+            .draw_series(DashedLineSeries::new(
+                diag,
+                px(6.0, scale),
+                px(4.0, scale),
+                BLACK.mix(0.55).stroke_width(px(1.5, scale)),
+            ))
             .map_err(de)?
             .label("Perfect calibration")
-            .legend(move |(x, y)| plot::legend_line(x, y, BLACK.mix(0.55).stroke_width(px(1.5, scale)), scale));
+            .legend(move |(x, y)| {
+                plot::legend_line(x, y, BLACK.mix(0.55).stroke_width(px(1.5, scale)), scale)
+            });
 
         for (j, s) in self.series.iter().enumerate() {
             let color = plot::series_color(j);
@@ -317,7 +409,10 @@ impl Figure for ReliabilityFigure<'_> {
             chart
                 .draw_series(s.bins.iter().filter(|b| b.count > 0).map(|b| {
                     let (x0, x1) = Self::slot(b, j, n);
-                    Rectangle::new([(x0, 0.0), (x1, b.accuracy)], BLACK.mix(0.6).stroke_width(px(1.0, scale)))
+                    Rectangle::new(
+                        [(x0, 0.0), (x1, b.accuracy)],
+                        BLACK.mix(0.6).stroke_width(px(1.0, scale)),
+                    )
                 }))
                 .map_err(de)?;
             let gaps: Vec<_> = s
@@ -326,7 +421,10 @@ impl Figure for ReliabilityFigure<'_> {
                 .filter(|b| b.count > 0)
                 .map(|b| {
                     let (x0, x1) = Self::slot(b, j, n);
-                    Rectangle::new([(x0, b.accuracy), (x1, b.mean_confidence)], GAP_FILL.mix(0.35).filled())
+                    Rectangle::new(
+                        [(x0, b.accuracy), (x1, b.mean_confidence)],
+                        GAP_FILL.mix(0.35).filled(),
+                    )
                 })
                 .collect();
             chart.draw_series(gaps).map_err(de)?;
@@ -395,14 +493,23 @@ impl Figure for ReliabilityFigure<'_> {
             let total = s.total() as f64;
             hist.draw_series(s.bins.iter().filter(|b| b.count > 0).map(|b| {
                 let (x0, x1) = Self::slot(b, j, n);
-                Rectangle::new([(x0, 0.0), (x1, b.count as f64 / total)], color.mix(0.85).filled())
+                Rectangle::new(
+                    [(x0, 0.0), (x1, b.count as f64 / total)],
+                    color.mix(0.85).filled(),
+                )
             }))
             .map_err(de)?;
-            let count_font = font(10.0, scale).transform(FontTransform::Rotate270).color(&BLACK.mix(0.8));
+            let count_font = font(10.0, scale)
+                .transform(FontTransform::Rotate270)
+                .color(&BLACK.mix(0.8));
             hist.draw_series(s.bins.iter().filter(|b| b.count > 0).map(|b| {
                 let (x0, x1) = Self::slot(b, j, n);
                 let text = b.count.to_string();
-                Text::new(text, ((x0 + x1) / 2.0, b.count as f64 / total + y_top * 0.02), count_font.clone())
+                Text::new(
+                    text,
+                    ((x0 + x1) / 2.0, b.count as f64 / total + y_top * 0.02),
+                    count_font.clone(),
+                )
             }))
             .map_err(de)?;
         }
@@ -411,7 +518,10 @@ impl Figure for ReliabilityFigure<'_> {
         for (i, d) in defs.iter().enumerate() {
             foot.draw(&Text::new(
                 format!("Bins / ECE: {d}"),
-                (px(14.0, scale) as i32, (px(4.0, scale) + px(16.0, scale) * i as u32) as i32),
+                (
+                    px(14.0, scale) as i32,
+                    (px(4.0, scale) + px(16.0, scale) * i as u32) as i32,
+                ),
                 font(11.5, scale).color(&BLACK.mix(0.75)),
             ))
             .map_err(de)?;
@@ -434,16 +544,37 @@ mod tests {
                 let lower = i as f64 / 10.0;
                 let count = [0u64, 2, 12, 40, 85, 120, 160, 210, 330, 5400][i];
                 let conf = lower + 0.06;
-                BinStat { lower, upper: lower + 0.1, count, mean_confidence: conf, accuracy: (conf - shrink * conf * (1.0 - conf) * 1.5).max(0.0) }
+                BinStat {
+                    lower,
+                    upper: lower + 0.1,
+                    count,
+                    mean_confidence: conf,
+                    accuracy: (conf - shrink * conf * (1.0 - conf) * 1.5).max(0.0),
+                }
             })
             .collect();
-        bins.push(BinStat { lower: 1.0, upper: 1.0, count: 3600, mean_confidence: 1.0, accuracy: 0.995 });
-        ReliabilitySeries { label: label.into(), bins, ece: Some(0.0606 * shrink), definition: "top-label, 10 equal-width bins [lo,hi) + conf = 1 bin (torchmetrics)".into() }
+        bins.push(BinStat {
+            lower: 1.0,
+            upper: 1.0,
+            count: 3600,
+            mean_confidence: 1.0,
+            accuracy: 0.995,
+        });
+        ReliabilitySeries {
+            label: label.into(),
+            bins,
+            ece: Some(0.0606 * shrink),
+            definition: "top-label, 10 equal-width bins [lo,hi) + conf = 1 bin (torchmetrics)"
+                .into(),
+        }
     }
 
     #[test]
     fn csv_round_trip() {
-        let series = vec![overconfident("before TS", 1.0), overconfident("after TS", 0.4)];
+        let series = vec![
+            overconfident("before TS", 1.0),
+            overconfident("after TS", 0.4),
+        ];
         let text = to_csv_string(&series);
         assert!(text.starts_with("series,bin,lower,upper,count,mean_confidence,accuracy,gap,ece,definition\nbefore TS,0,0.0,0.1,0,0.06,"));
         let back = parse_reliability_csv(&text, Path::new("r.csv")).unwrap();
@@ -454,9 +585,13 @@ mod tests {
     fn csv_errors_name_file_and_line() {
         let mut text = to_csv_string(&[overconfident("a", 1.0)]);
         text.push_str("a,5,0.1,0.2,3,0.1,0.1,0,0.0606,x\n");
-        let err = parse_reliability_csv(&text, Path::new("rel/a.csv")).unwrap_err().to_string();
+        let err = parse_reliability_csv(&text, Path::new("rel/a.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("rel/a.csv:13: "), "{err}");
-        let err = parse_reliability_csv("series,bin\n", Path::new("r.csv")).unwrap_err().to_string();
+        let err = parse_reliability_csv("series,bin\n", Path::new("r.csv"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "r.csv:1: header has no `lower` column");
     }
 
@@ -465,33 +600,65 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = overconfident("x", 1.0);
         s.bins[3].accuracy = 1.5;
-        let err = write_reliability_diagram(&dir.path().join("r"), &[s], "t").unwrap_err().to_string();
-        assert!(err.contains("bin 3: accuracy 1.5 is outside [0, 1]"), "{err}");
-        let err = write_reliability_diagram(&dir.path().join("r"), &[], "t").unwrap_err().to_string();
+        let err = write_reliability_diagram(&dir.path().join("r"), &[s], "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bin 3: accuracy 1.5 is outside [0, 1]"),
+            "{err}"
+        );
+        let err = write_reliability_diagram(&dir.path().join("r"), &[], "t")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no reliability series"), "{err}");
     }
 
     #[test]
     fn writes_svg_png_csv_deterministically() {
         let dir = tempfile::tempdir().unwrap();
-        let series = vec![overconfident("before TS", 1.0), overconfident("after TS", 0.4)];
+        let series = vec![
+            overconfident("before TS", 1.0),
+            overconfident("after TS", 0.4),
+        ];
         let stem = dir.path().join("reliability");
-        let paths = write_reliability_diagram(&stem, &series, "WRN-28-10 on CIFAR-10 (test)").unwrap();
-        let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, ["reliability.svg", "reliability.png", "reliability.csv"]);
+        let paths =
+            write_reliability_diagram(&stem, &series, "WRN-28-10 on CIFAR-10 (test)").unwrap();
+        let names: Vec<_> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["reliability.svg", "reliability.png", "reliability.csv"]
+        );
         let svg = std::fs::read_to_string(&paths[0]).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("ECE 6.06%") && svg.contains("after TS (ECE 2.42%)"));
+        assert!(
+            svg.starts_with("<svg")
+                && svg.contains("ECE 6.06%")
+                && svg.contains("after TS (ECE 2.42%)")
+        );
         let png = std::fs::read(&paths[1]).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         let stem2 = dir.path().join("again");
-        let paths2 = write_reliability_diagram(&stem2, &series, "WRN-28-10 on CIFAR-10 (test)").unwrap();
+        let paths2 =
+            write_reliability_diagram(&stem2, &series, "WRN-28-10 on CIFAR-10 (test)").unwrap();
         for (a, b) in paths.iter().zip(&paths2) {
-            assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), "{} differs", a.display());
+            assert_eq!(
+                std::fs::read(a).unwrap(),
+                std::fs::read(b).unwrap(),
+                "{} differs",
+                a.display()
+            );
         }
         if let Ok(dir) = std::env::var("DECAL_REPORT_KEEP") {
             let keep = Path::new(&dir).join("reliability");
             write_reliability_diagram(&keep, &series, "WRN-28-10 on CIFAR-10 (test)").unwrap();
-            write_reliability_diagram(&Path::new(&dir).join("reliability_single"), &series[..1], "Baseline").unwrap();
+            write_reliability_diagram(
+                &Path::new(&dir).join("reliability_single"),
+                &series[..1],
+                "Baseline",
+            )
+            .unwrap();
         }
     }
 }

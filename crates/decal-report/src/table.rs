@@ -111,7 +111,14 @@ pub fn mean_std_se(values: &[f64]) -> (f64, Option<f64>, Option<f64>) {
 type GroupKey = (String, String, String, Option<String>, Option<u8>, String);
 
 fn group_key(r: &MetricRecord) -> GroupKey {
-    (r.method.clone(), r.split.clone(), r.dataset.clone(), r.corruption.clone(), r.severity, r.metric.clone())
+    (
+        r.method.clone(),
+        r.split.clone(),
+        r.dataset.clone(),
+        r.corruption.clone(),
+        r.severity,
+        r.metric.clone(),
+    )
 }
 
 fn describe_key(k: &GroupKey) -> String {
@@ -205,7 +212,21 @@ pub fn aggregates_to_csv(aggregates: &[Aggregate]) -> String {
     let mut out = String::new();
     csv::write_row(
         &mut out,
-        &["method", "split", "dataset", "corruption", "severity", "metric", "n", "mean", "std", "se", "min", "max", "definition"],
+        &[
+            "method",
+            "split",
+            "dataset",
+            "corruption",
+            "severity",
+            "metric",
+            "n",
+            "mean",
+            "std",
+            "se",
+            "min",
+            "max",
+            "definition",
+        ],
     );
     for a in aggregates {
         csv::write_row(
@@ -303,19 +324,68 @@ impl Table {
         for (header, split, metric) in PAPER_COLUMNS {
             let mut datasets: Vec<&str> = Vec::new();
             for a in aggregates {
-                let probe = Column { header: String::new(), split: split.into(), metric: metric.into(), dataset: None };
+                let probe = Column {
+                    header: String::new(),
+                    split: split.into(),
+                    metric: metric.into(),
+                    dataset: None,
+                };
                 if probe.matches(a) && !datasets.contains(&a.dataset.as_str()) {
                     datasets.push(&a.dataset);
                 }
             }
             for d in &datasets {
-                let header = if datasets.len() > 1 { format!("{header} ({d})") } else { header.to_string() };
-                columns.push(Column { header, split: split.into(), metric: metric.into(), dataset: Some(d.to_string()) });
+                let header = if datasets.len() > 1 {
+                    format!("{header} ({d})")
+                } else {
+                    header.to_string()
+                };
+                columns.push(Column {
+                    header,
+                    split: split.into(),
+                    metric: metric.into(),
+                    dataset: Some(d.to_string()),
+                });
             }
         }
         if columns.is_empty() {
             return Err(ReportError::Invalid(
                 "no records for the results table: it needs pooled (no corruption/severity) records with split test, shift or ood and metric accuracy, ece, mce, nll, brier, auroc or fpr95".to_string(),
+            ));
+        }
+        Table::build(title, aggregates, columns, spread, method_order)
+    }
+
+    /// One column per pooled (split, metric, dataset) in order of first appearance, headed
+    /// `<split> <metric> (<dataset>)`: the fallback when no paper column is present, and a complete view.
+    pub fn all_metrics(
+        title: &str,
+        aggregates: &[Aggregate],
+        spread: Spread,
+        method_order: &[String],
+    ) -> Result<Table, ReportError> {
+        let mut columns: Vec<Column> = Vec::new();
+        for a in aggregates
+            .iter()
+            .filter(|a| a.corruption.is_none() && a.severity.is_none())
+        {
+            let exists = columns.iter().any(|c| {
+                c.split == a.split
+                    && c.metric == a.metric
+                    && c.dataset.as_deref() == Some(&a.dataset)
+            });
+            if !exists {
+                columns.push(Column {
+                    header: format!("{} {} ({})", a.split, a.metric, a.dataset),
+                    split: a.split.clone(),
+                    metric: a.metric.clone(),
+                    dataset: Some(a.dataset.clone()),
+                });
+            }
+        }
+        if columns.is_empty() {
+            return Err(ReportError::Invalid(
+                "no pooled records (without corruption/severity) to tabulate".to_string(),
             ));
         }
         Table::build(title, aggregates, columns, spread, method_order)
@@ -340,7 +410,10 @@ impl Table {
         for m in &methods {
             let mut row = Vec::new();
             for c in &columns {
-                let found: Vec<&Aggregate> = aggregates.iter().filter(|a| a.method == *m && c.matches(a)).collect();
+                let found: Vec<&Aggregate> = aggregates
+                    .iter()
+                    .filter(|a| a.method == *m && c.matches(a))
+                    .collect();
                 if found.len() > 1 {
                     let sets: Vec<&str> = found.iter().map(|a| a.dataset.as_str()).collect();
                     return Err(ReportError::Invalid(format!(
@@ -356,7 +429,13 @@ impl Table {
                 cells.push(row);
             }
         }
-        Ok(Table { title: title.to_string(), columns, methods: kept, cells, spread })
+        Ok(Table {
+            title: title.to_string(),
+            columns,
+            methods: kept,
+            cells,
+            spread,
+        })
     }
 
     fn filled(&self) -> impl Iterator<Item = &Aggregate> {
@@ -392,8 +471,12 @@ impl Table {
             Some(n) => parts.push(format!("Mean ± {spread} over n = {n} runs per cell.")),
             None => parts.push(format!("Mean ± {spread}; n (runs per cell) differs between cells and is given in each cell; cells with n = 1 show no spread.")),
         }
-        let pct: Vec<&str> =
-            self.columns.iter().filter(|c| format::is_percent(&c.metric)).map(|c| c.header.as_str()).collect();
+        let pct: Vec<&str> = self
+            .columns
+            .iter()
+            .filter(|c| format::is_percent(&c.metric))
+            .map(|c| c.header.as_str())
+            .collect();
         if !pct.is_empty() {
             parts.push(format!("{} in percent.", pct.join(", ")));
         }
@@ -432,7 +515,10 @@ impl Table {
         for (m, row) in self.methods.iter().zip(&self.cells) {
             out.push_str(&format!("| {} |", md_escape(m)));
             for cell in row {
-                let text = cell.as_ref().map(|a| self.cell_text(a, Markup::Text)).unwrap_or_else(|| "—".into());
+                let text = cell
+                    .as_ref()
+                    .map(|a| self.cell_text(a, Markup::Text))
+                    .unwrap_or_else(|| "—".into());
                 out.push_str(&format!(" {text} |"));
             }
             out.push('\n');
@@ -450,7 +536,10 @@ impl Table {
             latex_escape(&self.caption()),
             label
         ));
-        out.push_str(&format!("\\begin{{tabular}}{{l{}}}\n\\toprule\n", "r".repeat(self.columns.len())));
+        out.push_str(&format!(
+            "\\begin{{tabular}}{{l{}}}\n\\toprule\n",
+            "r".repeat(self.columns.len())
+        ));
         out.push_str("Method");
         for c in &self.columns {
             out.push_str(&format!(" & {}", latex_escape(&self.header_text(c))));
@@ -459,7 +548,10 @@ impl Table {
         for (m, row) in self.methods.iter().zip(&self.cells) {
             out.push_str(&latex_escape(m));
             for cell in row {
-                let text = cell.as_ref().map(|a| self.cell_text(a, Markup::Latex)).unwrap_or_else(|| "--".into());
+                let text = cell
+                    .as_ref()
+                    .map(|a| self.cell_text(a, Markup::Latex))
+                    .unwrap_or_else(|| "--".into());
                 out.push_str(&format!(" & {text}"));
             }
             out.push_str(" \\\\\n");
@@ -492,7 +584,9 @@ impl Table {
                         let fmt: NumberFormat = format::metric_format(&a.metric);
                         fields.push(format::fixed(fmt.scaled(a.mean), fmt.decimals));
                         fields.push(
-                            a.spread(self.spread).map(|s| format::fixed(fmt.scaled(s), fmt.decimals)).unwrap_or_default(),
+                            a.spread(self.spread)
+                                .map(|s| format::fixed(fmt.scaled(s), fmt.decimals))
+                                .unwrap_or_default(),
                         );
                         fields.push(a.n.to_string());
                     }
@@ -519,7 +613,10 @@ impl Table {
         for (m, row) in self.methods.iter().zip(&self.cells) {
             out.push_str(&format!("<tr><th>{}</th>", html_escape(m)));
             for cell in row {
-                let text = cell.as_ref().map(|a| self.cell_text(a, Markup::Html)).unwrap_or_else(|| "—".into());
+                let text = cell
+                    .as_ref()
+                    .map(|a| self.cell_text(a, Markup::Html))
+                    .unwrap_or_else(|| "—".into());
                 out.push_str(&format!("<td>{text}</td>"));
             }
             out.push_str("</tr>\n");
@@ -556,5 +653,8 @@ pub fn latex_escape(text: &str) -> String {
 
 /// Escapes HTML text.
 pub fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -3,16 +3,33 @@
 
 use std::path::{Path, PathBuf};
 
-use decal_report::plot::{write_score_histograms, write_severity_plot, ScoreHistogram, SeverityLine, SeverityPoint};
+use decal_report::plot::{
+    write_score_histograms, write_severity_plot, ScoreHistogram, SeverityLine, SeverityPoint,
+};
 
 /// The seed's per-severity shift ECE as fractions (seed-system.md §12.1), with made-up spreads for the
 /// multi-seed rows.
 fn seed_severity_lines() -> Vec<SeverityLine> {
     let rows: [(&str, [f64; 5], Option<f64>, usize); 4] = [
-        ("Baseline", [0.1102, 0.1386, 0.1741, 0.2385, 0.3410], None, 1),
+        (
+            "Baseline",
+            [0.1102, 0.1386, 0.1741, 0.2385, 0.3410],
+            None,
+            1,
+        ),
         ("TS", [0.0879, 0.1105, 0.1394, 0.1953, 0.2877], None, 1),
-        ("TST", [0.0658, 0.0832, 0.1067, 0.1568, 0.2406], Some(0.003), 10),
-        ("V-TST m=10", [0.0375, 0.0504, 0.0700, 0.1160, 0.1979], Some(0.009), 10),
+        (
+            "TST",
+            [0.0658, 0.0832, 0.1067, 0.1568, 0.2406],
+            Some(0.003),
+            10,
+        ),
+        (
+            "V-TST m=10",
+            [0.0375, 0.0504, 0.0700, 0.1160, 0.1979],
+            Some(0.009),
+            10,
+        ),
     ];
     rows.iter()
         .map(|(label, ece, spread, n)| SeverityLine {
@@ -20,7 +37,12 @@ fn seed_severity_lines() -> Vec<SeverityLine> {
             points: ece
                 .iter()
                 .enumerate()
-                .map(|(i, e)| SeverityPoint { severity: i as u8 + 1, mean: *e, spread: *spread, n: *n })
+                .map(|(i, e)| SeverityPoint {
+                    severity: i as u8 + 1,
+                    mean: *e,
+                    spread: *spread,
+                    n: *n,
+                })
                 .collect(),
         })
         .collect()
@@ -28,10 +50,14 @@ fn seed_severity_lines() -> Vec<SeverityLine> {
 
 /// Deterministic pseudo-random scores in [0, 1] skewed towards 1 (`power` < 1) or spread out.
 fn scores(n: usize, seed: u64, power: f64) -> Vec<f64> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             0.1 + 0.9 * u.powf(power)
         })
@@ -44,7 +70,13 @@ fn keep_dir() -> Option<PathBuf> {
 
 fn assert_same_files(a: &[PathBuf], b: &[PathBuf]) {
     for (x, y) in a.iter().zip(b) {
-        assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap(), "{} differs from {}", x.display(), y.display());
+        assert_eq!(
+            std::fs::read(x).unwrap(),
+            std::fs::read(y).unwrap(),
+            "{} differs from {}",
+            x.display(),
+            y.display()
+        );
     }
 }
 
@@ -53,13 +85,26 @@ fn severity_plot_is_written_and_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let lines = seed_severity_lines();
     let note = "ECE: top-label, 10 bins (torchmetrics); error bars: sample std over n = 10 seeds";
-    let write = |stem: &Path| write_severity_plot(stem, &lines, "ece", "Shift ECE", "ECE under generated corruptions", note).unwrap();
+    let write = |stem: &Path| {
+        write_severity_plot(
+            stem,
+            &lines,
+            "ece",
+            "Shift ECE",
+            "ECE under generated corruptions",
+            note,
+        )
+        .unwrap()
+    };
     let a = write(&dir.path().join("a"));
     let b = write(&dir.path().join("b"));
     assert_eq!(a.len(), 3);
     assert_same_files(&a, &b);
     let csv = std::fs::read_to_string(&a[2]).unwrap();
-    assert!(csv.starts_with("method,severity,mean,spread,n\nBaseline,1,0.1102,,1\n"), "{csv}");
+    assert!(
+        csv.starts_with("method,severity,mean,spread,n\nBaseline,1,0.1102,,1\n"),
+        "{csv}"
+    );
     assert!(csv.contains("\nV-TST m=10,5,0.1979,0.009,10\n"), "{csv}");
     if let Some(k) = keep_dir() {
         write(&k.join("severity"));
@@ -73,10 +118,31 @@ fn score_histograms_are_written_and_deterministic() {
     let svhn = scores(26_032, 2, 0.6);
     let tin = scores(10_000, 3, 0.4);
     let panels = vec![
-        ScoreHistogram::from_scores("Baseline", "Maximum softmax probability", "cifar10", &id, &[("svhn", &svhn), ("tinyimagenet", &tin)], 30).unwrap(),
-        ScoreHistogram::from_scores("V-TST m=10", "Maximum softmax probability", "cifar10", &scores(10_000, 4, 0.3), &[("svhn", &scores(26_032, 5, 1.0)), ("tinyimagenet", &scores(10_000, 6, 0.8))], 30).unwrap(),
+        ScoreHistogram::from_scores(
+            "Baseline",
+            "Maximum softmax probability",
+            "cifar10",
+            &id,
+            &[("svhn", &svhn), ("tinyimagenet", &tin)],
+            30,
+        )
+        .unwrap(),
+        ScoreHistogram::from_scores(
+            "V-TST m=10",
+            "Maximum softmax probability",
+            "cifar10",
+            &scores(10_000, 4, 0.3),
+            &[
+                ("svhn", &scores(26_032, 5, 1.0)),
+                ("tinyimagenet", &scores(10_000, 6, 0.8)),
+            ],
+            30,
+        )
+        .unwrap(),
     ];
-    let write = |stem: &Path| write_score_histograms(stem, &panels, "OOD detection: MSP on ID vs OOD").unwrap();
+    let write = |stem: &Path| {
+        write_score_histograms(stem, &panels, "OOD detection: MSP on ID vs OOD").unwrap()
+    };
     let a = write(&dir.path().join("a"));
     let b = write(&dir.path().join("b"));
     assert_same_files(&a, &b);

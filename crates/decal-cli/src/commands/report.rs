@@ -1,10 +1,104 @@
-//! `decal report` (placeholder: being implemented).
+//! `decal report`: aggregate finished runs into tables, plots and an HTML report.
+//!
+//! Thin wrapper over [`decal_report::generate::generate_report`]: the flags map one to one onto
+//! [`decal_report::generate::ReportOptions`]; the library does the work and this prints the main table
+//! and where the report went.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use decal_report::generate::{generate_report, Formats, ReportOptions};
+use decal_report::table::Spread;
 
 /// Arguments of `decal report`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(after_long_help = "\
+Each RUN is a run directory, searched recursively for files named metrics.jsonl, or a direct path to a \
+.jsonl or .csv file of metric records. Records are grouped by (method, split, dataset, corruption, \
+severity, metric) and summarised over runs/seeds as mean ± sample std (ddof = 1) or ± standard error, \
+always with the true n. Next to each metrics.jsonl, reliability/*.csv (reliability bins) and \
+ood_histograms/*.csv (OOD score histograms) are drawn, and *.json / *.toml files are shown as provenance.\n\n\
+Writes into --out: tables/main.{md,tex,csv}, tables/aggregates.csv, tables/records.csv, \
+plots/*.{svg,png,csv} and index.html; prints the Markdown table and the report's path.")]
+pub struct Args {
+    /// Run directories (searched recursively for metrics.jsonl) or record files (.jsonl or .csv).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+
+    /// Output directory [default: <first RUN>/report, or <directory of the first file>/report].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Comma-separated output formats for the tables and report: md, tex, csv, html.
+    /// Figures (SVG, PNG, CSV) and tables/aggregates.csv are always written.
+    #[arg(long, value_name = "LIST", default_value = "md,tex,csv,html")]
+    pub format: String,
+
+    /// What follows "±" in table cells and error bars: `std` (sample standard deviation, ddof = 1)
+    /// or `se` (standard error of the mean = std / sqrt(n)).
+    #[arg(long, value_name = "KIND", default_value = "std")]
+    pub spread: String,
+
+    /// Title of the report and of the main table.
+    #[arg(long, default_value = "decal results")]
+    pub title: String,
+
+    /// Comma-separated methods to list first, in this order, e.g. "Baseline,TS,TST,V-TST m=1,V-TST m=10";
+    /// other methods follow in order of first appearance.
+    #[arg(long, value_name = "LIST")]
+    pub method_order: Option<String>,
+
+    /// Overwrite an existing, non-empty output directory.
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// Runs `decal report`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("decal report is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let formats = Formats::parse(&args.format)?;
+    let spread = Spread::parse(&args.spread)
+        .with_context(|| format!("--spread {:?}: expected `std` or `se`", args.spread))?;
+    let first = &args.runs[0];
+    let out_dir = match args.out {
+        Some(dir) => dir,
+        None if first.is_file() => first
+            .parent()
+            .map(|p| p.join("report"))
+            .unwrap_or_else(|| PathBuf::from("report")),
+        None => first.join("report"),
+    };
+    let method_order = args
+        .method_order
+        .map(|list| {
+            list.split(',')
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let options = ReportOptions {
+        out_dir,
+        formats,
+        spread,
+        title: args.title,
+        method_order,
+        force: args.force,
+        provenance: Some(decal_core::Provenance::capture()),
+    };
+    let outcome = generate_report(&args.runs, &options)?;
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", outcome.markdown);
+    println!();
+    println!(
+        "read {} records from {} file(s)",
+        outcome.num_records,
+        outcome.inputs.len()
+    );
+    match &outcome.index_html {
+        Some(index) => println!("report: {}", index.display()),
+        None => println!("report: {}", options.out_dir.display()),
+    }
+    Ok(())
 }

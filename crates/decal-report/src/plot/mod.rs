@@ -65,7 +65,11 @@ pub(crate) trait Figure {
     /// Nominal (SVG) size in pixels.
     fn size(&self) -> (u32, u32);
     /// Draws the figure; every length (fonts, margins, strokes) is multiplied by `scale`.
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, scale: f64) -> Result<(), String>;
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        scale: f64,
+    ) -> Result<(), String>;
 }
 
 /// Maps any plotters error into a message.
@@ -82,7 +86,10 @@ pub fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
 }
 
 /// Renders `figure` to `stem.svg` and `stem.png` (atomically) and returns both paths.
-pub(crate) fn write_figure<F: Figure>(stem: &Path, figure: &F) -> Result<Vec<PathBuf>, ReportError> {
+pub(crate) fn write_figure<F: Figure>(
+    stem: &Path,
+    figure: &F,
+) -> Result<Vec<PathBuf>, ReportError> {
     ensure_fonts();
     let (w, h) = figure.size();
     let svg_path = with_suffix(stem, "svg");
@@ -153,19 +160,41 @@ pub(crate) fn draw_title<DB: DrawingBackend>(
     let (band, rest) = root.split_vertically(px(38.0, scale));
     let (w, h) = band.dim_in_pixel();
     let style = TextStyle::from(bold_font(17.0, scale)).pos(Pos::new(HPos::Center, VPos::Center));
-    band.draw(&Text::new(title.to_string(), (w as i32 / 2, h as i32 / 2), style)).map_err(de)?;
+    band.draw(&Text::new(
+        title.to_string(),
+        (w as i32 / 2, h as i32 / 2),
+        style,
+    ))
+    .map_err(de)?;
     Ok(rest)
 }
 
 /// Legend glyph: a small filled box (plotters reserves about one label-font height for the glyph).
 pub(crate) fn legend_box(x: i32, y: i32, style: ShapeStyle, scale: f64) -> Rectangle<(i32, i32)> {
     let h = px(5.0, scale) as i32;
-    Rectangle::new([(x - px(2.0, scale) as i32, y - h), (x + px(10.0, scale) as i32, y + h)], style)
+    Rectangle::new(
+        [
+            (x - px(2.0, scale) as i32, y - h),
+            (x + px(10.0, scale) as i32, y + h),
+        ],
+        style,
+    )
 }
 
 /// Legend glyph: a short line.
-pub(crate) fn legend_line(x: i32, y: i32, style: ShapeStyle, scale: f64) -> PathElement<(i32, i32)> {
-    PathElement::new(vec![(x - px(2.0, scale) as i32, y), (x + px(10.0, scale) as i32, y)], style)
+pub(crate) fn legend_line(
+    x: i32,
+    y: i32,
+    style: ShapeStyle,
+    scale: f64,
+) -> PathElement<(i32, i32)> {
+    PathElement::new(
+        vec![
+            (x - px(2.0, scale) as i32, y),
+            (x + px(10.0, scale) as i32, y),
+        ],
+        style,
+    )
 }
 
 /// Scales a nominal pixel length.
@@ -184,6 +213,9 @@ mod tests {
 
     #[test]
     fn suffix_keeps_dots_in_stem() {
-        assert_eq!(with_suffix(Path::new("a/v m=1.0"), "svg"), PathBuf::from("a/v m=1.0.svg"));
+        assert_eq!(
+            with_suffix(Path::new("a/v m=1.0"), "svg"),
+            PathBuf::from("a/v m=1.0.svg")
+        );
     }
 }

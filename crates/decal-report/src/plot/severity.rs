@@ -55,8 +55,10 @@ pub fn severity_lines(
     metric: &str,
     spread: Spread,
 ) -> Result<Vec<SeverityLine>, ReportError> {
-    let relevant: Vec<&MetricRecord> =
-        records.iter().filter(|r| r.split == split && r.metric == metric && r.severity.is_some()).collect();
+    let relevant: Vec<&MetricRecord> = records
+        .iter()
+        .filter(|r| r.split == split && r.metric == metric && r.severity.is_some())
+        .collect();
     let mut methods: Vec<&str> = Vec::new();
     for r in &relevant {
         if !methods.contains(&r.method.as_str()) {
@@ -65,8 +67,11 @@ pub fn severity_lines(
     }
     let mut lines = Vec::new();
     for method in methods {
-        let pooled: Vec<MetricRecord> =
-            relevant.iter().filter(|r| r.method == method && r.corruption.is_none()).map(|r| (*r).clone()).collect();
+        let pooled: Vec<MetricRecord> = relevant
+            .iter()
+            .filter(|r| r.method == method && r.corruption.is_none())
+            .map(|r| (*r).clone())
+            .collect();
         let per_run = if !pooled.is_empty() {
             pooled
         } else {
@@ -75,7 +80,9 @@ pub fn severity_lines(
         let mut points: Vec<SeverityPoint> = aggregate(&per_run)?
             .into_iter()
             .map(|a| SeverityPoint {
-                severity: a.severity.expect("records were filtered to those with a severity"),
+                severity: a
+                    .severity
+                    .expect("records were filtered to those with a severity"),
                 mean: a.mean,
                 spread: a.spread(spread),
                 n: a.n,
@@ -87,18 +94,28 @@ pub fn severity_lines(
                 "method {method:?}: {split}/{metric} per-severity records come from several datasets; filter them first"
             )));
         }
-        lines.push(SeverityLine { label: method.to_string(), points });
+        lines.push(SeverityLine {
+            label: method.to_string(),
+            points,
+        });
     }
     Ok(lines)
 }
 
 /// Per (run, seed, dataset, severity): one record whose value is the mean over the run's corruptions.
-fn mean_over_corruptions<'a>(cells: impl Iterator<Item = &'a MetricRecord>) -> Result<Vec<MetricRecord>, ReportError> {
+fn mean_over_corruptions<'a>(
+    cells: impl Iterator<Item = &'a MetricRecord>,
+) -> Result<Vec<MetricRecord>, ReportError> {
     type Key = (String, Option<u64>, String, u8);
     let mut by_run: BTreeMap<Key, Vec<&MetricRecord>> = BTreeMap::new();
     let mut order: Vec<Key> = Vec::new();
     for r in cells {
-        let key = (r.run.clone(), r.seed, r.dataset.clone(), r.severity.unwrap_or(0));
+        let key = (
+            r.run.clone(),
+            r.seed,
+            r.dataset.clone(),
+            r.severity.unwrap_or(0),
+        );
         by_run.entry(key.clone()).or_insert_with(|| {
             order.push(key.clone());
             Vec::new()
@@ -140,7 +157,11 @@ fn mean_over_corruptions<'a>(cells: impl Iterator<Item = &'a MetricRecord>) -> R
         out.push(MetricRecord {
             corruption: None,
             value: mean,
-            definition: format!("{} (mean over {} corruptions)", first.definition, cells.len()),
+            definition: format!(
+                "{} (mean over {} corruptions)",
+                first.definition,
+                cells.len()
+            ),
             ..first.clone()
         });
     }
@@ -159,7 +180,9 @@ pub fn severity_csv(lines: &[SeverityLine]) -> String {
                     l.label.clone(),
                     p.severity.to_string(),
                     crate::record::format_value(p.mean),
-                    p.spread.map(crate::record::format_value).unwrap_or_default(),
+                    p.spread
+                        .map(crate::record::format_value)
+                        .unwrap_or_default(),
                     p.n.to_string(),
                 ],
             );
@@ -179,9 +202,18 @@ pub fn write_severity_plot(
     note: &str,
 ) -> Result<Vec<PathBuf>, ReportError> {
     if lines.iter().all(|l| l.points.is_empty()) {
-        return Err(ReportError::Invalid(format!("{}: no per-severity points to plot", stem.display())));
+        return Err(ReportError::Invalid(format!(
+            "{}: no per-severity points to plot",
+            stem.display()
+        )));
     }
-    let figure = SeverityFigure { lines, metric, y_label, title, note };
+    let figure = SeverityFigure {
+        lines,
+        metric,
+        y_label,
+        title,
+        note,
+    };
     let mut paths = plot::write_figure(stem, &figure)?;
     let csv_path = plot::with_suffix(stem, "csv");
     decal_core::write_atomic(&csv_path, severity_csv(lines).as_bytes())?;
@@ -202,10 +234,18 @@ impl Figure for SeverityFigure<'_> {
         (720, 500)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, scale: f64) -> Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        scale: f64,
+    ) -> Result<(), String> {
         let fmt = format::metric_format(self.metric);
         let root = plot::draw_title(root, self.title, scale)?;
-        let foot_h = if self.note.is_empty() { px(4.0, scale) } else { px(24.0, scale) };
+        let foot_h = if self.note.is_empty() {
+            px(4.0, scale)
+        } else {
+            px(24.0, scale)
+        };
         let (body, foot) = root.split_vertically(root.dim_in_pixel().1 - foot_h);
         let points = self.lines.iter().flat_map(|l| l.points.iter());
         let s_min = points.clone().map(|p| p.severity).min().unwrap_or(1) as f64;
@@ -234,7 +274,13 @@ impl Figure for SeverityFigure<'_> {
             .configure_mesh()
             .x_labels(n_ticks.max(2))
             .y_labels(8)
-            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{}", x.round() as i64) } else { String::new() })
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .y_label_formatter(&|y| format::fixed(*y, if fmt.percent { 0 } else { 2 }))
             .light_line_style(WHITE.mix(0.0))
             .bold_line_style(BLACK.mix(0.08))
@@ -250,15 +296,26 @@ impl Figure for SeverityFigure<'_> {
             let color = plot::series_color(j);
             // Offset lines slightly in x so overlapping error bars stay readable.
             let dx = (j as f64 - (n_lines as f64 - 1.0) / 2.0) * 0.06;
-            let pts: Vec<(f64, f64)> =
-                line.points.iter().map(|p| (p.severity as f64 + dx, fmt.scaled(p.mean))).collect();
+            let pts: Vec<(f64, f64)> = line
+                .points
+                .iter()
+                .map(|p| (p.severity as f64 + dx, fmt.scaled(p.mean)))
+                .collect();
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(px(2.0, scale))))
+                .draw_series(LineSeries::new(
+                    pts.clone(),
+                    color.stroke_width(px(2.0, scale)),
+                ))
                 .map_err(de)?
                 .label(line.label.clone())
-                .legend(move |(x, y)| plot::legend_line(x, y, color.stroke_width(px(2.5, scale)), scale));
+                .legend(move |(x, y)| {
+                    plot::legend_line(x, y, color.stroke_width(px(2.5, scale)), scale)
+                });
             chart
-                .draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), px(3.5, scale), color.filled())))
+                .draw_series(
+                    pts.iter()
+                        .map(|&(x, y)| Circle::new((x, y), px(3.5, scale), color.filled())),
+                )
                 .map_err(de)?;
             chart
                 .draw_series(line.points.iter().filter_map(|p| {
@@ -300,7 +357,13 @@ impl Figure for SeverityFigure<'_> {
 mod tests {
     use super::*;
 
-    fn cell(method: &str, seed: u64, corruption: Option<&str>, severity: u8, value: f64) -> MetricRecord {
+    fn cell(
+        method: &str,
+        seed: u64,
+        corruption: Option<&str>,
+        severity: u8,
+        value: f64,
+    ) -> MetricRecord {
         MetricRecord {
             run: format!("{method}/seed-{seed}"),
             seed: Some(seed),
@@ -320,8 +383,20 @@ mod tests {
         let mut records = Vec::new();
         for seed in 1..=2u64 {
             for s in 1..=3u8 {
-                records.push(cell("TST", seed, Some("fog"), s, 0.01 * s as f64 + 0.001 * seed as f64));
-                records.push(cell("TST", seed, Some("snow"), s, 0.03 * s as f64 + 0.001 * seed as f64));
+                records.push(cell(
+                    "TST",
+                    seed,
+                    Some("fog"),
+                    s,
+                    0.01 * s as f64 + 0.001 * seed as f64,
+                ));
+                records.push(cell(
+                    "TST",
+                    seed,
+                    Some("snow"),
+                    s,
+                    0.03 * s as f64 + 0.001 * seed as f64,
+                ));
             }
         }
         let lines = severity_lines(&records, "shift", "ece", Spread::Std).unwrap();
@@ -331,11 +406,21 @@ mod tests {
         assert_eq!(p.severity, 2);
         assert_eq!(p.n, 2);
         assert!((p.mean - 0.0415).abs() < 1e-15, "{p:?}");
-        assert!((p.spread.unwrap() - 0.001 / 2f64.sqrt()).abs() < 1e-15, "{p:?}");
+        assert!(
+            (p.spread.unwrap() - 0.001 / 2f64.sqrt()).abs() < 1e-15,
+            "{p:?}"
+        );
         // A run missing a corruption at a severity is refused.
-        records.retain(|r| !(r.seed == Some(2) && r.severity == Some(3) && r.corruption.as_deref() == Some("snow")));
-        let err = severity_lines(&records, "shift", "ece", Spread::Std).unwrap_err().to_string();
-        assert!(err.contains("cover different corruptions at severity 3"), "{err}");
+        records.retain(|r| {
+            !(r.seed == Some(2) && r.severity == Some(3) && r.corruption.as_deref() == Some("snow"))
+        });
+        let err = severity_lines(&records, "shift", "ece", Spread::Std)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cover different corruptions at severity 3"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -346,7 +431,13 @@ mod tests {
             cell("TS", 1, None, 2, 0.1105),
         ];
         let lines = severity_lines(&records, "shift", "ece", Spread::Se).unwrap();
-        assert_eq!(lines[0].points.iter().map(|p| p.mean).collect::<Vec<_>>(), [0.0879, 0.1105]);
-        assert_eq!(severity_csv(&lines), "method,severity,mean,spread,n\nTS,1,0.0879,,1\nTS,2,0.1105,,1\n");
+        assert_eq!(
+            lines[0].points.iter().map(|p| p.mean).collect::<Vec<_>>(),
+            [0.0879, 0.1105]
+        );
+        assert_eq!(
+            severity_csv(&lines),
+            "method,severity,mean,spread,n\nTS,1,0.0879,,1\nTS,2,0.1105,,1\n"
+        );
     }
 }

@@ -1,0 +1,728 @@
+//! `decal report` as a library call: find `metrics.jsonl` files, aggregate their records over seeds,
+//! and write tables, figures and the HTML report into one directory (also used by `decal run` and
+//! `decal quickstart`).
+//!
+//! Inputs are run directories (searched recursively for files named `metrics.jsonl`; hidden
+//! directories and the output directory are skipped) or direct paths to `.jsonl` / `.csv` record files.
+//! Next to each records file the report also picks up, when present:
+//! - `reliability/*.csv` — reliability bins in [`crate::reliability`]'s CSV format; series with the same
+//!   file stem and label from several runs are **pooled** (counts summed, per-bin accuracy and confidence
+//!   count-weighted, which is exact) and their ECEs averaged; series with different bin edges or
+//!   definitions are not pooled (a warning says so);
+//! - `ood_histograms/*.csv` — score histograms ([`crate::plot::histogram`]'s CSV), pooled the same way;
+//! - `*.json` / `*.toml` — configs and metadata, shown verbatim in the report's provenance section.
+//!
+//! Output layout (`out_dir`):
+//! ```text
+//! index.html                          self-contained report (if html is requested)
+//! tables/main.{md,tex,csv}            results table in the seed's layout (per requested format)
+//! tables/aggregates.csv               every group: mean, std, se, n, min, max, definition (lossless)
+//! tables/records.csv                  all input records in one tidy CSV (if csv is requested)
+//! plots/<name>.{svg,png,csv}          severity plots, reliability diagrams, OOD score histograms
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::html::{ProvenanceItem, ReportFigure, ReportInput, ReportTable};
+use crate::plot::histogram::{read_histogram_csv, ScoreHistogram};
+use crate::plot::{severity_lines, write_score_histograms, write_severity_plot};
+use crate::record::{self, MetricRecord};
+use crate::reliability::{
+    read_reliability_csv, write_reliability_diagram, BinStat, ReliabilitySeries,
+};
+use crate::table::{aggregate, aggregates_to_csv, Spread, Table};
+use crate::ReportError;
+
+/// Which table formats to write (figures are always written; the HTML report embeds them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    /// `tables/main.md`.
+    pub markdown: bool,
+    /// `tables/main.tex`.
+    pub latex: bool,
+    /// `tables/main.csv` and `tables/records.csv`.
+    pub csv: bool,
+    /// `index.html`.
+    pub html: bool,
+}
+
+impl Formats {
+    /// Every format.
+    pub const ALL: Formats = Formats {
+        markdown: true,
+        latex: true,
+        csv: true,
+        html: true,
+    };
+
+    /// Parses a comma-separated list of `md`, `tex`, `csv`, `html` (also `markdown`, `latex`).
+    pub fn parse(list: &str) -> Result<Formats, ReportError> {
+        let mut f = Formats {
+            markdown: false,
+            latex: false,
+            csv: false,
+            html: false,
+        };
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "md" | "markdown" => f.markdown = true,
+                "tex" | "latex" => f.latex = true,
+                "csv" => f.csv = true,
+                "html" => f.html = true,
+                other => {
+                    return Err(ReportError::Invalid(format!(
+                        "unknown report format {other:?}: expected md, tex, csv or html"
+                    )))
+                }
+            }
+        }
+        if f == (Formats {
+            markdown: false,
+            latex: false,
+            csv: false,
+            html: false,
+        }) {
+            return Err(ReportError::Invalid(
+                "no report format given: expected md, tex, csv or html".to_string(),
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// Options of [`generate_report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Formats to write.
+    pub formats: Formats,
+    /// What `±` shows.
+    pub spread: Spread,
+    /// Report / table title.
+    pub title: String,
+    /// Methods to list first, in this order (the rest follow in order of appearance).
+    pub method_order: Vec<String>,
+    /// Overwrite a non-empty output directory.
+    pub force: bool,
+    /// Provenance of the process writing the report (shown in the report), if wanted.
+    pub provenance: Option<decal_core::Provenance>,
+}
+
+/// What [`generate_report`] produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOutcome {
+    /// The records files read, in order.
+    pub inputs: Vec<PathBuf>,
+    /// Number of records read.
+    pub num_records: usize,
+    /// The main table as Markdown (also printed by `decal report`).
+    pub markdown: String,
+    /// `index.html`, when html was requested.
+    pub index_html: Option<PathBuf>,
+    /// Every file written.
+    pub files: Vec<PathBuf>,
+    /// Things the user should know (e.g. reliability data that could not be pooled).
+    pub warnings: Vec<String>,
+}
+
+/// Finds the records files of `inputs` (see the module docs). Errors when an input does not exist or a
+/// directory holds no `metrics.jsonl`.
+pub fn find_metrics_files(
+    inputs: &[PathBuf],
+    skip: Option<&Path>,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(ReportError::io(input))?;
+        if meta.is_file() {
+            files.push(input.clone());
+            continue;
+        }
+        let before = files.len();
+        walk(input, skip, &mut files)?;
+        if files.len() == before {
+            return Err(ReportError::Invalid(format!(
+                "{}: no metrics.jsonl found in this directory or below",
+                input.display()
+            )));
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, skip: Option<&Path>, out: &mut Vec<PathBuf>) -> Result<(), ReportError> {
+    if let Some(skip) = skip {
+        if same_path(dir, skip) {
+            return Ok(());
+        }
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(ReportError::io(dir))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ReportError::io(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name();
+        let ty = e.file_type().map_err(ReportError::io(&path))?;
+        if ty.is_dir() {
+            if !name.to_string_lossy().starts_with('.') {
+                walk(&path, skip, out)?;
+            }
+        } else if name == "metrics.jsonl"
+            && std::fs::metadata(&path)
+                .map(|m| m.is_file())
+                .unwrap_or(false)
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A file-name-safe slug: lowercase ASCII letters and digits, other runs of characters become `-`.
+pub fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() {
+        "x".to_string()
+    } else {
+        out
+    }
+}
+
+struct Names(Vec<String>);
+
+impl Names {
+    /// A unique slug-based stem (appends `-2`, `-3`, … on collision).
+    fn unique(&mut self, text: &str) -> String {
+        let base = slug(text);
+        let mut name = base.clone();
+        let mut k = 2;
+        while self.0.contains(&name) {
+            name = format!("{base}-{k}");
+            k += 1;
+        }
+        self.0.push(name.clone());
+        name
+    }
+}
+
+/// Reads all inputs, writes every table, figure and (optionally) the HTML report.
+pub fn generate_report(
+    inputs: &[PathBuf],
+    options: &ReportOptions,
+) -> Result<ReportOutcome, ReportError> {
+    if inputs.is_empty() {
+        return Err(ReportError::Invalid("no runs given".to_string()));
+    }
+    let files = find_metrics_files(inputs, Some(&options.out_dir))?;
+    let mut records: Vec<MetricRecord> = Vec::new();
+    for f in &files {
+        records.extend(record::read_any(f)?);
+    }
+    if records.is_empty() {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        return Err(ReportError::Invalid(format!(
+            "no records found in {}",
+            names.join(", ")
+        )));
+    }
+    let aggregates = aggregate(&records)?;
+    decal_core::prepare_output_dir(&options.out_dir, options.force)?;
+    let out = &options.out_dir;
+    let mut written: Vec<PathBuf> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+
+    // Tables.
+    let main = match Table::paper(
+        &options.title,
+        &aggregates,
+        options.spread,
+        &options.method_order,
+    ) {
+        Ok(t) => t,
+        Err(_) => Table::all_metrics(
+            &options.title,
+            &aggregates,
+            options.spread,
+            &options.method_order,
+        )?,
+    };
+    let tables_dir = out.join("tables");
+    let mut table_files = Vec::new();
+    let markdown = main.to_markdown();
+    if options.formats.markdown {
+        table_files.push(write(&tables_dir.join("main.md"), &markdown)?);
+    }
+    if options.formats.latex {
+        table_files.push(write(
+            &tables_dir.join("main.tex"),
+            &main.to_latex("tab:decal-main"),
+        )?);
+    }
+    if options.formats.csv {
+        table_files.push(write(&tables_dir.join("main.csv"), &main.to_csv())?);
+    }
+    written.extend(table_files.iter().cloned());
+    let aggregates_csv = write(
+        &tables_dir.join("aggregates.csv"),
+        &aggregates_to_csv(&aggregates),
+    )?;
+    written.push(aggregates_csv.clone());
+    let mut other_files =
+        vec![(aggregates_csv, "every (method, split, dataset, corruption, severity, metric) group: n, mean, std (ddof = 1), se, min, max, definition; raw values".to_string())];
+    if options.formats.csv {
+        let p = write(
+            &tables_dir.join("records.csv"),
+            &record::to_csv_string(&records),
+        )?;
+        written.push(p.clone());
+        other_files.push((p, "all input records in one tidy CSV".to_string()));
+    }
+
+    // Figures.
+    let plots = out.join("plots");
+    let mut names = Names(Vec::new());
+    let mut figures: Vec<ReportFigure> = Vec::new();
+    let spread_word = match options.spread {
+        Spread::Std => "sample std (ddof = 1)",
+        Spread::Se => "standard error (ddof = 1)",
+    };
+    for (metric, label) in [("ece", "ECE"), ("accuracy", "Accuracy")] {
+        let mut datasets: Vec<&str> = Vec::new();
+        for r in records
+            .iter()
+            .filter(|r| r.split == "shift" && r.metric == metric && r.severity.is_some())
+        {
+            if !datasets.contains(&r.dataset.as_str()) {
+                datasets.push(&r.dataset);
+            }
+        }
+        for d in datasets {
+            let subset: Vec<MetricRecord> =
+                records.iter().filter(|r| r.dataset == d).cloned().collect();
+            let lines = severity_lines(&subset, "shift", metric, options.spread)?;
+            if lines.is_empty() {
+                continue;
+            }
+            let defs: Vec<String> = distinct(
+                subset
+                    .iter()
+                    .filter(|r| r.split == "shift" && r.metric == metric && r.severity.is_some())
+                    .map(|r| r.definition.clone()),
+            );
+            let max_n = lines
+                .iter()
+                .flat_map(|l| &l.points)
+                .map(|p| p.n)
+                .max()
+                .unwrap_or(1);
+            let note = format!(
+                "{label}: {}; error bars: {spread_word} over runs (up to n = {max_n})",
+                defs.join(" / ")
+            );
+            let stem = plots.join(names.unique(&format!("shift {metric} vs severity {d}")));
+            let title = format!("{label} vs corruption severity ({d})");
+            let paths = write_severity_plot(&stem, &lines, metric, label, &title, &note)?;
+            figures.push(ReportFigure {
+                title,
+                caption: format!("Mean over runs per method and severity. {note}."),
+                png: paths[1].clone(),
+                files: vec![paths[0].clone(), paths[2].clone()],
+            });
+            written.extend(paths);
+        }
+    }
+
+    let reliability = collect_side_files(&files, "reliability")?;
+    let pooled = pool_reliability(&reliability, &mut warnings)?;
+    for (stem_name, series) in pooled {
+        let many = series.len() > 1;
+        for s in &series {
+            let stem = plots.join(names.unique(&format!("reliability {stem_name} {}", s.label)));
+            let title = format!("Reliability: {} ({stem_name})", s.label);
+            let paths = write_reliability_diagram(&stem, std::slice::from_ref(s), &title)?;
+            figures.push(reliability_figure(&title, &paths, s));
+            written.extend(paths);
+        }
+        if many && series.len() <= 4 {
+            let stem = plots.join(names.unique(&format!("reliability {stem_name} overlay")));
+            let title = format!("Reliability: all methods ({stem_name})");
+            let paths = write_reliability_diagram(&stem, &series, &title)?;
+            figures.push(ReportFigure {
+                title,
+                caption: "All methods overlaid: per-bin accuracy (bars), mean confidence (tick), gap to the diagonal shaded; lower panel: fraction of samples per bin with counts.".to_string(),
+                png: paths[1].clone(),
+                files: vec![paths[0].clone(), paths[2].clone()],
+            });
+            written.extend(paths);
+        }
+    }
+
+    let histogram_files = collect_side_files(&files, "ood_histograms")?;
+    for (stem_name, panels) in pool_histograms(&histogram_files, &mut warnings)? {
+        let stem = plots.join(names.unique(&format!("ood scores {stem_name}")));
+        let title = format!("OOD scores: in-distribution vs OOD ({stem_name})");
+        let paths = write_score_histograms(&stem, &panels, &title)?;
+        figures.push(ReportFigure {
+            title,
+            caption: "Fraction of each set's samples per score bin (shared bins), pooled over runs; higher score = more in-distribution.".to_string(),
+            png: paths[1].clone(),
+            files: vec![paths[0].clone(), paths[2].clone()],
+        });
+        written.extend(paths);
+    }
+
+    // HTML.
+    let mut index_html = None;
+    if options.formats.html {
+        let methods = distinct(records.iter().map(|r| r.method.clone()));
+        let runs = distinct(records.iter().map(|r| match r.seed {
+            Some(s) => format!("{} (seed {s})", r.run),
+            None => r.run.clone(),
+        }));
+        let summary = vec![
+            format!(
+                "{} records from {} file(s): {} run(s), {} method(s) ({}).",
+                records.len(),
+                files.len(),
+                runs.len(),
+                methods.len(),
+                methods.join(", ")
+            ),
+            "Numbers are read from the runs' metric records and only grouped and formatted here; see each caption for the metric definitions and n.".to_string(),
+        ];
+        let mut provenance = Vec::new();
+        let mut listing = String::new();
+        for f in &files {
+            let sha = decal_core::sha256_file(f)?;
+            listing.push_str(&format!("{sha}  {}\n", f.display()));
+        }
+        provenance.push(ProvenanceItem {
+            label: "input records (sha256)".to_string(),
+            text: listing,
+        });
+        provenance.push(ProvenanceItem {
+            label: "runs and seeds".to_string(),
+            text: runs.join("\n"),
+        });
+        for f in &files {
+            for item in side_configs(f)? {
+                provenance.push(item);
+            }
+        }
+        if let Some(p) = &options.provenance {
+            let text = serde_json::to_string_pretty(p).expect("Provenance should always serialise");
+            provenance.push(ProvenanceItem {
+                label: "report generated by".to_string(),
+                text,
+            });
+        }
+        let input = ReportInput {
+            title: options.title.clone(),
+            summary,
+            tables: vec![ReportTable {
+                table: main.clone(),
+                files: table_files.clone(),
+            }],
+            figures,
+            files: other_files,
+            provenance,
+        };
+        let path = crate::html::write_report(out, &input)?;
+        written.push(path.clone());
+        index_html = Some(path);
+    }
+
+    Ok(ReportOutcome {
+        inputs: files,
+        num_records: records.len(),
+        markdown,
+        index_html,
+        files: written,
+        warnings,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<PathBuf, ReportError> {
+    decal_core::write_atomic(path, text.as_bytes())?;
+    Ok(path.to_path_buf())
+}
+
+fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+fn reliability_figure(title: &str, paths: &[PathBuf], s: &ReliabilitySeries) -> ReportFigure {
+    ReportFigure {
+        title: title.to_string(),
+        caption: format!(
+            "Per-bin accuracy (bars) against confidence, mean confidence per bin (tick), gap to the diagonal shaded; lower panel: fraction of the {} samples per bin with counts. {}",
+            s.total(),
+            s.definition
+        ),
+        png: paths[1].clone(),
+        files: vec![paths[0].clone(), paths[2].clone()],
+    }
+}
+
+/// `<dir of each records file>/<sub>/*.csv`, grouped by file stem, in input order.
+fn collect_side_files(
+    records_files: &[PathBuf],
+    sub: &str,
+) -> Result<Vec<(String, PathBuf)>, ReportError> {
+    let mut out = Vec::new();
+    for f in records_files {
+        let dir = f.parent().unwrap_or(Path::new(".")).join(sub);
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(ReportError::io(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "csv") && p.is_file())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((stem, p));
+        }
+    }
+    Ok(out)
+}
+
+/// Pools reliability series across runs: per (file stem, label), bins with identical edges and
+/// definition are merged exactly (counts add, accuracy and confidence are count-weighted means); the
+/// ECE shown is the mean of the runs' ECEs. Output: per stem, its series in order of appearance.
+fn pool_reliability(
+    files: &[(String, PathBuf)],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, Vec<ReliabilitySeries>)>, ReportError> {
+    // (stem, label) -> (series parts, their files)
+    let mut groups: BTreeMap<(String, String), Vec<(ReliabilitySeries, PathBuf)>> = BTreeMap::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    for (stem, path) in files {
+        for s in read_reliability_csv(path)? {
+            let key = (stem.clone(), s.label.clone());
+            if !groups.contains_key(&key) {
+                order.push(key.clone());
+            }
+            groups.entry(key).or_default().push((s, path.clone()));
+        }
+    }
+    let mut by_stem: Vec<(String, Vec<ReliabilitySeries>)> = Vec::new();
+    for key in order {
+        let parts = &groups[&key];
+        let (first, first_path) = &parts[0];
+        let compatible: Vec<&ReliabilitySeries> = parts
+            .iter()
+            .filter(|(s, p)| {
+                let ok = s.definition == first.definition
+                    && s.bins.len() == first.bins.len()
+                    && s.bins.iter().zip(&first.bins).all(|(a, b)| {
+                        a.lower.to_bits() == b.lower.to_bits() && a.upper.to_bits() == b.upper.to_bits()
+                    });
+                if !ok {
+                    warnings.push(format!(
+                        "{}: series {:?} has other bins or definition than in {}; not pooled, left out of the diagram",
+                        p.display(),
+                        s.label,
+                        first_path.display()
+                    ));
+                }
+                ok
+            })
+            .map(|(s, _)| s)
+            .collect();
+        let n = compatible.len();
+        let bins = (0..first.bins.len())
+            .map(|i| {
+                let count: u64 = compatible.iter().map(|s| s.bins[i].count).sum();
+                let weighted = |f: fn(&BinStat) -> f64| {
+                    if count == 0 {
+                        0.0
+                    } else {
+                        compatible
+                            .iter()
+                            .map(|s| s.bins[i].count as f64 * f(&s.bins[i]))
+                            .sum::<f64>()
+                            / count as f64
+                    }
+                };
+                BinStat {
+                    lower: first.bins[i].lower,
+                    upper: first.bins[i].upper,
+                    count,
+                    mean_confidence: weighted(|b| b.mean_confidence),
+                    accuracy: weighted(|b| b.accuracy),
+                }
+            })
+            .collect();
+        let eces: Vec<f64> = compatible.iter().filter_map(|s| s.ece).collect();
+        let (label, ece, definition) = if n == 1 {
+            (first.label.clone(), first.ece, first.definition.clone())
+        } else {
+            let ece = (eces.len() == n).then(|| eces.iter().sum::<f64>() / n as f64);
+            (
+                format!("{} [{n} runs pooled]", first.label),
+                ece,
+                format!(
+                    "{}; bins pooled over {n} runs, ECE = mean of the runs' ECEs",
+                    first.definition
+                ),
+            )
+        };
+        let series = ReliabilitySeries {
+            label,
+            bins,
+            ece,
+            definition,
+        };
+        match by_stem.iter_mut().find(|(s, _)| *s == key.0) {
+            Some((_, list)) => list.push(series),
+            None => by_stem.push((key.0.clone(), vec![series])),
+        }
+    }
+    Ok(by_stem)
+}
+
+/// Pools score histograms across runs: per (file stem, method, score), counts with identical edges and
+/// distribution names are summed.
+fn pool_histograms(
+    files: &[(String, PathBuf)],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, Vec<ScoreHistogram>)>, ReportError> {
+    let mut by_stem: Vec<(String, Vec<(ScoreHistogram, PathBuf)>)> = Vec::new();
+    for (stem, path) in files {
+        for h in read_histogram_csv(path)? {
+            let slot = match by_stem.iter_mut().position(|(s, _)| s == stem) {
+                Some(i) => &mut by_stem[i].1,
+                None => {
+                    by_stem.push((stem.clone(), Vec::new()));
+                    &mut by_stem.last_mut().expect("pushed above").1
+                }
+            };
+            match slot
+                .iter_mut()
+                .find(|(p, _)| p.method == h.method && p.score == h.score)
+            {
+                None => slot.push((h, path.clone())),
+                Some((p, first_path)) => {
+                    let same_layout = p
+                        .edges
+                        .iter()
+                        .map(|e| e.to_bits())
+                        .eq(h.edges.iter().map(|e| e.to_bits()))
+                        && p.id.name == h.id.name
+                        && p.ood.len() == h.ood.len()
+                        && p.ood.iter().zip(&h.ood).all(|(a, b)| a.name == b.name);
+                    if !same_layout {
+                        warnings.push(format!(
+                            "{}: histogram {:?}/{:?} has other bins or sets than in {}; not pooled, left out",
+                            path.display(),
+                            h.method,
+                            h.score,
+                            first_path.display()
+                        ));
+                        continue;
+                    }
+                    for (a, b) in p.id.counts.iter_mut().zip(&h.id.counts) {
+                        *a += b;
+                    }
+                    for (pa, pb) in p.ood.iter_mut().zip(&h.ood) {
+                        for (a, b) in pa.counts.iter_mut().zip(&pb.counts) {
+                            *a += b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(by_stem
+        .into_iter()
+        .map(|(s, v)| (s, v.into_iter().map(|(h, _)| h).collect()))
+        .collect())
+}
+
+/// `*.json` / `*.toml` files next to a records file, as provenance items (at most 64 KiB shown each).
+fn side_configs(records_file: &Path) -> Result<Vec<ProvenanceItem>, ReportError> {
+    const LIMIT: usize = 64 * 1024;
+    let dir = records_file.parent().unwrap_or(Path::new("."));
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(ReportError::io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json" || e == "toml"))
+        .collect();
+    paths.sort();
+    let mut items = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(&p).map_err(ReportError::io(&p))?;
+        let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(LIMIT)]).into_owned();
+        if bytes.len() > LIMIT {
+            text.push_str(&format!("\n… ({} bytes in total; truncated)", bytes.len()));
+        }
+        items.push(ProvenanceItem {
+            label: p.display().to_string(),
+            text,
+        });
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_and_unique_names() {
+        assert_eq!(slug("V-TST m=10"), "v-tst-m-10");
+        assert_eq!(slug("  ±  "), "x");
+        let mut n = Names(Vec::new());
+        assert_eq!(n.unique("TST"), "tst");
+        assert_eq!(n.unique("tst"), "tst-2");
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!(
+            Formats::parse("md,html").unwrap(),
+            Formats {
+                markdown: true,
+                latex: false,
+                csv: false,
+                html: true
+            }
+        );
+        assert!(Formats::parse("pdf")
+            .unwrap_err()
+            .to_string()
+            .contains("\"pdf\""));
+        assert!(Formats::parse("").is_err());
+    }
+}
