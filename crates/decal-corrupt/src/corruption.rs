@@ -341,11 +341,14 @@ pub(crate) fn pixelate_size(size: usize, s: usize) -> usize {
 }
 
 /// `zoom_blur` factors: `np.arange(1, end, 0.01)` with ends 1.06, 1.11, 1.16, 1.21, 1.26. NumPy's
-/// float arange yields 7, 12, 16, 21 and 26 values (the last end points are excluded by rounding),
-/// each `1 + i * 0.01`.
+/// float arange yields 7, 12, 16, 21 and 26 values, and computes them as `1 + i * delta` with
+/// `delta = (1 + 0.01) - 1 = 0.010000000000000009`, not `0.01`. The difference matters: with
+/// 1.2500000000000002 the crop of 26 pixels zooms to `round(32.500000000000005) = 33`, with exactly
+/// 1.25 to `round(32.5) = 32`.
 pub(crate) fn zoom_factors(severity: u8) -> Vec<f64> {
     let count = [7usize, 12, 16, 21, 26][usize::from(severity - 1)];
-    (0..count).map(|i| 1.0 + i as f64 * 0.01).collect()
+    let delta = (1.0f64 + 0.01) - 1.0;
+    (0..count).map(|i| 1.0 + i as f64 * delta).collect()
 }
 
 #[cfg(test)]
@@ -385,7 +388,8 @@ mod tests {
     fn zoom_factor_counts_match_numpy_arange() {
         let lens: Vec<usize> = (1..=5).map(|s| zoom_factors(s).len()).collect();
         assert_eq!(lens, vec![7, 12, 16, 21, 26]);
-        assert!((zoom_factors(5)[25] - 1.25).abs() < 1e-12);
+        // NumPy: repr(np.arange(1, 1.26, 0.01)[-1]) == '1.2500000000000002'.
+        assert_eq!(zoom_factors(5)[25], 1.2500000000000002);
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn corrupt_image<R: Rng>(
         });
     }
     let s = usize::from(severity - 1);
-    let x = FloatImage::from_u8(height, width, 3, pixels, 1.0 / 255.0);
+    let x = FloatImage::from_u8(height, width, 3, pixels, 255.0);
     Ok(match corruption {
         Corruption::GaussianNoise => map_values(&x, |v| v + normal(rng, 0.0, GAUSSIAN_NOISE[s])),
         Corruption::ShotNoise => {
@@ -152,7 +152,7 @@ fn glass_blur<R: Rng>(x: &FloatImage, s: usize, rng: &mut R) -> Vec<u8> {
             row -= 1;
         }
     }
-    let shuffled = FloatImage::from_u8(x.height, x.width, 3, &px, 1.0 / 255.0);
+    let shuffled = FloatImage::from_u8(x.height, x.width, 3, &px, 255.0);
     gaussian_filter(&shuffled, sigma, Border::Nearest, 4.0).to_u8_clip_unit()
 }
 
@@ -166,49 +166,73 @@ pub(crate) fn disk(radius: f64, alias_blur: f64) -> (Vec<f64>, usize) {
         (radius.ceil() as isize, 5)
     };
     let side = (2 * half + 1) as usize;
-    let mut aliased: Vec<f64> = (-half..=half)
-        .flat_map(|y| {
-            (-half..=half).map(move |x| ((x * x + y * y) as f64 <= radius * radius) as u8 as f64)
-        })
+    let inside = |y: isize, x: isize| (x * x + y * y) as f64 <= radius * radius;
+    // The recipe builds the disk in float32 and OpenCV blurs it in float32, so the kernel that
+    // filter2D finally applies is float32-rounded; we reproduce that rounding.
+    let count = (-half..=half)
+        .flat_map(|y| (-half..=half).map(move |x| inside(y, x)))
+        .filter(|&b| b)
+        .count();
+    let weight = f64::from(1.0f32 / count as f32);
+    let aliased: Vec<f64> = (-half..=half)
+        .flat_map(|y| (-half..=half).map(move |x| if inside(y, x) { weight } else { 0.0 }))
         .collect();
-    let total: f64 = aliased.iter().sum();
-    aliased.iter_mut().for_each(|v| *v /= total);
-    // cv2.getGaussianKernel(ksize, sigma) for sigma > 0.
+    // cv2.getGaussianKernel(ksize, sigma, CV_32F) for sigma > 0: float32 taps, normalised.
     let r = (ksize / 2) as isize;
-    let mut g: Vec<f64> = (-r..=r)
-        .map(|i| (-((i * i) as f64) / (2.0 * alias_blur * alias_blur)).exp())
+    let scale2 = -0.5 / (alias_blur * alias_blur);
+    let taps: Vec<f32> = (-r..=r)
+        .map(|i| (scale2 * (i * i) as f64).exp() as f32)
         .collect();
-    let gs: f64 = g.iter().sum();
-    g.iter_mut().for_each(|v| *v /= gs);
+    let inv_sum = 1.0 / taps.iter().map(|&t| f64::from(t)).sum::<f64>();
+    let g: Vec<f64> = taps
+        .iter()
+        .map(|&t| f64::from((f64::from(t) * inv_sum) as f32))
+        .collect();
+    // Separable blur, rows then columns, each pass rounded to float32.
+    let round32 = |img: FloatImage| FloatImage {
+        data: img.data.iter().map(|&v| f64::from(v as f32)).collect(),
+        ..img
+    };
     let plane = FloatImage {
         height: side,
         width: side,
         channels: 1,
         data: aliased,
     };
-    let mut k2 = vec![0.0; ksize * ksize];
-    for (i, gy) in g.iter().enumerate() {
-        for (j, gx) in g.iter().enumerate() {
-            k2[i * ksize + j] = gy * gx;
-        }
+    let mut row_kernel = vec![0.0; ksize * ksize];
+    let mut col_kernel = vec![0.0; ksize * ksize];
+    for (i, &gi) in g.iter().enumerate() {
+        row_kernel[r as usize * ksize + i] = gi;
+        col_kernel[i * ksize + r as usize] = gi;
     }
-    (filter2d_mirror(&plane, &k2, ksize).data, side)
+    let rows = round32(filter2d_mirror(&plane, &row_kernel, ksize));
+    (
+        round32(filter2d_mirror(&rows, &col_kernel, ksize)).data,
+        side,
+    )
 }
 
 /// `zoom_blur`: mean of the image and its clipped zooms.
 fn zoom_blur(x: &FloatImage, severity: u8) -> Vec<u8> {
+    // The recipe runs this one in float32: `(np.array(x) / 255.).astype(np.float32)`, float32
+    // zooms (SciPy interpolates in double and stores float32) and a float32 accumulator.
+    let f32_round = |v: f64| f64::from(v as f32);
+    let mut x32 = x.clone();
+    x32.data.iter_mut().for_each(|v| *v = f32_round(*v));
     let factors = zoom_factors(severity);
-    let mut acc = x.clone();
+    let mut acc = vec![0.0f32; x32.data.len()];
     for &z in &factors {
-        let zoomed = clipped_zoom(x, z);
-        acc.data
-            .iter_mut()
+        let zoomed = clipped_zoom(&x32, z);
+        acc.iter_mut()
             .zip(&zoomed.data)
-            .for_each(|(a, b)| *a += b);
+            .for_each(|(a, &b)| *a += b as f32);
     }
-    let n = factors.len() as f64 + 1.0;
-    acc.data.iter_mut().for_each(|v| *v /= n);
-    acc.to_u8_clip_unit()
+    let n = factors.len() as f32 + 1.0;
+    x32.data
+        .iter()
+        .zip(&acc)
+        .map(|(&v, &a)| (((v as f32 + a) / n).clamp(0.0, 1.0) * 255.0) as u8)
+        .collect()
 }
 
 /// `snow`: thresholded, zoomed, motion-blurred noise layer added twice (once rotated by 180°) to a
@@ -497,7 +521,8 @@ mod tests {
             let (k, side) = disk(r, a);
             assert_eq!(side, 17);
             let sum: f64 = k.iter().sum();
-            assert!((sum - 1.0).abs() < 1e-9, "{sum}");
+            // float32 kernel: normalised to float32 precision.
+            assert!((sum - 1.0).abs() < 1e-6, "{sum}");
         }
         // Centre weight shrinks as the disk grows.
         let centre = |r, a| disk(r, a).0[8 * 17 + 8];
