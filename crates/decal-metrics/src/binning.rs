@@ -2,12 +2,13 @@
 //!
 //! | convention    | bins                          | edges                                   | used by |
 //! |---------------|-------------------------------|-----------------------------------------|---------|
-//! | `torchmetrics`| `[lo, hi)` + an extra bin for `c == 1.0` exactly; `c = 0` in bin 1 | `torch.linspace(0, 1, M+1)` in **float32** | paper, torchmetrics 1.1.2, torch-uncertainty |
+//! | `torchmetrics`| `[lo, hi)` + an extra bin for `c == 1.0` exactly; `c = 0` in bin 1 | `torch.linspace(0, 1, M+1)` in float32 | paper, torchmetrics 1.1.2, torch-uncertainty |
 //! | `guo`         | `(lo, hi]`; `c = 0` falls in no bin | `torch.linspace(0, 1, M+1)` in float32 | gpleiss `_ECELoss`, focal_calibration, the seed's TS printout |
 //! | `histogram`   | `[lo, hi)`, last bin closed `[lo, 1]` | `numpy.linspace(0, 1, M+1)` in float64 | netcal, robustness_metrics |
 //!
-//! Edges are reproduced bit-for-bit (torch's float32 `linspace` kernel computes `start + step·i` for the first
-//! half and `end − step·(steps−1−i)` for the second half, in float32; numpy computes `i·step` in float64 and
+//! Edges are reproduced bit-for-bit (torch's `linspace` kernel computes `start + step·i` for the first
+//! half and `end − step·(steps−1−i)` for the second half with a fused multiply-add; torchmetrics 1.1.2 casts
+//! confidences to float32 and builds float32 edges, gpleiss always uses float32 edges; numpy computes `i·step` in float64 and
 //! sets the last edge to exactly 1), so a confidence sitting on an edge lands in the same bin as in the
 //! reference library. Confidences are compared as f64 (an f32 confidence widens exactly).
 
@@ -63,24 +64,56 @@ pub struct Bins {
     edges: Vec<f64>,
 }
 
-/// `torch.linspace(0, 1, steps)` in float32, reproducing ATen's CPU kernel (RangeFactoriesKernel.cpp):
-/// `step = (end − start)/(steps − 1)`; element `i` is `start + step·i` for `i < steps/2` and
-/// `end − step·(steps − 1 − i)` otherwise, all in float32.
+/// `torch.linspace(0, 1, steps)` in float32, bit-exact with torch 2.11 (checked for 2..=201 steps):
+/// `step = (end − start)/(steps − 1)` in float32; element `i` is `start + step·i` for `i < steps/2` and
+/// `end − step·(steps − 1 − i)` otherwise, where torch's compiled kernel fuses the multiply-add (FMA), so the
+/// second half is rounded once. The f32 product `step·k` is exact in f64, so evaluating in f64 and rounding
+/// to f32 reproduces the fused operation.
 pub fn torch_linspace_f32(steps: usize) -> Vec<f32> {
     if steps == 1 {
         return vec![0.0];
     }
-    let step = 1.0f32 / (steps - 1) as f32;
+    let step = f64::from(1.0f32 / (steps - 1) as f32);
     let halfway = steps / 2;
     (0..steps)
         .map(|i| {
             if i < halfway {
-                step * i as f32
+                (step * i as f64) as f32
             } else {
-                1.0f32 - step * (steps - 1 - i) as f32
+                (1.0 - step * (steps - 1 - i) as f64) as f32
             }
         })
         .collect()
+}
+
+/// `torch.linspace(0, 1, steps)` in float64 by the same scalar formula as [`torch_linspace_f32`] (fused
+/// multiply-add via `f64::mul_add`). torch's CPU kernel vectorises float64 differently, so individual edges may
+/// differ from it in the last ulp (within 2 ulp on the tested sizes); no profile uses float64 edges.
+pub fn torch_linspace_f64(steps: usize) -> Vec<f64> {
+    if steps == 1 {
+        return vec![0.0];
+    }
+    let step = 1.0f64 / (steps - 1) as f64;
+    let halfway = steps / 2;
+    (0..steps)
+        .map(|i| {
+            if i < halfway {
+                step * i as f64
+            } else {
+                (-step).mul_add((steps - 1 - i) as f64, 1.0)
+            }
+        })
+        .collect()
+}
+
+/// Floating-point width of the confidences being binned (selects torchmetrics' edge dtype).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FloatWidth {
+    /// float32 confidences (the seed: softmax of float32 logits).
+    F32,
+    /// float64 confidences.
+    F64,
 }
 
 /// `numpy.linspace(0, 1, num)` in float64: `i · (1/(num−1))` with the last element set to exactly 1.
@@ -96,15 +129,24 @@ pub fn numpy_linspace_f64(num: usize) -> Vec<f64> {
 }
 
 impl Bins {
-    /// `num_bins ≥ 1` equal-width bins with the given membership.
+    /// `num_bins ≥ 1` equal-width bins for float32 confidences (the seed's case).
     pub fn new(num_bins: usize, membership: Membership) -> Self {
+        Self::for_width(num_bins, membership, FloatWidth::F32)
+    }
+
+    /// `num_bins ≥ 1` equal-width bins with torchmetrics edges in the given width (`F64` = edges of
+    /// `torch.linspace(..., dtype=float64)`, for reproducing torch code that bins float64 confidences; note that
+    /// torchmetrics 1.1.2 itself casts confidences to float32, so [`Bins::new`] is what reproduces it). Guo edges
+    /// are always float32 (gpleiss), histogram edges always float64 (numpy).
+    pub fn for_width(num_bins: usize, membership: Membership, width: FloatWidth) -> Self {
         let num_bins = num_bins.max(1);
-        let edges = match membership {
-            Membership::Torchmetrics | Membership::Guo => torch_linspace_f32(num_bins + 1)
+        let edges = match (membership, width) {
+            (Membership::Torchmetrics, FloatWidth::F64) => torch_linspace_f64(num_bins + 1),
+            (Membership::Torchmetrics | Membership::Guo, _) => torch_linspace_f32(num_bins + 1)
                 .into_iter()
                 .map(f64::from)
                 .collect(),
-            Membership::Histogram => numpy_linspace_f64(num_bins + 1),
+            (Membership::Histogram, _) => numpy_linspace_f64(num_bins + 1),
         };
         Bins {
             num_bins,
@@ -232,13 +274,14 @@ mod tests {
 
     #[test]
     fn slot_agrees_with_a_linear_scan() {
-        for membership in [
-            Membership::Torchmetrics,
-            Membership::Guo,
-            Membership::Histogram,
+        for (membership, width) in [
+            (Membership::Torchmetrics, FloatWidth::F32),
+            (Membership::Torchmetrics, FloatWidth::F64),
+            (Membership::Guo, FloatWidth::F32),
+            (Membership::Histogram, FloatWidth::F64),
         ] {
             for m in [1, 2, 3, 7, 10, 15, 20, 100] {
-                let b = Bins::new(m, membership);
+                let b = Bins::for_width(m, membership, width);
                 let mut probes: Vec<f64> = b.edges().to_vec();
                 for e in b.edges() {
                     probes.push(f64::from_bits(e.to_bits().saturating_add(1)));

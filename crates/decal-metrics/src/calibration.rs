@@ -180,26 +180,22 @@ impl BinnedAccumulator {
     }
 }
 
-/// Top-label calibration errors of `(confidence, correct)` pairs with `num_bins` equal-width bins.
-pub fn calibration_errors(
-    confidences: &[f64],
-    correct: &[bool],
-    num_bins: usize,
-    membership: Membership,
-) -> CalibrationErrors {
-    let mut acc = BinnedAccumulator::new(Bins::new(num_bins, membership));
+/// Top-label calibration errors of `(confidence, correct)` pairs with the given bins
+/// (e.g. `Bins::new(10, Membership::Torchmetrics)` for float32 confidences).
+pub fn calibration_errors(confidences: &[f64], correct: &[bool], bins: &Bins) -> CalibrationErrors {
+    let mut acc = BinnedAccumulator::new(bins.clone());
     acc.add_batch(confidences, correct);
     acc.errors()
 }
 
 /// Top-label ECE (fraction); see [`calibration_errors`].
-pub fn ece(confidences: &[f64], correct: &[bool], num_bins: usize, membership: Membership) -> f64 {
-    calibration_errors(confidences, correct, num_bins, membership).ece
+pub fn ece(confidences: &[f64], correct: &[bool], bins: &Bins) -> f64 {
+    calibration_errors(confidences, correct, bins).ece
 }
 
 /// Top-label MCE (fraction); see [`calibration_errors`].
-pub fn mce(confidences: &[f64], correct: &[bool], num_bins: usize, membership: Membership) -> f64 {
-    calibration_errors(confidences, correct, num_bins, membership).mce
+pub fn mce(confidences: &[f64], correct: &[bool], bins: &Bins) -> f64 {
+    calibration_errors(confidences, correct, bins).mce
 }
 
 /// Equal-mass ("adaptive") ECE, metrics.md §3.2: sort confidences ascending (stable), split into `num_bins`
@@ -330,14 +326,8 @@ impl ClasswiseAccumulator {
 }
 
 /// Classwise ECE of row-major probabilities `[N, K]`.
-pub fn classwise_ece(
-    probs: &[f64],
-    labels: &[usize],
-    num_classes: usize,
-    num_bins: usize,
-    membership: Membership,
-) -> f64 {
-    let mut acc = ClasswiseAccumulator::new(Bins::new(num_bins, membership), num_classes);
+pub fn classwise_ece(probs: &[f64], labels: &[usize], num_classes: usize, bins: &Bins) -> f64 {
+    let mut acc = ClasswiseAccumulator::new(bins.clone(), num_classes);
     for (row, &y) in probs.chunks_exact(num_classes).zip(labels) {
         acc.add_row(row, y);
     }
@@ -354,8 +344,7 @@ mod tests {
         let e = calibration_errors(
             &[1.0, 0.95, 0.05],
             &[true, false, false],
-            10,
-            Membership::Torchmetrics,
+            &Bins::new(10, Membership::Torchmetrics),
         );
         assert!((e.ece - (0.95 + 0.05) / 3.0).abs() < 1e-15, "{e:?}");
         assert!((e.ece - 0.3333).abs() < 1e-4);
@@ -364,8 +353,7 @@ mod tests {
         let g = calibration_errors(
             &[1.0, 0.95, 0.05],
             &[true, false, false],
-            10,
-            Membership::Guo,
+            &Bins::new(10, Membership::Guo),
         );
         assert!((g.ece - (0.475 * 2.0 / 3.0 + 0.05 / 3.0)).abs() < 1e-15);
         assert!(g.ece <= e.ece);
@@ -401,7 +389,7 @@ mod tests {
     fn classwise_perfect_one_hot_is_zero() {
         let p = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
         assert_eq!(
-            classwise_ece(&p, &[0, 1], 3, 15, Membership::Torchmetrics),
+            classwise_ece(&p, &[0, 1], 3, &Bins::new(15, Membership::Torchmetrics)),
             0.0
         );
     }

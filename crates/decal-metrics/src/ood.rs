@@ -150,21 +150,14 @@ fn trapezoid_pr(pos: &[f64], neg: &[f64]) -> f64 {
     if total == 0.0 {
         return f64::NAN;
     }
-    // sklearn 1.1.3 precision_recall_curve: stop when full recall is first attained, reverse, append (P=1, R=0).
-    let last = tps
+    // sklearn 1.1.3 precision_recall_curve: every distinct threshold, reversed so recall decreases, then the
+    // point (precision 1, recall 0) appended. (Older sklearn stopped at the first full-recall point; 1.1.3 does not.)
+    let mut recall: Vec<f64> = tps.iter().rev().map(|t| t / total).collect();
+    let mut precision: Vec<f64> = tps
         .iter()
-        .position(|&t| t >= total)
-        .expect("total is attained");
-    let mut recall: Vec<f64> = (0..=last).rev().map(|i| tps[i] / total).collect();
-    let mut precision: Vec<f64> = (0..=last)
+        .zip(&fps)
         .rev()
-        .map(|i| {
-            if tps[i] + fps[i] == 0.0 {
-                0.0
-            } else {
-                tps[i] / (tps[i] + fps[i])
-            }
-        })
+        .map(|(t, f)| t / (t + f))
         .collect();
     recall.push(0.0);
     precision.push(1.0);

@@ -23,8 +23,9 @@ use crate::scoring::NllVariant;
 pub enum SoftmaxPrecision {
     /// Softmax in f64, kept in f64.
     F64,
-    /// Softmax computed in f64 then rounded to float32, reproducing `torch.softmax` on float32 logits
-    /// (to within an ulp; in particular confidences that round to exactly 1.0 do so here too).
+    /// `torch.softmax` on float32 logits emulated in float32 arithmetic (see
+    /// [`softmax_f32_into`](crate::summary::softmax_f32_into)); in particular over-confident rows saturate to
+    /// exactly 1.0 as they do in the seed.
     F32,
 }
 
@@ -179,7 +180,7 @@ impl Profile {
             probabilities: match (input_kind, self.softmax) {
                 ("probabilities", _) => "as given (rows checked to sum to 1)".into(),
                 (_, SoftmaxPrecision::F64) => "softmax of logits in float64".into(),
-                (_, SoftmaxPrecision::F32) => "softmax of logits rounded to float32 (as torch.softmax on float32)".into(),
+                (_, SoftmaxPrecision::F32) => "softmax of logits in float32 arithmetic (as torch.softmax on float32 logits)".into(),
             },
             accuracy: "fraction with argmax_k p_k == y (ties -> lowest index)".into(),
             ece: format!("top-label, equal-width, {} bins, {}; fraction (x100 when rendered: {})", self.num_bins, self.membership.describe(), self.render_ece_percent),

@@ -471,6 +471,27 @@ struct RowOut {
     score: f64,
 }
 
+/// Softmax evaluated the way `torch.softmax` does on float32 logits: logits rounded to f32, `z − max` in
+/// f32, `exp` rounded to f32, the sum accumulated in f32, each probability `e_k / sum` rounded to f32. In
+/// particular a row saturates to confidence exactly 1.0 whenever the other classes' float32 sum is below
+/// half an ulp of 1 (2^-24), as on the seed's GPU, which a correctly rounded softmax would not do.
+/// (torch's own summation order and `expf` may differ from this in the last ulp of some entries.)
+pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) {
+    let m = z
+        .iter()
+        .map(|&v| v as f32)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for (o, &v) in out.iter_mut().zip(z) {
+        let e = (f64::from(v as f32 - m)).exp() as f32;
+        *o = f64::from(e);
+        sum += e;
+    }
+    for o in out.iter_mut() {
+        *o = f64::from(*o as f32 / sum);
+    }
+}
+
 /// Computes probabilities and per-row quantities of one row `z` under `profile`.
 #[inline]
 fn process_row(
@@ -481,20 +502,22 @@ fn process_row(
     probs: &mut [f64],
     label: Option<usize>,
 ) -> RowOut {
-    let nll_exact;
-    match kind {
+    let nll_exact = match kind {
         ScoreKind::Logits => {
-            let lse = softmax_into(z, probs);
-            if profile.softmax == SoftmaxPrecision::F32 {
-                probs.iter_mut().for_each(|p| *p = *p as f32 as f64);
-            }
-            nll_exact = label.map_or(0.0, |y| lse - z[y]);
+            let lse = match profile.softmax {
+                SoftmaxPrecision::F64 => softmax_into(z, probs),
+                SoftmaxPrecision::F32 => {
+                    softmax_f32_into(z, probs);
+                    crate::scoring::logsumexp(z)
+                }
+            };
+            label.map_or(0.0, |y| lse - z[y])
         }
         ScoreKind::Probabilities => {
             probs.copy_from_slice(z);
-            nll_exact = label.map_or(0.0, |y| -probs[y].ln());
+            label.map_or(0.0, |y| -probs[y].ln())
         }
-    }
+    };
     let pred = argmax(probs);
     let conf = probs[pred];
     let (correct, nll_sklearn, brier) = match label {
