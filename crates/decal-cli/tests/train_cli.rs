@@ -151,3 +151,110 @@ fn refuses_overwrite_and_reports_bad_config() {
     let err = run_err(&["train".into(), "--config".into(), cfg.display().to_string(), "--print-config".into()]);
     assert!(err.contains("learnig_rate") && err.lines().count() == 1, "{err}");
 }
+
+#[test]
+fn eval_on_the_seed_cnn_and_on_a_trained_run() {
+    let Some(ds) = datasets() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = ds.join("../checkpoints/seed-cnn-cifar10-seed1.ckpt");
+    if ckpt.is_file() {
+        // The seed's own CNN (70.83 % / ECE 0.80 % / NLL 0.8369 on the original pixels), imported, on the
+        // CIFAR-10 JPEG test set (re-encoding costs about a point of accuracy).
+        let imported = tmp.path().join("seed-cnn");
+        run_ok(&[
+            "import".into(),
+            "--from".into(),
+            ckpt.display().to_string(),
+            "--arch".into(),
+            "cnn".into(),
+            "--num-classes".into(),
+            "10".into(),
+            "--dataset".into(),
+            "cifar10".into(),
+            "--out".into(),
+            imported.display().to_string(),
+        ]);
+        let json = tmp.path().join("seed.json");
+        let logits = tmp.path().join("seed_logits.npy");
+        run_ok(&[
+            "eval".into(),
+            "--checkpoint".into(),
+            imported.display().to_string(),
+            "--data-dir".into(),
+            ds.join("cifar10-jpeg").display().to_string(),
+            "--json".into(),
+            json.display().to_string(),
+            "--save-logits".into(),
+            logits.display().to_string(),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let (acc, ece, nll) = (v["accuracy"].as_f64().unwrap(), v["ece"].as_f64().unwrap(), v["nll"].as_f64().unwrap());
+        eprintln!("seed CNN on CIFAR-10 JPEG test: accuracy {acc:.4}, ECE {ece:.4}, NLL {nll:.4}");
+        assert!((0.68..0.715).contains(&acc), "accuracy {acc}");
+        assert!(ece < 0.03, "ECE {ece}");
+        assert!((0.80..0.92).contains(&nll), "NLL {nll}");
+        assert_eq!(v["n"].as_u64(), Some(10_000));
+        let arr = decal_io::npy::read(&logits).unwrap();
+        assert_eq!(arr.shape, vec![10_000, 10]);
+    } else {
+        eprintln!("skipping the seed-CNN part: {} not found", ckpt.display());
+    }
+
+    // A freshly trained run's best/ evaluates on a test split; wrong input shapes are clear errors.
+    let data = tmp.path().join("data");
+    small_cifar(&ds, &data, 12);
+    let test_src = ds.join("cifar10-jpeg/test");
+    for class in std::fs::read_dir(&test_src).unwrap() {
+        let class = class.unwrap().path();
+        let out = data.join("test").join(class.file_name().unwrap());
+        std::fs::create_dir_all(&out).unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for f in files.into_iter().take(5) {
+            std::fs::copy(&f, out.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = tmp.path().join("runs");
+    run_ok(&train_args(&data, &out, "e", 1));
+    let json = tmp.path().join("e.json");
+    let text = run_ok(&[
+        "eval".into(),
+        "--checkpoint".into(),
+        out.join("e/best").display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--profile".into(),
+        "default".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ]);
+    assert!(text.contains("50 images"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in ["accuracy", "ece", "mce", "nll", "brier", "brier_div_k", "definitions"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    // 64x64 Tiny ImageNet images into a 32x32 CNN: a one-line error naming the sizes.
+    let tin = tmp.path().join("tin");
+    let tin_train = ds.join("tiny-imagenet-200/train");
+    let mut wnids: Vec<_> = std::fs::read_dir(&tin_train).unwrap().map(|e| e.unwrap().path()).collect();
+    wnids.sort();
+    for w in wnids.iter().take(2) {
+        let out = tin.join("test").join(w.file_name().unwrap());
+        std::fs::create_dir_all(&out).unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(w.join("images")).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for f in files.into_iter().take(2) {
+            std::fs::copy(&f, out.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let err = run_err(&[
+        "eval".into(),
+        "--checkpoint".into(),
+        out.join("e/best").display().to_string(),
+        "--dataset".into(),
+        "imagefolder".into(),
+        "--data-dir".into(),
+        tin.display().to_string(),
+    ]);
+    assert!(err.contains("32x32") && err.contains("64x64") && err.lines().count() == 1, "{err}");
+}
