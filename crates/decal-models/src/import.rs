@@ -27,7 +27,7 @@ use decal_pickle::Value;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::checkpoint::{copy_into, CheckpointMeta, ImportSource};
+use crate::checkpoint::{copy_into, CheckpointMeta, ImportSource, Selection};
 use crate::{try_build_classifier, ArchConfig, Classifier, ModelError};
 
 /// The container format of an imported file.
@@ -66,6 +66,11 @@ pub struct StateDict {
     pub dataset: Option<String>,
     /// Keys of non-tensor entries that were skipped.
     pub skipped_non_tensors: Vec<String>,
+    /// Lightning `ModelCheckpoint` state: the monitored metric and its best value (the seed monitors
+    /// `valid_loss_epoch`, §3.3).
+    pub selection: Option<(String, f64)>,
+    /// Lightning `ModelCheckpoint`'s `best_model_path` (the seed's file name encodes seed, epoch and run name).
+    pub best_model_path: Option<String>,
 }
 
 /// The result of an import: a ready classifier plus the metadata to save it as a decal checkpoint.
@@ -132,6 +137,28 @@ pub fn import_with_config(
     let mut meta = CheckpointMeta::new(arch.clone(), "imported");
     meta.epoch = sd.epoch.and_then(|e| u64::try_from(e).ok());
     meta.dataset = sd.dataset.as_ref().map(|d| d.to_ascii_lowercase());
+    meta.selection = sd.selection.as_ref().map(|(criterion, value)| Selection {
+        criterion: criterion.clone(),
+        value: *value,
+    });
+    if let Some(path) = &sd.best_model_path {
+        // The seed's pattern `seed={s}-epoch={e}-valid_loss={v}-model_name={name}.ckpt` (§3.3).
+        let stem = path
+            .rsplit('/')
+            .next()
+            .unwrap_or(path)
+            .trim_end_matches(".ckpt");
+        for part in stem.split('-') {
+            if let Some(seed) = part.strip_prefix("seed=").and_then(|s| s.parse().ok()) {
+                meta.seed = Some(seed);
+            }
+        }
+        if let Some((_, name)) = stem.split_once("model_name=") {
+            meta.extra.insert("seed_model_name".into(), name.into());
+        }
+        meta.extra
+            .insert("seed_best_model_path".into(), path.as_str().into());
+    }
     meta.source = Some(ImportSource {
         path: file.display().to_string(),
         sha256: decal_core::sha256_file(file)?,
@@ -235,6 +262,8 @@ pub fn read_state_dict(file: &Path) -> Result<StateDict, ModelError> {
             epoch: None,
             dataset: None,
             skipped_non_tensors: Vec::new(),
+            selection: None,
+            best_model_path: None,
         });
     }
     // Legacy torch.save (before 1.6) starts with a pickled magic number (protocol 2: 0x80 0x02 0x8a 0x0a …).
@@ -499,11 +528,45 @@ fn read_torch_zip(file: &Path, bytes: &[u8]) -> Result<StateDict, ModelError> {
         .and_then(|h| h.get("dataset"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    // Lightning's ModelCheckpoint callback state: {"ModelCheckpoint{...}": {"monitor", "best_model_score", …}}.
+    let mut selection = None;
+    let mut best_model_path = None;
+    if let Some(callbacks) = root.get("callbacks").and_then(Value::dict_items) {
+        for (name, state) in callbacks {
+            if !name
+                .as_str()
+                .is_some_and(|n| n.starts_with("ModelCheckpoint"))
+            {
+                continue;
+            }
+            let score = match state.get("best_model_score") {
+                Some(v) => reader
+                    .tensor("best_model_score", v)?
+                    .filter(|t| t.numel() == 1),
+                None => None,
+            };
+            if let (Some(monitor), Some(score)) =
+                (state.get("monitor").and_then(Value::as_str), score)
+            {
+                selection = Some((
+                    monitor.to_string(),
+                    score.to_kind(Kind::Double).double_value(&[]),
+                ));
+            }
+            best_model_path = state
+                .get("best_model_path")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            break;
+        }
+    }
     Ok(StateDict {
         format,
         tensors,
         epoch,
         dataset,
         skipped_non_tensors: skipped,
+        selection,
+        best_model_path,
     })
 }

@@ -124,6 +124,11 @@ fn lightning_checkpoint_with_pickled_module_imports() {
     assert_eq!(imp.meta.epoch, Some(3));
     assert_eq!(imp.meta.dataset.as_deref(), Some("cifar10"));
     assert_eq!(imp.meta.stage, "imported");
+    assert_eq!(imp.meta.seed, Some(4));
+    let sel = imp.meta.selection.as_ref().unwrap();
+    assert_eq!(sel.criterion, "valid_loss_epoch");
+    assert!((sel.value - 0.9219).abs() < 1e-6, "{}", sel.value);
+    assert_eq!(imp.meta.extra["seed_model_name"], "CIFAR10_CNN_Base_seed4");
     let d = max_abs_diff(
         &imp.classifier.forward_t(&npy("cnn_input.npy"), false),
         &npy("cnn_lightning_logits.npy"),
@@ -282,6 +287,12 @@ fn seed_cnn_checkpoint_matches_pytorch_on_real_cifar10_samples() {
     let seed = &exp["seed_cnn"];
     let imp = import::import_pytorch(&ckpt, "cnn", 10).unwrap();
     assert_eq!(imp.meta.epoch, Some(580));
+    assert_eq!(imp.meta.seed, Some(1));
+    let sel = imp.meta.selection.as_ref().unwrap();
+    assert_eq!(
+        (sel.criterion.as_str(), (sel.value * 1000.0).round()),
+        ("valid_loss_epoch", 922.0)
+    );
     assert_eq!(imp.meta.source.as_ref().unwrap().format, "lightning-ckpt");
     let files = seed["files"].as_array().unwrap();
     assert_eq!(files.len(), 20);

@@ -137,6 +137,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(epoch) = written.epoch {
         println!("  epoch: {epoch}");
     }
+    if let Some(seed) = written.seed {
+        println!("  seed: {seed}");
+    }
+    if let Some(sel) = &written.selection {
+        println!("  selected on: {} = {:.4}", sel.criterion, sel.value);
+    }
     match (&written.dataset, &written.normalization) {
         (Some(d), Some(n)) => println!(
             "  dataset: {d}, normalisation mean {:?} std {:?}",
