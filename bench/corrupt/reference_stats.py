@@ -41,17 +41,11 @@ NAMES = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass
          "jpeg_compression", "speckle_noise", "gaussian_blur", "spatter", "saturate"]
 
 
-def main():
-    recipe_path, source_npy, frost_dir, out_json = sys.argv[1:5]
-    repeats = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-    recipe_path = os.path.abspath(recipe_path)
-    source = np.load(source_npy)
-    env = load_recipe(recipe_path)
+def compute_stats(env, source, repeats=1, names=NAMES):
+    """Mean |corrupted - clean| and mean signed change per corruption and severity (0..255 units)."""
     from PIL import Image
-    os.chdir(frost_dir)  # frost() opens './frost1.png' ...
-    np.random.seed(0)
     stats = {}
-    for name in NAMES:
+    for name in names:
         fn = env[name]
         t0 = time.time()
         per_sev = []
@@ -69,11 +63,26 @@ def main():
         stats[name] = per_sev
         print(f"{name}: " + " ".join(f"{s['mean_abs_change']:.2f}" for s in per_sev)
               + f"  ({time.time() - t0:.1f}s)", flush=True)
+    return stats
+
+
+def versions():
     import cv2, scipy, skimage, PIL, wand.version
+    return {"numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__,
+            "opencv": cv2.__version__, "pillow": PIL.__version__, "imagemagick": wand.version.MAGICK_VERSION}
+
+
+def main():
+    recipe_path, source_npy, frost_dir, out_json = sys.argv[1:5]
+    repeats = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    recipe_path = os.path.abspath(recipe_path)
+    source = np.load(source_npy)
+    env = load_recipe(recipe_path)
+    os.chdir(frost_dir)  # frost() opens './frost1.png' ...
+    np.random.seed(0)
+    stats = compute_stats(env, source, repeats)
     meta = {"source": os.path.abspath(source_npy), "num_images": int(len(source)), "repeats": repeats,
-            "numpy_seed": 0, "versions": {"numpy": np.__version__, "scipy": scipy.__version__,
-            "scikit-image": skimage.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__,
-            "imagemagick": wand.version.MAGICK_VERSION}}
+            "numpy_seed": 0, "versions": versions()}
     with open(out_json, "w") as f:
         json.dump({"meta": meta, "stats": stats}, f, indent=1)
 

@@ -10,10 +10,13 @@ copied here) on three 32x32 images and saves, compressed, in golden.npz:
   motion_blur          uint8 [5, 3, 32, 32, 3] ImageMagick MotionBlurImage with the severity's
                        (radius, sigma) and the fixed angles MOTION_ANGLES (the recipe draws them)
   motion_angles        float64 [5]
-  plasma_wibble        plasma_fractal is random; not stored
+
+and, in reference_stats_samples.json, the mean |corrupted - clean| per corruption and severity of the
+recipe on the 20 CIFAR-10 sample PNGs (all 19 corruptions, REPEATS passes with np.random.seed(0)),
+which tests/statistics.rs compares with decal-corrupt's generated corruptions.
 
 Environment used for the committed file: see golden_versions.json (written alongside).
-Usage: python make_golden.py MAKE_CIFAR_C_PY SAMPLES_DIR
+Usage: python make_golden.py MAKE_CIFAR_C_PY SAMPLES_DIR FROST_DIR
 """
 import json
 import os
@@ -22,7 +25,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "bench", "corrupt"))
-from reference_stats import load_recipe  # noqa: E402
+from reference_stats import compute_stats, load_recipe, versions  # noqa: E402
+
+REPEATS = 5
 
 DETERMINISTIC = ["defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate", "jpeg_compression",
                  "gaussian_blur", "saturate"]
@@ -47,7 +52,8 @@ def colour_chart():
 
 
 def main():
-    recipe_path, samples = sys.argv[1:3]
+    recipe_path, samples, frost_dir = sys.argv[1:4]
+    samples, frost_dir = os.path.abspath(samples), os.path.abspath(frost_dir)
     env = load_recipe(os.path.abspath(recipe_path))
     from PIL import Image
     files = [os.path.join(samples, f) for f in ("cifar10_00_3.png", "cifar10_01_8.png")]
@@ -76,11 +82,17 @@ def main():
     out["motion_blur"] = np.stack(sev)
     here = os.path.dirname(os.path.abspath(__file__))
     np.savez_compressed(os.path.join(here, "golden.npz"), **out)
-    import scipy, skimage, PIL, wand.version
-    versions = {"numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__,
-                "opencv": cv2.__version__, "pillow": PIL.__version__, "imagemagick": wand.version.MAGICK_VERSION}
     with open(os.path.join(here, "golden_versions.json"), "w") as f:
-        json.dump(versions, f, indent=1)
+        json.dump(versions(), f, indent=1)
+    # Statistics on the 20 sample images (sorted names = official test order).
+    names = sorted(f for f in os.listdir(samples) if f.startswith("cifar10_") and f.endswith(".png"))
+    all_samples = np.stack([np.array(Image.open(os.path.join(samples, f)).convert("RGB")) for f in names])
+    os.chdir(frost_dir)  # frost() opens './frost1.png' ...
+    np.random.seed(0)
+    stats = compute_stats(env, all_samples, REPEATS)
+    with open(os.path.join(here, "reference_stats_samples.json"), "w") as f:
+        json.dump({"meta": {"images": names, "repeats": REPEATS, "numpy_seed": 0, "versions": versions()},
+                   "stats": stats}, f, indent=1)
     print("wrote golden.npz", {k: v.shape for k, v in out.items()})
 
 
