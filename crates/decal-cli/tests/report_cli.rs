@@ -228,7 +228,7 @@ fn report_over_three_seeds() {
     for stem in [
         "shift-ece-vs-severity-cifar10-generated",
         "reliability-test-tst-3-runs-pooled",
-        "reliability-test-overlay",
+        "reliability-overlay-all-methods",
         "ood-scores-msp",
     ] {
         for ext in ["svg", "png", "csv"] {
@@ -255,6 +255,8 @@ fn report_over_three_seeds() {
     );
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("data:image/png;base64,"));
+    // Figures are shown at their nominal size (the PNGs are rendered at 2x).
+    assert!(html.contains("<img alt=\"Reliability: methods overlaid (all methods)\" width=\"720\" src=\"data:image/png;base64,"), "{html}");
     assert!(html.contains("&quot;arch&quot;: &quot;wrn-28-10&quot;"));
     assert!(html.contains("<a href=\"tables/main.tex\">tables/main.tex</a>"));
 
@@ -282,8 +284,8 @@ fn report_over_three_seeds() {
         "tables/main.md",
         "tables/main.tex",
         "tables/aggregates.csv",
-        "plots/reliability-test-overlay.svg",
-        "plots/reliability-test-overlay.png",
+        "plots/reliability-overlay-all-methods.svg",
+        "plots/reliability-overlay-all-methods.png",
         "plots/shift-ece-vs-severity-cifar10-generated.svg",
     ] {
         assert_eq!(

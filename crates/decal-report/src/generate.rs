@@ -353,27 +353,40 @@ pub fn generate_report(
 
     let reliability = collect_side_files(&files, "reliability")?;
     let pooled = pool_reliability(&reliability, &mut warnings)?;
-    for (stem_name, series) in pooled {
-        let many = series.len() > 1;
-        for s in &series {
+    for (stem_name, series) in &pooled {
+        for s in series {
             let stem = plots.join(names.unique(&format!("reliability {stem_name} {}", s.label)));
             let title = format!("Reliability: {} ({stem_name})", s.label);
             let paths = write_reliability_diagram(&stem, std::slice::from_ref(s), &title)?;
             figures.push(reliability_figure(&title, &paths, s));
             written.extend(paths);
         }
-        if many && series.len() <= 4 {
-            let stem = plots.join(names.unique(&format!("reliability {stem_name} overlay")));
-            let title = format!("Reliability: all methods ({stem_name})");
-            let paths = write_reliability_diagram(&stem, &series, &title)?;
-            figures.push(ReportFigure {
-                title,
-                caption: "All methods overlaid: per-bin accuracy (bars), mean confidence (tick), gap to the diagonal shaded; lower panel: fraction of samples per bin with counts.".to_string(),
-                png: paths[1].clone(),
-                files: vec![paths[0].clone(), paths[2].clone()],
-            });
-            written.extend(paths);
-        }
+    }
+    // Overlays: all series in one diagram when there are 2–4 with distinct labels (e.g. one file per
+    // method, as `decal run` writes them); otherwise one overlay per file holding 2–4 series.
+    let all: Vec<ReliabilitySeries> = pooled.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
+    let distinct_labels = distinct(all.iter().map(|s| s.label.clone())).len() == all.len();
+    let overlays: Vec<(String, Vec<ReliabilitySeries>)> =
+        if (2..=4).contains(&all.len()) && distinct_labels {
+            vec![("all methods".to_string(), all)]
+        } else {
+            pooled
+                .iter()
+                .filter(|(_, v)| (2..=4).contains(&v.len()))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect()
+        };
+    for (name, series) in overlays {
+        let stem = plots.join(names.unique(&format!("reliability overlay {name}")));
+        let title = format!("Reliability: methods overlaid ({name})");
+        let paths = write_reliability_diagram(&stem, &series, &title)?;
+        figures.push(ReportFigure {
+            title,
+            caption: "Methods overlaid: per-bin accuracy (bars), mean confidence per bin (tick), gap to the diagonal shaded; lower panel: fraction of samples per bin with counts.".to_string(),
+            png: paths[1].clone(),
+            files: vec![paths[0].clone(), paths[2].clone()],
+        });
+        written.extend(paths);
     }
 
     let histogram_files = collect_side_files(&files, "ood_histograms")?;

@@ -174,9 +174,18 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
     }
     for (i, f) in input.figures.iter().enumerate() {
         let png = std::fs::read(&f.png).map_err(ReportError::io(&f.png))?;
+        // Show the figure at its nominal size (our PNGs are rendered at PNG_SCALE × that size).
+        let width = png_width(&png)
+            .map(|w| {
+                format!(
+                    " width=\"{}\"",
+                    (w as f64 / crate::plot::PNG_SCALE).round() as u32
+                )
+            })
+            .unwrap_or_default();
         let b64 = base64::engine::general_purpose::STANDARD.encode(png);
         out.push_str(&format!(
-            "<section id=\"{}\">\n<h3>{}</h3>\n<figure>\n<img alt=\"{}\" src=\"data:image/png;base64,{b64}\">\n<figcaption>{}</figcaption>\n</figure>\n",
+            "<section id=\"{}\">\n<h3>{}</h3>\n<figure>\n<img alt=\"{}\"{width} src=\"data:image/png;base64,{b64}\">\n<figcaption>{}</figcaption>\n</figure>\n",
             anchor("figure", i),
             html_escape(&f.title),
             html_escape(&f.title),
@@ -214,13 +223,25 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
     Ok(out)
 }
 
+/// The width from a PNG's IHDR chunk (bytes 16..20, big-endian), if the bytes look like a PNG.
+fn png_width(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        bytes[16], bytes[17], bytes[18], bytes[19],
+    ]))
+}
+
 fn push_files(out: &mut String, out_dir: &Path, files: &[PathBuf]) {
     if files.is_empty() {
         return;
     }
     out.push_str("<p class=\"files\">Files: ");
-    for f in files {
-        out.push_str(&link(out_dir, f));
+    for (i, f) in files.iter().enumerate() {
+        if !files[..i].contains(f) {
+            out.push_str(&link(out_dir, f));
+        }
     }
     out.push_str("</p>\n");
 }
