@@ -14,11 +14,16 @@
 #![warn(missing_docs)]
 
 pub mod cifar;
+pub mod corrupted;
 pub mod error;
+pub mod idx;
 pub mod imagefolder;
 pub mod loader;
+pub mod mat;
 pub mod resize;
 pub mod split;
+pub mod svhn;
+pub mod tinyimagenet;
 pub mod transforms;
 
 pub use error::{DataError, Result};
@@ -311,12 +316,12 @@ pub fn load(dataset: DatasetName, data_dir: &Path, split: SplitName) -> Result<I
     let set = match dataset {
         DatasetName::Cifar10 => cifar::load_cifar10(data_dir, split)?,
         DatasetName::Cifar100 => cifar::load_cifar100(data_dir, split)?,
-        DatasetName::Imagefolder => load_imagefolder(data_dir, split)?,
-        other => {
-            return Err(DataError::Invalid(format!(
-                "{other}: reader not available in this build"
-            )));
+        DatasetName::Svhn => svhn::load_svhn(data_dir, split)?,
+        DatasetName::TinyImagenet => tinyimagenet::load_tinyimagenet(data_dir, split)?,
+        DatasetName::Mnist | DatasetName::FashionMnist => {
+            idx::load_mnist_family(dataset, data_dir, split)?
         }
+        DatasetName::Imagefolder => load_imagefolder(data_dir, split)?,
     };
     set.validate()?;
     Ok(set)
@@ -324,7 +329,16 @@ pub fn load(dataset: DatasetName, data_dir: &Path, split: SplitName) -> Result<I
 
 fn load_imagefolder(dir: &Path, split: SplitName) -> Result<ImageSet> {
     let sub = dir.join(split.as_str());
-    let root = if sub.is_dir() { sub } else { dir.to_path_buf() };
+    let root = if sub.is_dir() {
+        sub
+    } else if dir.join("train").is_dir() || dir.join("test").is_dir() {
+        return Err(DataError::format(
+            dir,
+            format!("has split folders but no '{split}' folder"),
+        ));
+    } else {
+        dir.to_path_buf()
+    };
     let opts = imagefolder::ImageFolderOptions {
         name: Some(format!("imagefolder/{}", split.as_str())),
         ..Default::default()

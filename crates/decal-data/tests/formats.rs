@@ -158,3 +158,165 @@ fn corrupted_cifar_files_are_errors_naming_the_file() {
         .to_string();
     assert!(e.contains("cut.bin") && e.contains("pickle"), "{e}");
 }
+
+#[test]
+fn svhn_mat_files_match_the_pngs_compressed_or_not() {
+    let (png, labels) = samples("cifar10");
+    for f in ["svhn_20_plain.mat", "svhn_20_zlib.mat"] {
+        let set = decal_data::svhn::read_file(&fixture(f), "svhn/test".into()).unwrap();
+        assert_eq!(set.pixels, png, "{f}");
+        if !labels.is_empty() {
+            // The fixture stores label 0 as 10 (SVHN convention); the reader maps it back.
+            assert_eq!(set.labels, labels, "{f}");
+        }
+    }
+    // Official counts are enforced by `load`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("svhn_20_zlib.mat"),
+        dir.path().join("test_32x32.mat"),
+    )
+    .unwrap();
+    let e = decal_data::load(
+        decal_data::DatasetName::Svhn,
+        dir.path(),
+        decal_data::SplitName::Test,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("test_32x32.mat") && e.contains("holds 20 images, expected 26032"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_mat_files_are_errors() {
+    let bytes = std::fs::read(fixture("svhn_20_plain.mat")).unwrap();
+    let p = Path::new("x.mat");
+    for cut in [10, 127, 200, 5000, bytes.len() - 1] {
+        assert!(
+            decal_data::svhn::parse_svhn_bytes(&bytes[..cut], p).is_err(),
+            "cut {cut}"
+        );
+    }
+    let mut bad = bytes.clone();
+    bad[126] = b'X';
+    let e = decal_data::svhn::parse_svhn_bytes(&bad, p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x.mat") && e.contains("endian"), "{e}");
+    let z = std::fs::read(fixture("svhn_20_zlib.mat")).unwrap();
+    for cut in [140, 1000, z.len() - 3] {
+        assert!(
+            decal_data::svhn::parse_svhn_bytes(&z[..cut], p).is_err(),
+            "zlib cut {cut}"
+        );
+    }
+}
+
+#[test]
+fn cifar10_c_directory_reads_every_severity_block() {
+    let (png, labels) = samples("cifar10");
+    let classes: Vec<String> = cifar::CIFAR10_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let dir = decal_data::corrupted::find_dir(&fixture(""), 10).unwrap();
+    assert_eq!(
+        decal_data::corrupted::available(&dir),
+        vec!["fog", "brightness"]
+    );
+    for (k, c) in ["brightness", "fog"].iter().enumerate() {
+        for s in 1..=5 {
+            let set = decal_data::corrupted::read(&dir, c, s, &classes).unwrap();
+            // make_golden.py: block s = clip(png + 10·(s−1) + k).
+            let want: Vec<u8> = png
+                .iter()
+                .map(|&v| (v as usize + 10 * (s - 1) + k).min(255) as u8)
+                .collect();
+            assert_eq!(set.pixels, want, "{c} {s}");
+            if !labels.is_empty() {
+                assert_eq!(set.labels, labels);
+            }
+            assert!(set.is_test_split());
+        }
+    }
+    assert!(decal_data::corrupted::read(&dir, "fog", 6, &classes).is_err());
+    let e = decal_data::corrupted::read(&dir, "snow", 1, &classes)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("snow.npy"), "{e}");
+}
+
+#[test]
+fn idx_files_raw_and_gzipped() {
+    let (png, labels) = samples("cifar10");
+    let red: Vec<u8> = png.chunks(3).map(|p| p[0]).collect();
+    let set = decal_data::idx::read_pair(
+        &fixture("idx20-images-idx3-ubyte"),
+        &fixture("idx20-labels-idx1-ubyte.gz"),
+        "idx/test".into(),
+        (0..10).map(|d| d.to_string()).collect(),
+    )
+    .unwrap();
+    assert_eq!(
+        (set.len(), set.height, set.width, set.channels),
+        (20, 32, 32, 1)
+    );
+    assert_eq!(set.pixels, red);
+    if !labels.is_empty() {
+        assert_eq!(set.labels, labels);
+    }
+    let bytes = std::fs::read(fixture("idx20-images-idx3-ubyte")).unwrap();
+    assert!(decal_data::idx::parse_idx_bytes(&bytes[..bytes.len() - 1])
+        .unwrap_err()
+        .contains("need 20480 bytes"));
+    let mut bad = bytes.clone();
+    bad[2] = 0x0d;
+    assert!(decal_data::idx::parse_idx_bytes(&bad)
+        .unwrap_err()
+        .contains("not unsigned byte"));
+    // Too few classes for the labels: the record is named.
+    let e = decal_data::idx::read_pair(
+        &fixture("idx20-images-idx3-ubyte"),
+        &fixture("idx20-labels-idx1-ubyte.gz"),
+        "idx/test".into(),
+        vec!["a".into(), "b".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("idx20-labels-idx1-ubyte.gz: record 0: label 3 outside 0..2"),
+        "{e}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+    #[test]
+    fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+        let _ = decal_data::cifar::parse_cifar10_binary_bytes(&bytes);
+        let _ = decal_data::cifar::parse_cifar_pickle_bytes(&bytes, CifarKind::Cifar10, Path::new("x"));
+        let _ = decal_data::idx::parse_idx_bytes(&bytes);
+        let _ = decal_data::mat::parse_mat_bytes(&bytes);
+        let mut with_header = vec![0u8; 126];
+        with_header.extend(b"IM");
+        with_header.extend(&bytes);
+        let _ = decal_data::mat::parse_mat_bytes(&with_header);
+    }
+
+    #[test]
+    fn mutated_fixtures_never_panic(which in 0usize..4, flips in proptest::collection::vec((0usize..100_000, proptest::num::u8::ANY), 1..16), cut in 0usize..100_000) {
+        let name = ["svhn_20_plain.mat", "svhn_20_zlib.mat", "cifar10_20.pkl", "idx20-images-idx3-ubyte"][which];
+        let mut b = std::fs::read(fixture(name)).unwrap();
+        for (at, v) in flips {
+            let n = b.len();
+            b[at % n] = v;
+        }
+        b.truncate(cut.max(1));
+        let _ = decal_data::mat::parse_mat_bytes(&b);
+        let _ = decal_data::cifar::parse_cifar_pickle_bytes(&b, CifarKind::Cifar10, Path::new("x"));
+        let _ = decal_data::idx::parse_idx_bytes(&b);
+    }
+}

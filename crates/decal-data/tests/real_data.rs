@@ -99,3 +99,92 @@ fn cifar10_jpeg_decoding_is_within_a_few_levels_of_pillow() {
     assert!(differing < 0.12, "{differing}");
     assert!(mean.abs() < 0.05, "biased decoder: mean diff {mean}");
 }
+
+#[test]
+fn tiny_imagenet_splits() {
+    let Some(d) = datasets() else { return };
+    let t = Instant::now();
+    let val = load(DatasetName::TinyImagenet, &d, SplitName::Val).unwrap();
+    eprintln!(
+        "tiny-imagenet val: {} images in {:.2?}",
+        val.len(),
+        t.elapsed()
+    );
+    assert_eq!(val.len(), 10_000);
+    assert_eq!(val.num_classes(), 200);
+    assert_eq!(val.class_counts(), vec![50; 200]);
+    assert_eq!((val.height, val.width, val.channels), (64, 64, 3));
+    let test = load(DatasetName::TinyImagenet, &d, SplitName::SeedTest).unwrap();
+    assert_eq!(test.class_counts(), vec![25; 200]);
+    assert!(test.is_test_split());
+    let sval = load(DatasetName::TinyImagenet, &d, SplitName::SeedVal).unwrap();
+    assert_eq!(sval.class_counts(), vec![25; 200]);
+    // BUG-19 guard: the official (unlabelled) test split is refused with a pointer to seed-test.
+    let e = load(DatasetName::TinyImagenet, &d, SplitName::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("seed-test"), "{e}");
+    let train = load(DatasetName::TinyImagenet, &d, SplitName::Train).unwrap();
+    assert_eq!(train.len(), 10_000);
+    assert_eq!(train.class_counts(), vec![50; 200]);
+}
+
+#[test]
+fn tiny_imagenet_resized_to_32_matches_pillow() {
+    let Some(d) = datasets() else { return };
+    let set =
+        decal_data::tinyimagenet::load_tinyimagenet_resized(&d, SplitName::Val, Some(32)).unwrap();
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/pillow_resize.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let want: Vec<u8> = g["tiny_val0_to32_bilinear"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    // val_0.JPEG is the first image of the full val split. JPEG decoding differs from libjpeg-turbo by a few
+    // levels on some pixels; the resize itself is bit-exact (tested on 8-bit inputs elsewhere).
+    let max = set
+        .image(0)
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .max()
+        .unwrap();
+    assert!(max <= 3, "max diff {max}");
+}
+
+#[test]
+fn mnist_and_fashion_mnist_full() {
+    let Some(d) = datasets() else { return };
+    for name in [DatasetName::Mnist, DatasetName::FashionMnist] {
+        let train = load(name, &d, SplitName::Train).unwrap();
+        let test = load(name, &d, SplitName::Test).unwrap();
+        assert_eq!((train.len(), test.len()), (60_000, 10_000), "{name}");
+        assert_eq!((train.height, train.width, train.channels), (28, 28, 1));
+        assert_eq!(train.num_classes(), 10);
+        // Both datasets are balanced in test: 1,000 per class for Fashion-MNIST; MNIST's known counts.
+        if name == DatasetName::FashionMnist {
+            assert_eq!(test.class_counts(), vec![1_000; 10]);
+            assert_eq!(train.class_counts(), vec![6_000; 10]);
+        } else {
+            assert_eq!(
+                test.class_counts(),
+                vec![980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+            );
+        }
+        // The usual normalisation constants are the training set's statistics.
+        let (m, s) = decal_data::transforms::channel_stats(&train);
+        let want = decal_data::transforms::Normalize::seed(name).unwrap();
+        assert!(
+            (m[0] - want.mean[0] as f64).abs() < 5e-4 && (s[0] - want.std[0] as f64).abs() < 5e-4,
+            "{name}: {m:?} {s:?}"
+        );
+    }
+}
