@@ -251,11 +251,16 @@ pub fn read_state_dict(file: &Path) -> Result<StateDict, ModelError> {
         path: file.to_path_buf(),
         source,
     })?;
+    read_state_dict_from_bytes(file, &bytes)
+}
+
+/// As [`read_state_dict`] on the file's content; `file` is only used in messages.
+pub fn read_state_dict_from_bytes(file: &Path, bytes: &[u8]) -> Result<StateDict, ModelError> {
     if bytes.starts_with(b"PK\x03\x04") {
-        return read_torch_zip(file, &bytes);
+        return read_torch_zip(file, bytes);
     }
-    if looks_like_safetensors(&bytes) {
-        let tensors = Tensor::read_safetensors(file).map_err(|e| ModelError::torch(file, e))?;
+    if looks_like_safetensors(bytes) {
+        let tensors = read_safetensors_bytes(file, bytes)?;
         return Ok(StateDict {
             format: SourceFormat::Safetensors,
             tensors,
@@ -279,6 +284,48 @@ pub fn read_state_dict(file: &Path) -> Result<StateDict, ModelError> {
     ))
 }
 
+/// Every tensor of a safetensors file, in file order, in its stored dtype.
+fn read_safetensors_bytes(file: &Path, bytes: &[u8]) -> Result<Vec<(String, Tensor)>, ModelError> {
+    use safetensors::Dtype;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| format_err(file, format!("invalid safetensors file: {e:?}")))?;
+    let mut names: Vec<(usize, String)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (view.data().as_ptr() as usize, name))
+        .collect();
+    names.sort(); // file order (by data offset), for stable messages
+    let mut out = Vec::with_capacity(names.len());
+    for (_, name) in names {
+        let view = st
+            .tensor(&name)
+            .map_err(|e| format_err(file, format!("tensor `{name}`: {e:?}")))?;
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            Dtype::F64 => Kind::Double,
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            Dtype::I64 => Kind::Int64,
+            Dtype::I32 => Kind::Int,
+            Dtype::I16 => Kind::Int16,
+            Dtype::I8 => Kind::Int8,
+            Dtype::U8 => Kind::Uint8,
+            Dtype::BOOL => Kind::Bool,
+            other => {
+                return Err(format_err(
+                    file,
+                    format!("tensor `{name}` has unsupported dtype {other:?}"),
+                ))
+            }
+        };
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|e| ModelError::torch(file, e))?;
+        out.push((name, t));
+    }
+    Ok(out)
+}
+
 /// safetensors: u64 little-endian header length, then a JSON object.
 fn looks_like_safetensors(bytes: &[u8]) -> bool {
     if bytes.len() < 10 {
@@ -287,6 +334,10 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     n >= 2 && (n as usize) <= bytes.len() - 8 && bytes[8] == b'{'
 }
+
+/// Largest tensor (in elements) the importer materialises: 2^34 (64 GiB of float32), far above any model here;
+/// a larger view can only come from a corrupt or hostile file (e.g. zero strides with huge sizes).
+const MAX_TENSOR_ELEMENTS: i128 = 1 << 34;
 
 /// Storage element type from a `torch.<Name>Storage` global.
 fn storage_kind(name: &str) -> Option<Kind> {
@@ -339,7 +390,7 @@ impl<'a> ZipReader<'a> {
             )
         })?;
         let elt = kind.elt_size_in_bytes() as i64;
-        if bytes.len() as i64 != numel * elt {
+        if numel < 0 || numel.checked_mul(elt) != Some(bytes.len() as i64) {
             return Err(format_err(
                 self.file,
                 format!(
@@ -424,23 +475,27 @@ impl<'a> ZipReader<'a> {
                 }
                 let storage = self.storage(&storage_key, kind, numel)?;
                 let empty = size.contains(&0);
-                let last = offset
+                // i128: sizes and strides come from the file and must not overflow the bounds check.
+                let last = offset as i128
                     + size
                         .iter()
                         .zip(&stride)
-                        .map(|(s, st)| (s - 1).max(0) * st)
-                        .sum::<i64>();
-                if !empty && last >= numel {
+                        .map(|(&s, &st)| (s as i128 - 1).max(0) * st as i128)
+                        .sum::<i128>();
+                let view_numel = size.iter().map(|&s| s as i128).product::<i128>();
+                if !empty && (last >= numel as i128 || view_numel > MAX_TENSOR_ELEMENTS) {
                     return Err(bad(&format!(
-                        "view (offset {offset}, size {size:?}, stride {stride:?}) reads past its storage of {numel} elements"
+                        "view (offset {offset}, size {size:?}, stride {stride:?}) does not fit its storage of {numel} elements"
                     )));
                 }
+                let torch_err = |e| ModelError::torch(self.file, e);
                 let t = if empty {
-                    Tensor::zeros(size.as_slice(), (kind, Device::Cpu))
+                    Tensor::f_zeros(size.as_slice(), (kind, Device::Cpu)).map_err(torch_err)?
                 } else {
                     storage
-                        .as_strided(size.as_slice(), stride.as_slice(), offset)
-                        .contiguous()
+                        .f_as_strided(size.as_slice(), stride.as_slice(), offset)
+                        .and_then(|v| v.f_contiguous())
+                        .map_err(torch_err)?
                 };
                 Ok(Some(t))
             }
