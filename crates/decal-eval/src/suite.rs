@@ -16,8 +16,8 @@ use decal_metrics::bootstrap::BootstrapConfig;
 use decal_metrics::ood::{self, scores, PrEstimator};
 use decal_metrics::profile::Profile;
 use decal_metrics::summary::{
-    confidence_width, evaluate_with, EvalOptions, KeepRows, PredictionInput, ScoreKind, Summary,
-    SummaryAccumulator, Values,
+    evaluate_with, EvalOptions, KeepRows, PredictionInput, ScoreKind, Summary, SummaryAccumulator,
+    Values,
 };
 use decal_report::MetricRecord;
 use serde_json::{json, Value};
@@ -487,7 +487,6 @@ impl ShiftSweep {
                 &self.profile,
                 ScoreKind::Logits,
                 preds.num_classes,
-                confidence_width(ScoreKind::Logits, values, &self.profile),
                 KeepRows::default(),
             )
         });

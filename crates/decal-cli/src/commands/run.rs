@@ -1,10 +1,71 @@
-//! `decal run` (placeholder: being implemented).
+//! `decal run`: run an experiment config end to end (stage 1 or import, feature cache, every head × seed,
+//! evaluation, table, report); resumable — finished units are reused (see `decal_eval::experiment`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use decal_eval::experiment::{self, ExperimentConfig, RunOptions};
 
 /// Arguments of `decal run`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(
+    after_help = "Examples:\n  decal run configs/experiments/cifar10-cnn-cpu.toml\n  \
+decal run configs/experiments/cifar10-cnn-cpu.toml --out runs/c10 --device cuda\n\n\
+The output directory receives backbone-<hash>/ (stage 1), features/ (the feature cache), heads/<head>/seed-<s>-<hash>/ \
+(head checkpoints), eval/ (one result file per method and seed), metrics.jsonl + metrics.csv (tidy records), \
+results.json (nested, with metric definitions), reliability/<method>.csv, predictions/<method>/test_probs.npy and \
+report/index.html + report/results.md. Running the same command again reuses every finished unit; after a \
+kill it continues where it stopped. Changing the config adds new units next to the old ones."
+)]
+pub struct Args {
+    /// Experiment file (TOML): [data], [backbone], [[heads]], [[ood]], [shift], [eval]; see configs/experiments/.
+    #[arg(value_name = "EXPERIMENT.toml")]
+    pub config: PathBuf,
+    /// Output directory [default: runs/<experiment name>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:<index>, mps or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// libtorch CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Recompute every unit, overwriting earlier results; also allows a non-empty directory that is not a decal run.
+    #[arg(long)]
+    pub force: bool,
+    /// Only print the resolved experiment config and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
 
 /// Runs `decal run`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("decal run is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = ExperimentConfig::read(&args.config)?;
+    if args.print_config {
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("serialising the config")?
+        );
+        return Ok(());
+    }
+    let device = decal_models::device::parse(&args.device)?;
+    decal_models::device::set_threads(args.threads);
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    let options = RunOptions {
+        force: args.force,
+        device,
+        device_spec: args.device.clone(),
+    };
+    let started = std::time::Instant::now();
+    let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+    let summary = experiment::run(&config, &out, &options, &mut log)?;
+    println!("{}", summary.table_markdown);
+    for w in &summary.warnings {
+        println!("warning: {w}");
+    }
+    println!("records: {}", summary.metrics.display());
+    println!("report:  {}", summary.report.display());
+    Ok(())
 }

@@ -1,0 +1,1748 @@
+//! `decal run`: one experiment config end to end — backbone (stage 1 or import), feature cache, every head ×
+//! every seed (stage 2), evaluation of every method, records, table and report — resumable.
+//!
+//! # Content addressing
+//! Every unit of work lives in a directory or file whose name carries a hash of everything it depends on:
+//! - backbone: `backbone-<h>/` with `h` = hash of the resolved stage-1 plan (or of the imported weights);
+//! - features: `features/<backbone h>/<split>.*`, each split with a [`CacheKey`] (backbone weights hash,
+//!   image hash, transform), rebuilt when stale;
+//! - heads: `heads/<head>/seed-<s>-<h>/` with `h` = hash of the resolved [`Stage2Config`] and of the
+//!   training/validation features;
+//! - evaluations: `eval/<method>-<h>.json` with `h` = hash of the method's weights, its features and the
+//!   evaluation settings.
+//!
+//! A unit whose directory/file already holds a complete result (written last, atomically) is skipped, so a
+//! killed run resumes where it stopped and nothing finished is recomputed; a changed config creates new units
+//! next to the old ones instead of overwriting them. `--force` recomputes every unit. The derived files at
+//! the top (`metrics.jsonl`, `metrics.csv`, `results.json`, `reliability/`, `report/`) are regenerated from
+//! the units of the current config on every run.
+//!
+//! # Missing optional inputs
+//! An OOD set or corruption directory that cannot be loaded is skipped with a warning; the warning is
+//! printed, kept in `results.json` and shown in the report, and everything else completes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use decal_core::{sha256_bytes, sha256_file, write_atomic, write_json_atomic, Provenance};
+use decal_data::{DatasetName, ImageSet, SplitName};
+use decal_metrics::bootstrap::BootstrapConfig;
+use decal_metrics::profile::Profile;
+use decal_models::heads::{HeadConfig, HeadKind};
+use decal_models::{ArchConfig, Classifier};
+use decal_report::table::{aggregate, Spread, Table};
+use decal_report::{BinStat, MetricRecord, ReliabilitySeries};
+use decal_train::features::{self, BodyMode, CacheKey, FeatureSet};
+use decal_train::losses::LossConfig;
+use decal_train::stage1::{self, DeviceImages, Stage1Data, Stage1Plan};
+use decal_train::stage2::{self, Selection, Stage2Config, TrainSource};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tch::{nn, Device};
+
+use crate::predict::{predict, Predictions, Predictor};
+use crate::suite::{self, EvalSettings, RecordContext, ShiftCompat, ShiftSweep};
+
+/// Errors of an experiment run: one line naming the step, the file and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// The config file is invalid.
+    #[error("{path}: {problem}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A step failed.
+    #[error("{step}: {message}")]
+    Step {
+        /// Which step (and input).
+        step: String,
+        /// The underlying error, rendered.
+        message: String,
+    },
+}
+
+fn step<E: std::fmt::Display>(name: impl Into<String>) -> impl FnOnce(E) -> ExperimentError {
+    let name = name.into();
+    move |e| ExperimentError::Step {
+        step: name,
+        message: format!("{e}"),
+    }
+}
+
+/// The experiment file (`experiment.toml`). Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Experiment name (used in record `run` fields and titles).
+    pub name: String,
+    /// One-line description shown in the report.
+    #[serde(default)]
+    pub description: String,
+    /// Stage-2 seeds: every head is trained once per seed (the seed: 0..9).
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// In-distribution data.
+    pub data: DataConfig,
+    /// The frozen backbone: trained (stage 1) or imported.
+    pub backbone: BackboneConfig,
+    /// How features are produced for stage 2.
+    #[serde(default)]
+    pub features: FeaturesConfig,
+    /// Heads to train on the frozen features.
+    #[serde(default)]
+    pub heads: Vec<HeadSpec>,
+    /// Post-hoc temperature scaling of the baseline (fitted on the validation split).
+    #[serde(default)]
+    pub temperature_scaling: bool,
+    /// Out-of-distribution sets.
+    #[serde(default)]
+    pub ood: Vec<OodSpec>,
+    /// Corruption shift (generated corruptions in the CIFAR-10-C layout).
+    #[serde(default)]
+    pub shift: Option<ShiftSpec>,
+    /// Evaluation settings.
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0, 1, 2]
+}
+
+/// In-distribution dataset and split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `cifar10`, `cifar100`, `svhn`, `mnist`, `fashion-mnist`, `tinyimagenet`, `imagefolder`.
+    pub dataset: String,
+    /// Directory in one of the dataset's official layouts (relative paths: relative to the config file).
+    pub dir: PathBuf,
+    /// Training fraction of the seed's split (default: the seed's, 0.8; CIFAR-100 0.95).
+    #[serde(default)]
+    pub train_fraction: Option<f64>,
+    /// Generator seed of the split (seed: 1).
+    #[serde(default = "one")]
+    pub split_seed: u64,
+    /// Use only the first N images of the training part (0 = all).
+    #[serde(default)]
+    pub limit_train: usize,
+    /// Use only the first N images of the validation part (0 = all).
+    #[serde(default)]
+    pub limit_val: usize,
+    /// Use only the first N test images (0 = all).
+    #[serde(default)]
+    pub limit_test: usize,
+    /// MNIST / Fashion-MNIST only: accept IDX files with fewer images than the official sets (the bundled
+    /// quickstart subsets). The files must still be internally consistent.
+    #[serde(default)]
+    pub allow_subset: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Where the backbone comes from: exactly one of `checkpoint` / `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// A decal checkpoint directory (`decal import` output or a stage-1 `best/`).
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
+    /// A stage-1 plan (`decal train` config keys); `dataset`, `data_dir`, `train_fraction`, `split_seed`,
+    /// `limit_train`, `limit_val` and `device` are taken from `[data]` and the run.
+    #[serde(default)]
+    pub train: Option<Stage1Plan>,
+}
+
+/// Feature production for stage 2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// `cached` (default: features of un-augmented images, computed once) or `exact` (the seed: augmented
+    /// training images through the frozen body every epoch).
+    #[serde(default = "cached")]
+    pub mode: String,
+    /// `frozen` (default) or `seed-bn-drift` (exact mode only: the seed's train-mode body, BUG-7).
+    #[serde(default)]
+    pub body: BodyMode,
+    /// Batch size of the body's forward passes (does not change results in frozen mode).
+    #[serde(default = "default_feature_batch")]
+    pub batch_size: usize,
+}
+
+fn cached() -> String {
+    "cached".into()
+}
+fn default_feature_batch() -> usize {
+    512
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            mode: cached(),
+            body: BodyMode::Frozen,
+            batch_size: default_feature_batch(),
+        }
+    }
+}
+
+/// One head to train (per seed) and how to evaluate it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    /// Method name in tables, e.g. `TST`, `V-TST` (V-TST rows get ` m=<m>` appended).
+    pub name: String,
+    /// `tst`, `vtst` or `reinit`.
+    pub kind: HeadKind,
+    /// Z (ignored by REINIT).
+    #[serde(default = "default_latent")]
+    pub latent_dim: i64,
+    /// 3, 4 or 5 (ignored by REINIT).
+    #[serde(default = "three")]
+    pub mlp_size: usize,
+    /// Stage-2 epochs (seed: 40).
+    #[serde(default = "forty")]
+    pub epochs: usize,
+    /// Batch size (seed: 256).
+    #[serde(default = "b256")]
+    pub batch_size: usize,
+    /// Adam learning rate (seed: 1e-4).
+    #[serde(default = "lr")]
+    pub lr: f64,
+    /// Stage-2 classification loss.
+    #[serde(default)]
+    pub loss: LossConfig,
+    /// V-TST training samples S.
+    #[serde(default = "one_usize")]
+    pub train_samples: usize,
+    /// V-TST samples for the validation NLL of checkpoint selection.
+    #[serde(default = "ten")]
+    pub val_samples: usize,
+    /// Checkpoint selection.
+    #[serde(default)]
+    pub selection: Selection,
+    /// Reshuffle every epoch (false = seed BUG-5).
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+    /// V-TST test-time sample counts m, one table row each (0 = decode μ).
+    #[serde(default = "default_eval_samples")]
+    pub eval_samples: Vec<usize>,
+}
+
+fn default_latent() -> i64 {
+    128
+}
+fn three() -> usize {
+    3
+}
+fn forty() -> usize {
+    40
+}
+fn b256() -> usize {
+    256
+}
+fn lr() -> f64 {
+    1e-4
+}
+fn one_usize() -> usize {
+    1
+}
+fn ten() -> usize {
+    10
+}
+fn yes() -> bool {
+    true
+}
+fn default_eval_samples() -> Vec<usize> {
+    vec![1, 10]
+}
+
+/// An out-of-distribution set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OodSpec {
+    /// Name in records, e.g. `tinyimagenet`.
+    pub name: String,
+    /// Dataset reader (`tinyimagenet`, `mnist`, `svhn`, `cifar100`, `imagefolder`, …).
+    pub dataset: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Which split (`test`, `val`, …).
+    #[serde(default = "test_split")]
+    pub split: String,
+    /// Use only the first N images (0 = all).
+    #[serde(default)]
+    pub limit: usize,
+    /// MNIST / Fashion-MNIST only: accept an IDX subset (see `[data] allow_subset`).
+    #[serde(default)]
+    pub allow_subset: bool,
+}
+
+fn test_split() -> String {
+    "test".into()
+}
+
+/// Generated corruptions (`decal data corrupt` output: `<corruption>.npy`, `labels.npy`, `manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftSpec {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Dataset name in records (default `<dataset>-c-generated`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Corruptions to evaluate (empty = every `<name>.npy` found). The seed's 13-corruption CIFAR-10 list is
+    /// a compatibility choice: list it here explicitly.
+    #[serde(default)]
+    pub corruptions: Vec<String>,
+    /// Seed compat (BUG-1): divide per-severity sums by this instead of the number of corruptions.
+    #[serde(default)]
+    pub severity_divisor: Option<usize>,
+}
+
+/// Evaluation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Metric profiles; the first is primary (plain metric keys). Default `["default", "paper"]`.
+    #[serde(default = "default_profiles")]
+    pub profiles: Vec<String>,
+    /// Bootstrap resamples for in-distribution intervals (0 = none).
+    #[serde(default = "thousand")]
+    pub bootstrap: usize,
+    /// Base seed of V-TST evaluation sampling.
+    #[serde(default)]
+    pub eval_seed: u64,
+    /// Also compute NLL on the whole training set (train + validation parts).
+    #[serde(default = "yes")]
+    pub train_nll: bool,
+    /// Write every method's test-set probabilities as `.npy`.
+    #[serde(default = "yes")]
+    pub save_predictions: bool,
+}
+
+fn default_profiles() -> Vec<String> {
+    vec!["default".into(), "paper".into()]
+}
+fn thousand() -> usize {
+    1000
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            profiles: default_profiles(),
+            bootstrap: 1000,
+            eval_seed: 0,
+            train_nll: true,
+            save_predictions: true,
+        }
+    }
+}
+
+impl ExperimentConfig {
+    /// Parses and validates `experiment.toml`; relative data paths are resolved against the file's folder.
+    pub fn read(path: &Path) -> Result<Self, ExperimentError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Config {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        let mut config: ExperimentConfig =
+            toml::from_str(&text).map_err(|e| ExperimentError::Config {
+                path: path.to_path_buf(),
+                problem: e.to_string().trim().replace('\n', " "),
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config
+            .validate()
+            .map_err(|problem| ExperimentError::Config {
+                path: path.to_path_buf(),
+                problem,
+            })?;
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data.dir);
+        if let Some(c) = &mut self.backbone.checkpoint {
+            fix(c);
+        }
+        for o in &mut self.ood {
+            fix(&mut o.dir);
+        }
+        if let Some(s) = &mut self.shift {
+            fix(&mut s.dir);
+        }
+    }
+
+    /// Checks combinations that serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("name must not be empty".into());
+        }
+        match (&self.backbone.checkpoint, &self.backbone.train) {
+            (Some(_), Some(_)) => {
+                return Err("[backbone] has both `checkpoint` and `train`; give one".into())
+            }
+            (None, None) => {
+                return Err(
+                    "[backbone] needs `checkpoint = \"dir\"` or a `[backbone.train]` table".into(),
+                )
+            }
+            _ => {}
+        }
+        if self.seeds.is_empty() && !self.heads.is_empty() {
+            return Err("seeds must list at least one seed".into());
+        }
+        if !matches!(self.features.mode.as_str(), "cached" | "exact") {
+            return Err(format!(
+                "[features] mode must be \"cached\" or \"exact\", got {:?}",
+                self.features.mode
+            ));
+        }
+        if self.features.mode == "cached" && self.features.body == BodyMode::SeedBnDrift {
+            return Err("[features] body = \"seed-bn-drift\" needs mode = \"exact\" (cached features come from the frozen body)".into());
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for h in &self.heads {
+            if names.contains(&h.name.as_str()) || matches!(h.name.as_str(), "Baseline" | "TS") {
+                return Err(format!(
+                    "head name {:?} is used twice (Baseline and TS are reserved)",
+                    h.name
+                ));
+            }
+            names.push(&h.name);
+            if h.kind == HeadKind::Vtst && h.eval_samples.is_empty() {
+                return Err(format!(
+                    "head {:?}: eval_samples must list at least one m",
+                    h.name
+                ));
+            }
+        }
+        for p in &self.eval.profiles {
+            if Profile::by_name(p).is_none() {
+                return Err(format!(
+                    "[eval] unknown metric profile {p:?} (use \"default\" or \"paper\")"
+                ));
+            }
+        }
+        if self.eval.profiles.is_empty() {
+            return Err("[eval] profiles must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Run options from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Recompute every unit even when a valid result exists.
+    pub force: bool,
+    /// Device for every stage.
+    pub device: Device,
+    /// The device as the user wrote it (`cpu`, `cuda:0`, …), recorded in the stage-1 plan.
+    pub device_spec: String,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The comparison table (Markdown).
+    pub table_markdown: String,
+    /// `metrics.jsonl`.
+    pub metrics: PathBuf,
+    /// The report's `index.html`.
+    pub report: PathBuf,
+    /// Warnings (skipped inputs).
+    pub warnings: Vec<String>,
+    /// Units computed in this invocation vs reused.
+    pub computed: usize,
+    /// Units reused from an earlier invocation.
+    pub reused: usize,
+}
+
+/// Marker file proving `out` is a decal experiment directory (resume is allowed into it).
+pub const MARKER: &str = "experiment.json";
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+fn hash_json<T: Serialize>(value: &T) -> String {
+    sha256_bytes(
+        serde_json::to_string(value)
+            .expect("config values serialise")
+            .as_bytes(),
+    )
+}
+
+/// A file-system friendly form of a method name: `V-TST m=10` → `v-tst-m10`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if c == '=' || c == '.' {
+            continue;
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// The frozen backbone with the stage-1 linear head.
+struct Backbone {
+    _vs: nn::VarStore,
+    classifier: Classifier,
+    arch: ArchConfig,
+    /// SHA-256 of the weights file.
+    hash: String,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+/// Loads a classifier from either checkpoint layout: `decal_models::checkpoint` (config.json =
+/// `CheckpointMeta`) or a stage-1 `best/` (config.json = `ArchConfig`, meta.json = `BestMeta`).
+fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone, ExperimentError> {
+    let what = format!("loading backbone checkpoint {}", dir.display());
+    let weights = dir.join("model.safetensors");
+    let hash = sha256_file(&weights).map_err(step(&what))?;
+    if let Ok(loaded) = decal_models::checkpoint::load(dir, device) {
+        let channels = loaded.meta.arch.input_shape().0 as usize;
+        let (mean, std) = match &loaded.meta.normalization {
+            Some(n) => (
+                n.mean.iter().map(|&v| v as f32).collect(),
+                n.std.iter().map(|&v| v as f32).collect(),
+            ),
+            None => stage1::normalization(dataset, channels),
+        };
+        let arch = loaded.meta.arch.clone();
+        return Ok(Backbone {
+            _vs: loaded.vs,
+            classifier: loaded.classifier,
+            arch,
+            hash,
+            mean,
+            std,
+        });
+    }
+    let text = std::fs::read_to_string(dir.join("config.json")).map_err(step(&what))?;
+    let arch: ArchConfig =
+        serde_json::from_str(&text).map_err(step(format!("{what}: config.json")))?;
+    let mut vs = nn::VarStore::new(device);
+    let classifier = decal_models::try_build_classifier(&vs.root(), &arch).map_err(step(&what))?;
+    vs.load(&weights).map_err(step(&what))?;
+    let (mean, std) = match std::fs::read_to_string(dir.join("meta.json")) {
+        Ok(t) => {
+            let meta: stage1::BestMeta =
+                serde_json::from_str(&t).map_err(step(format!("{what}: meta.json")))?;
+            (meta.mean, meta.std)
+        }
+        Err(_) => stage1::normalization(dataset, arch.input_shape().0 as usize),
+    };
+    Ok(Backbone {
+        _vs: vs,
+        classifier,
+        arch,
+        hash,
+        mean,
+        std,
+    })
+}
+
+struct Stage1Progress<'a> {
+    log: &'a mut dyn FnMut(&str),
+    started: Instant,
+}
+
+impl stage1::Progress for Stage1Progress<'_> {
+    fn message(&mut self, text: &str) {
+        (self.log)(&format!("  stage 1: {text}"));
+    }
+    fn epoch_end(&mut self, r: &decal_train::checkpoint::EpochRecord) {
+        (self.log)(&format!(
+            "  stage 1 epoch {:>3}: train loss {:.4}, val NLL {:.4}, val acc {:.2}%{} [{:.0}s]",
+            r.epoch + 1,
+            r.train_loss,
+            r.val_nll,
+            100.0 * r.val_accuracy,
+            if r.is_best { " (best)" } else { "" },
+            self.started.elapsed().as_secs_f64()
+        ));
+    }
+}
+
+/// Adapts an OOD set to the in-distribution image geometry: channels (grey → RGB by replication, RGB → grey
+/// by the mean) and size (Pillow bilinear with antialias, like torchvision's `Resize` on PIL images).
+fn adapt_images(set: ImageSet, height: usize, width: usize, channels: usize) -> ImageSet {
+    let mut set = set;
+    if set.channels != channels {
+        let n = set.len();
+        let hw = set.height * set.width;
+        let mut pixels = Vec::with_capacity(n * hw * channels);
+        for px in set.pixels.chunks(set.channels) {
+            if set.channels == 1 {
+                pixels.extend(std::iter::repeat_n(px[0], channels));
+            } else {
+                let mean = px.iter().map(|&v| v as u32).sum::<u32>() as f64 / px.len() as f64;
+                pixels.extend(std::iter::repeat_n(mean.round() as u8, channels));
+            }
+        }
+        set.pixels = pixels;
+        set.channels = channels;
+    }
+    if (set.height, set.width) != (height, width) {
+        let filter = decal_data::resize::Filter::BilinearAntialias;
+        let mut pixels = Vec::with_capacity(set.len() * height * width * channels);
+        for i in 0..set.len() {
+            pixels.extend(decal_data::resize::resize_u8(
+                set.image(i),
+                set.height,
+                set.width,
+                channels,
+                height,
+                width,
+                filter,
+            ));
+        }
+        set.pixels = pixels;
+        set.height = height;
+        set.width = width;
+    }
+    set
+}
+
+/// Loads a split; with `allow_subset`, MNIST-family IDX files of any consistent size are accepted.
+fn load_split(
+    dataset: &str,
+    dir: &Path,
+    split: SplitName,
+    allow_subset: bool,
+) -> Result<ImageSet, String> {
+    let name = DatasetName::parse(dataset).map_err(|e| e.to_string())?;
+    if allow_subset && matches!(name, DatasetName::Mnist | DatasetName::FashionMnist) {
+        let prefix = if split == SplitName::Train {
+            "train"
+        } else {
+            "t10k"
+        };
+        let file = |stem: &str| {
+            let gz = dir.join(format!("{prefix}-{stem}-ubyte.gz"));
+            if gz.exists() {
+                gz
+            } else {
+                dir.join(format!("{prefix}-{stem}-ubyte"))
+            }
+        };
+        let classes: Vec<String> = if name == DatasetName::Mnist {
+            (0..10).map(|d| d.to_string()).collect()
+        } else {
+            decal_data::idx::FASHION_MNIST_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        return decal_data::idx::read_pair(
+            &file("images-idx3"),
+            &file("labels-idx1"),
+            format!("{name}/{split:?}"),
+            classes,
+        )
+        .map_err(|e| e.to_string());
+    }
+    decal_data::load(name, dir, split).map_err(|e| e.to_string())
+}
+
+fn truncate(set: &mut ImageSet, limit: usize) {
+    if limit > 0 && limit < set.len() {
+        set.labels.truncate(limit);
+        set.pixels.truncate(limit * set.image_len());
+    }
+}
+
+/// Features of `indices` of `images` through the frozen body (eval mode unless `mode` says otherwise),
+/// optionally augmented with `rng`.
+fn body_features(
+    backbone: &Backbone,
+    images: &DeviceImages,
+    indices: &[usize],
+    batch_size: usize,
+    mode: BodyMode,
+    mut rng: Option<&mut stage1::SplitMix64>,
+) -> FeatureSet {
+    let train = mode == BodyMode::SeedBnDrift;
+    let mut features = Vec::new();
+    let mut labels = Vec::new();
+    let feature_dim = backbone.classifier.body.feature_dim() as usize;
+    tch::no_grad(|| {
+        for chunk in indices.chunks(batch_size.max(1)) {
+            let (x, y) = images.batch(chunk, rng.as_deref_mut());
+            let f = backbone
+                .classifier
+                .body
+                .features(&x, train)
+                .to_kind(tch::Kind::Float)
+                .to_device(Device::Cpu);
+            let f: Vec<f32> = Vec::try_from(f.flatten(0, -1)).expect("features are float");
+            features.extend(f);
+            let y: Vec<i64> = Vec::try_from(y.to_device(Device::Cpu)).expect("labels are int64");
+            labels.extend(y);
+        }
+    });
+    FeatureSet {
+        features,
+        labels,
+        feature_dim,
+    }
+}
+
+/// A method to evaluate (one table row, one seed).
+struct MethodUnit {
+    /// Table row.
+    method: String,
+    /// Stage-2 seed (None for baseline / TS).
+    seed: Option<u64>,
+    /// Head checkpoint directory (None for baseline / TS).
+    head_dir: Option<PathBuf>,
+    /// V-TST m.
+    num_samples: usize,
+    /// Temperature for the linear head (TS), 1 for the baseline.
+    temperature: Option<f64>,
+}
+
+/// Runs the experiment into `out`.
+pub fn run(
+    config: &ExperimentConfig,
+    out: &Path,
+    options: &RunOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<RunSummary, ExperimentError> {
+    let started = Instant::now();
+    let device = options.device;
+    let mut warnings: Vec<String> = Vec::new();
+    let (mut computed, mut reused) = (0usize, 0usize);
+
+    // The output directory: new, empty, or an earlier run of an experiment (resume).
+    if out.join(MARKER).exists() {
+        log(&format!(
+            "resuming in {} (finished units are reused; --force recomputes them)",
+            out.display()
+        ));
+    } else {
+        decal_core::prepare_output_dir(out, options.force).map_err(step("output directory"))?;
+    }
+    write_json_atomic(
+        &out.join(MARKER),
+        &json!({"config": config, "config_hash": hash_json(config), "provenance": Provenance::capture()}),
+    )
+    .map_err(step("output directory"))?;
+
+    // ---- Data ---------------------------------------------------------------------------------------
+    let dataset = DatasetName::parse(&config.data.dataset).map_err(step("[data] dataset"))?;
+    log(&format!(
+        "loading {} from {}",
+        config.data.dataset,
+        config.data.dir.display()
+    ));
+    let train_set = load_split(
+        &config.data.dataset,
+        &config.data.dir,
+        SplitName::Train,
+        config.data.allow_subset,
+    )
+    .map_err(step(format!(
+        "loading {} training split",
+        config.data.dataset
+    )))?;
+    let mut test_set = load_split(
+        &config.data.dataset,
+        &config.data.dir,
+        SplitName::Test,
+        config.data.allow_subset,
+    )
+    .map_err(step(format!("loading {} test split", config.data.dataset)))?;
+    let _ = dataset;
+    truncate(&mut test_set, config.data.limit_test);
+    let mut plan_for_split = Stage1Plan {
+        dataset: config.data.dataset.clone(),
+        ..Stage1Plan::default()
+    };
+    plan_for_split.apply_dataset_defaults();
+    let train_fraction = config
+        .data
+        .train_fraction
+        .unwrap_or(plan_for_split.train_fraction);
+
+    // ---- Backbone -----------------------------------------------------------------------------------
+    let backbone = if let Some(dir) = &config.backbone.checkpoint {
+        log(&format!("importing backbone from {}", dir.display()));
+        load_classifier(dir, device, &config.data.dataset)?
+    } else {
+        let mut plan = config
+            .backbone
+            .train
+            .clone()
+            .expect("validated: train or checkpoint");
+        plan.dataset = config.data.dataset.clone();
+        plan.data_dir = config.data.dir.clone();
+        plan.train_fraction = train_fraction;
+        plan.split_seed = config.data.split_seed;
+        plan.limit_train = config.data.limit_train;
+        plan.limit_val = config.data.limit_val;
+        plan.device = options.device_spec.clone();
+        plan.name = "backbone".into();
+        let plan_hash = sha256_bytes(plan.to_toml().map_err(step("stage-1 plan"))?.as_bytes());
+        let dir = out.join(format!("backbone-{}", short(&plan_hash)));
+        let best = dir.join("best");
+        let finished = dir.join("summary.json").exists() && best.join("model.safetensors").exists();
+        if finished && !options.force {
+            log(&format!("stage 1: reusing {}", dir.display()));
+            reused += 1;
+        } else {
+            let resume = dir.join("last").exists() && !options.force;
+            log(&format!(
+                "stage 1: training {} for {} epochs on {} ({})",
+                plan.model,
+                plan.epochs,
+                config.data.dataset,
+                if resume { "resuming" } else { "from scratch" }
+            ));
+            if !resume {
+                decal_core::prepare_output_dir(&dir, true).map_err(step("stage 1"))?;
+            }
+            let data =
+                Stage1Data::from_set(train_set.clone(), &plan).map_err(step("stage 1 data"))?;
+            let mut progress = Stage1Progress {
+                log: &mut *log,
+                started: Instant::now(),
+            };
+            stage1::train(&plan, &data, &dir, device, resume, &mut progress)
+                .map_err(step("stage 1"))?;
+            computed += 1;
+        }
+        load_classifier(&best, device, &config.data.dataset)?
+    };
+    let feature_dim = backbone.classifier.body.feature_dim();
+    let num_classes = train_set.num_classes() as i64;
+    log(&format!(
+        "backbone {} ({}-d features, {} classes), weights sha256 {}",
+        backbone.arch.family(),
+        feature_dim,
+        num_classes,
+        short(&backbone.hash)
+    ));
+    // A head that does not fit the backbone is a config error: say so before any work.
+    for h in &config.heads {
+        head_config(h, feature_dim, num_classes)
+            .check_feature_dim(feature_dim)
+            .map_err(step(format!("head {:?}", h.name)))?;
+    }
+
+    // ---- Features -------------------------------------------------------------------------------------
+    let split_data = Stage1Data::from_set(
+        train_set.clone(),
+        &Stage1Plan {
+            dataset: config.data.dataset.clone(),
+            train_fraction,
+            split_seed: config.data.split_seed,
+            limit_train: config.data.limit_train,
+            limit_val: config.data.limit_val,
+            ..Stage1Plan::default()
+        },
+    )
+    .map_err(step("train/validation split"))?;
+    let fdir = out.join("features").join(short(&backbone.hash));
+    let transform = format!(
+        "to-tensor, normalize(mean={:?}, std={:?})",
+        backbone.mean, backbone.std
+    );
+    let train_images = DeviceImages::new(&train_set, &backbone.mean, &backbone.std, device);
+    let test_images = DeviceImages::new(&test_set, &backbone.mean, &backbone.std, device);
+    let batch = config.features.batch_size;
+    let cache = |name: &str,
+                 set: &ImageSet,
+                 images: &DeviceImages,
+                 indices: &[usize],
+                 log: &mut dyn FnMut(&str)| {
+        let key = CacheKey {
+            backbone_hash: backbone.hash.clone(),
+            data_hash: features::images_hash(set, indices),
+            transform: transform.clone(),
+            body_mode: BodyMode::Frozen,
+        };
+        let t = Instant::now();
+        let (fs, status) = features::load_or_extract(&fdir, name, &key, || {
+            Ok(body_features(
+                &backbone,
+                images,
+                indices,
+                batch,
+                BodyMode::Frozen,
+                None,
+            ))
+        })
+        .map_err(step(format!("features of {name}")))?;
+        log(&format!(
+            "features {name}: {} × {} ({status:?}, {:.1}s)",
+            fs.len(),
+            fs.feature_dim,
+            t.elapsed().as_secs_f64()
+        ));
+        Ok::<_, ExperimentError>((fs, key))
+    };
+    let (train_f, train_key) = cache(
+        "train",
+        &train_set,
+        &train_images,
+        &split_data.train_indices,
+        log,
+    )?;
+    let (val_f, val_key) = cache(
+        "val",
+        &train_set,
+        &train_images,
+        &split_data.val_indices,
+        log,
+    )?;
+    let test_indices: Vec<usize> = (0..test_set.len()).collect();
+    let (test_f, test_key) = cache("test", &test_set, &test_images, &test_indices, log)?;
+    let mut ood_f: Vec<(String, FeatureSet, CacheKey)> = Vec::new();
+    for spec in &config.ood {
+        let loaded = SplitName::parse(&spec.split)
+            .map_err(|e| e.to_string())
+            .and_then(|split| load_split(&spec.dataset, &spec.dir, split, spec.allow_subset));
+        match loaded {
+            Ok(mut set) => {
+                truncate(&mut set, spec.limit);
+                let set = adapt_images(set, test_set.height, test_set.width, test_set.channels);
+                let images = DeviceImages::new(&set, &backbone.mean, &backbone.std, device);
+                let idx: Vec<usize> = (0..set.len()).collect();
+                let (fs, key) = cache(
+                    &format!("ood-{}", slug(&spec.name)),
+                    &set,
+                    &images,
+                    &idx,
+                    log,
+                )?;
+                ood_f.push((spec.name.clone(), fs, key));
+            }
+            Err(e) => {
+                let w = format!(
+                    "OOD set {} skipped: cannot load {} from {}: {e}",
+                    spec.name,
+                    spec.dataset,
+                    spec.dir.display()
+                );
+                log(&format!("warning: {w}"));
+                warnings.push(w);
+            }
+        }
+    }
+
+    // ---- Stage 2 --------------------------------------------------------------------------------------
+    let features_desc = json!({
+        "train": train_key, "val": val_key,
+        "train_sha": hash_json(&train_f.labels.len()), "mode": config.features.mode, "body": config.features.body,
+    });
+    let mut units: Vec<MethodUnit> = vec![MethodUnit {
+        method: "Baseline".into(),
+        seed: None,
+        head_dir: None,
+        num_samples: 0,
+        temperature: None,
+    }];
+    for spec in &config.heads {
+        for &seed in &config.seeds {
+            let s2 = stage2_config(spec, feature_dim, num_classes, seed);
+            let unit_hash = hash_json(&json!({"stage2": s2, "features": features_desc}));
+            let dir = out
+                .join("heads")
+                .join(slug(&spec.name))
+                .join(format!("seed-{seed}-{}", short(&unit_hash)));
+            if dir.join(stage2::HEAD_CONFIG).exists() && !options.force {
+                log(&format!(
+                    "stage 2: {} seed {seed}: reusing {}",
+                    spec.name,
+                    dir.display()
+                ));
+                reused += 1;
+            } else {
+                let t = Instant::now();
+                let mut last_line = String::new();
+                let mut on_epoch = |e: &stage2::EpochStats| {
+                    last_line = format!(
+                        "epoch {}/{}: train loss {:.4}, val NLL {:.4}, val acc {:.2}%",
+                        e.epoch + 1,
+                        s2.epochs,
+                        e.train_loss,
+                        e.val_nll,
+                        100.0 * e.val_accuracy
+                    );
+                };
+                let trained = if config.features.mode == "exact" {
+                    let mode = config.features.body;
+                    let indices = split_data.train_indices.clone();
+                    let mut per_epoch = |epoch: usize| -> Result<FeatureSet, stage2::Stage2Error> {
+                        // The seed's loader: a fixed or shuffled order, augmented images, the body as configured.
+                        let mut order = indices.clone();
+                        if s2.shuffle {
+                            stage1::SplitMix64::for_epoch(seed, epoch, 0x5348_5546)
+                                .shuffle(&mut order);
+                        }
+                        let mut rng = stage1::SplitMix64::for_epoch(seed, epoch, 0x4155_4730);
+                        let augment = plan_for_split.augment.then_some(&mut rng);
+                        Ok(body_features(
+                            &backbone,
+                            &train_images,
+                            &order,
+                            s2.batch_size,
+                            mode,
+                            augment,
+                        ))
+                    };
+                    stage2::train(
+                        &s2,
+                        TrainSource::PerEpoch(&mut per_epoch),
+                        &val_f,
+                        device,
+                        &mut on_epoch,
+                    )
+                } else {
+                    stage2::train(
+                        &s2,
+                        TrainSource::Cached(&train_f),
+                        &val_f,
+                        device,
+                        &mut on_epoch,
+                    )
+                }
+                .map_err(step(format!("stage 2: {} seed {seed}", spec.name)))?;
+                stage2::save_head(&dir, &trained, features_desc.clone())
+                    .map_err(step(format!("saving head {} seed {seed}", spec.name)))?;
+                log(&format!(
+                    "stage 2: {} seed {seed}: best epoch {} of {} (val NLL {:.4}) in {:.1}s; last {last_line}",
+                    spec.name,
+                    trained.best_epoch + 1,
+                    s2.epochs,
+                    trained.history[trained.best_epoch].val_nll,
+                    t.elapsed().as_secs_f64()
+                ));
+                computed += 1;
+            }
+            let ms: Vec<usize> = if spec.kind == HeadKind::Vtst {
+                spec.eval_samples.clone()
+            } else {
+                vec![0]
+            };
+            for m in ms {
+                let method = if spec.kind == HeadKind::Vtst {
+                    if m == 0 {
+                        format!("{} mean", spec.name)
+                    } else {
+                        format!("{} m={m}", spec.name)
+                    }
+                } else {
+                    spec.name.clone()
+                };
+                units.push(MethodUnit {
+                    method,
+                    seed: Some(seed),
+                    head_dir: Some(dir.clone()),
+                    num_samples: m,
+                    temperature: None,
+                });
+            }
+        }
+    }
+    if config.temperature_scaling {
+        let t = fit_temperature(&backbone, &val_f, device)?;
+        log(&format!(
+            "temperature scaling: T = {t:.4} (exact NLL minimiser on {} validation images)",
+            val_f.len()
+        ));
+        units.insert(
+            1,
+            MethodUnit {
+                method: "TS".into(),
+                seed: None,
+                head_dir: None,
+                num_samples: 0,
+                temperature: Some(t),
+            },
+        );
+    }
+
+    // ---- Evaluation -------------------------------------------------------------------------------------
+    let profiles: Vec<Profile> = config
+        .eval
+        .profiles
+        .iter()
+        .map(|p| Profile::by_name(p).expect("validated profile"))
+        .collect();
+    let settings = EvalSettings {
+        profiles: profiles.clone(),
+        bootstrap: (config.eval.bootstrap > 0).then_some(BootstrapConfig {
+            resamples: config.eval.bootstrap,
+            seed: config.eval.eval_seed,
+            confidence: 0.95,
+        }),
+    };
+    let eval_desc = json!({
+        "eval": config.eval, "test": test_key, "ood": ood_f.iter().map(|(n, _, k)| (n.clone(), k.clone())).collect::<Vec<_>>(),
+        "train": train_key, "val": val_key, "backbone": backbone.hash, "version": 1,
+    });
+    let ds_name = DatasetName::parse(&config.data.dataset)
+        .map(|d| d.as_str().to_string())
+        .unwrap_or_default();
+    let mut all_records: Vec<MetricRecord> = Vec::new();
+    let mut results = serde_json::Map::new();
+    let mut reliability: BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>> =
+        BTreeMap::new();
+    let edir = out.join("eval");
+    // Heads loaded for the evaluation (and kept for the corruption sweep).
+    let mut loaded_heads: BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)> =
+        BTreeMap::new();
+    for unit in &units {
+        let weights_hash = match &unit.head_dir {
+            Some(d) => sha256_file(&d.join(stage2::HEAD_WEIGHTS))
+                .map_err(step(format!("{}: head weights", unit.method)))?,
+            None => backbone.hash.clone(),
+        };
+        let unit_hash = hash_json(&json!({
+            "method": unit.method, "seed": unit.seed, "m": unit.num_samples, "t": unit.temperature,
+            "weights": weights_hash, "desc": eval_desc,
+        }));
+        let seed_tag = unit.seed.map(|s| format!("-seed{s}")).unwrap_or_default();
+        let file = edir.join(format!(
+            "{}{seed_tag}-{}.json",
+            slug(&unit.method),
+            short(&unit_hash)
+        ));
+        if let Some(d) = &unit.head_dir {
+            if !loaded_heads.contains_key(d) {
+                let (vs, head, _) = stage2::load_head(d, device)
+                    .map_err(step(format!("loading head {}", d.display())))?;
+                loaded_heads.insert(d.clone(), (vs, head, weights_hash.clone()));
+            }
+        }
+        let cached_result: Option<Value> = if file.exists() && !options.force {
+            std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+        } else {
+            None
+        };
+        let result = match cached_result {
+            Some(v) => {
+                reused += 1;
+                v
+            }
+            None => {
+                let t = Instant::now();
+                let eval_seed = config.eval.eval_seed
+                    ^ unit.seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let ctx = RecordContext {
+                    run: config.name.clone(),
+                    seed: unit.seed,
+                    method: unit.method.clone(),
+                };
+                let head = unit.head_dir.as_ref().map(|d| &loaded_heads[d].1);
+                let predictor = make_predictor(&backbone, head, unit, eval_seed);
+                let pred = |fs: &FeatureSet, salt: u64| -> Result<Predictions, ExperimentError> {
+                    let p = match &predictor {
+                        Predictor::Head {
+                            head,
+                            num_samples,
+                            eval_seed,
+                        } => Predictor::Head {
+                            head,
+                            num_samples: *num_samples,
+                            eval_seed: eval_seed ^ salt,
+                        },
+                        Predictor::Linear {
+                            weight,
+                            bias,
+                            temperature,
+                        } => Predictor::Linear {
+                            weight,
+                            bias: *bias,
+                            temperature: *temperature,
+                        },
+                    };
+                    predict(&p, fs, device)
+                        .map_err(step(format!("predicting with {}", unit.method)))
+                };
+                let test_p = pred(&test_f, 1)?;
+                let indist = suite::in_distribution(&ctx, &test_p, "test", &ds_name, &settings)
+                    .map_err(step(format!("evaluating {}", unit.method)))?;
+                let mut records = indist.records.clone();
+                let mut res = serde_json::Map::new();
+                res.insert("test".into(), indist.json.clone());
+                if config.eval.train_nll {
+                    let tr = Predictions::concat(&[&pred(&train_f, 2)?, &pred(&val_f, 3)?])
+                        .map_err(step("train NLL"))?;
+                    let (r, j) = suite::train_nll(&ctx, &tr, &ds_name, &settings)
+                        .map_err(step("train NLL"))?;
+                    records.extend(r);
+                    res.insert("train".into(), j);
+                }
+                if !ood_f.is_empty() {
+                    let mut sets = Vec::new();
+                    for (i, (name, fs, _)) in ood_f.iter().enumerate() {
+                        sets.push((name.clone(), pred(fs, 100 + i as u64)?));
+                    }
+                    let (r, j) = suite::ood(&ctx, &test_p, &sets);
+                    records.extend(r);
+                    res.insert("ood".into(), j);
+                }
+                if config.eval.save_predictions {
+                    let path = out
+                        .join("predictions")
+                        .join(format!("{}{seed_tag}", slug(&unit.method)))
+                        .join("test_probs.npy");
+                    let arr = decal_io::NpyArray::from_f32(
+                        vec![test_p.len(), test_p.num_classes],
+                        test_p.probabilities().iter().map(|&v| v as f32).collect(),
+                    );
+                    decal_io::npy::write(&path, &arr)
+                        .map_err(step(format!("writing {}", path.display())))?;
+                    let lpath = path.with_file_name("test_labels.npy");
+                    decal_io::npy::write(
+                        &lpath,
+                        &decal_io::NpyArray::from_i64(vec![test_p.len()], test_p.labels.clone()),
+                    )
+                    .map_err(step(format!("writing {}", lpath.display())))?;
+                }
+                let value = json!({
+                    "method": unit.method, "seed": unit.seed, "num_samples": unit.num_samples,
+                    "temperature": unit.temperature, "head": unit.head_dir,
+                    "records": records, "results": res,
+                    "reliability": indist.primary.reliability,
+                });
+                write_json_atomic(&file, &value).map_err(step("writing evaluation"))?;
+                log(&format!(
+                    "eval {}{}: acc {:.2}%, ECE {:.2}%, NLL {:.4} [{:.1}s]",
+                    unit.method,
+                    unit.seed.map(|s| format!(" seed {s}")).unwrap_or_default(),
+                    100.0 * indist.primary.accuracy,
+                    100.0 * indist.primary.ece,
+                    indist.primary.nll,
+                    t.elapsed().as_secs_f64()
+                ));
+                computed += 1;
+                value
+            }
+        };
+        let recs: Vec<MetricRecord> = serde_json::from_value(result["records"].clone())
+            .map_err(step(format!("reading {}", file.display())))?;
+        all_records.extend(recs);
+        if let Ok(rb) = serde_json::from_value(result["reliability"].clone()) {
+            reliability.entry(unit.method.clone()).or_default().push(rb);
+        }
+        let key = format!(
+            "{}{}",
+            unit.method,
+            unit.seed.map(|s| format!(" seed {s}")).unwrap_or_default()
+        );
+        results.insert(key, result["results"].clone());
+    }
+
+    // ---- Corruption shift (streamed cell by cell over every method) --------------------------------------
+    if let Some(shift) = &config.shift {
+        let shift_hash = hash_json(&json!({
+            "spec": shift, "units": units.iter().map(|u| (u.method.clone(), u.seed, u.num_samples, u.temperature,
+                u.head_dir.as_ref().map(|d| loaded_heads[d].2.clone()))).collect::<Vec<_>>(),
+            "manifest": sha256_file(&shift.dir.join("manifest.json")).ok(), "desc": eval_desc,
+        }));
+        let file = edir.join(format!("shift-{}.json", short(&shift_hash)));
+        let cached_result: Option<Value> = if file.exists() && !options.force {
+            std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+        } else {
+            None
+        };
+        let shift_result = match cached_result {
+            Some(v) => {
+                reused += 1;
+                Some(v)
+            }
+            None => match run_shift(
+                config,
+                shift,
+                &backbone,
+                &units,
+                &loaded_heads,
+                &test_set,
+                device,
+                log,
+            ) {
+                Ok(v) => {
+                    write_json_atomic(&file, &v).map_err(step("writing shift evaluation"))?;
+                    computed += 1;
+                    Some(v)
+                }
+                Err(e) => {
+                    let w = format!("corruption shift skipped: {e}");
+                    log(&format!("warning: {w}"));
+                    warnings.push(w);
+                    None
+                }
+            },
+        };
+        if let Some(v) = shift_result {
+            let recs: Vec<MetricRecord> = serde_json::from_value(v["records"].clone())
+                .map_err(step(format!("reading {}", file.display())))?;
+            all_records.extend(recs);
+            results.insert("shift".into(), v["results"].clone());
+        }
+    }
+
+    // ---- Outputs --------------------------------------------------------------------------------------
+    let metrics = out.join("metrics.jsonl");
+    decal_report::record::write_jsonl(&metrics, &all_records)
+        .map_err(step("writing metrics.jsonl"))?;
+    decal_report::record::write_csv(&out.join("metrics.csv"), &all_records)
+        .map_err(step("writing metrics.csv"))?;
+    write_json_atomic(
+        &out.join("results.json"),
+        &json!({
+            "experiment": config.name, "config": config, "warnings": warnings,
+            "backbone": {"arch": backbone.arch, "weights_sha256": backbone.hash},
+            "features": {"train": train_key, "val": val_key, "test": test_key, "mode": config.features.mode},
+            "results": results, "provenance": Provenance::capture(),
+        }),
+    )
+    .map_err(step("writing results.json"))?;
+    let method_order: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for u in &units {
+            if !v.contains(&u.method) {
+                v.push(u.method.clone());
+            }
+        }
+        v
+    };
+    let (table_markdown, report) = write_report(
+        config,
+        out,
+        &all_records,
+        &reliability,
+        &method_order,
+        &warnings,
+    )
+    .map_err(step("report"))?;
+    log(&format!(
+        "done in {:.1}s: {computed} units computed, {reused} reused",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(RunSummary {
+        table_markdown,
+        metrics,
+        report,
+        warnings,
+        computed,
+        reused,
+    })
+}
+
+/// The resolved head architecture of a spec.
+pub fn head_config(spec: &HeadSpec, feature_dim: i64, num_classes: i64) -> HeadConfig {
+    match spec.kind {
+        HeadKind::Reinit => HeadConfig::reinit(feature_dim, num_classes),
+        HeadKind::Tst => {
+            HeadConfig::tst(feature_dim, spec.latent_dim, num_classes).with_mlp_size(spec.mlp_size)
+        }
+        HeadKind::Vtst => {
+            HeadConfig::vtst(feature_dim, spec.latent_dim, num_classes).with_mlp_size(spec.mlp_size)
+        }
+    }
+}
+
+/// The resolved stage-2 config of a spec for one seed.
+pub fn stage2_config(
+    spec: &HeadSpec,
+    feature_dim: i64,
+    num_classes: i64,
+    seed: u64,
+) -> Stage2Config {
+    Stage2Config {
+        head: head_config(spec, feature_dim, num_classes),
+        loss: spec.loss.clone(),
+        epochs: spec.epochs,
+        batch_size: spec.batch_size,
+        lr: spec.lr,
+        train_samples: spec.train_samples,
+        val_samples: spec.val_samples,
+        selection: spec.selection,
+        shuffle: spec.shuffle,
+        seed,
+    }
+}
+
+fn make_predictor<'a>(
+    backbone: &'a Backbone,
+    head: Option<&'a decal_models::heads::Head>,
+    unit: &MethodUnit,
+    eval_seed: u64,
+) -> Predictor<'a> {
+    match head {
+        Some(head) => Predictor::Head {
+            head,
+            num_samples: unit.num_samples,
+            eval_seed,
+        },
+        None => Predictor::Linear {
+            weight: &backbone.classifier.head.ws,
+            bias: backbone.classifier.head.bs.as_ref(),
+            temperature: unit.temperature.unwrap_or(1.0),
+        },
+    }
+}
+
+/// Temperature of the baseline's logits minimising the validation NLL.
+fn fit_temperature(
+    backbone: &Backbone,
+    val: &FeatureSet,
+    device: Device,
+) -> Result<f64, ExperimentError> {
+    let logits = predict(
+        &Predictor::Linear {
+            weight: &backbone.classifier.head.ws,
+            bias: backbone.classifier.head.bs.as_ref(),
+            temperature: 1.0,
+        },
+        val,
+        device,
+    )
+    .map_err(step("temperature scaling"))?;
+    crate::calibrate::fit_temperature(&logits.logits, &logits.labels, logits.num_classes)
+        .map_err(step("temperature scaling"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_shift(
+    config: &ExperimentConfig,
+    shift: &ShiftSpec,
+    backbone: &Backbone,
+    units: &[MethodUnit],
+    heads: &BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)>,
+    test_set: &ImageSet,
+    device: Device,
+    log: &mut dyn FnMut(&str),
+) -> Result<Value, String> {
+    let dir = &shift.dir;
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let severities: Vec<u8> = std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.get("severities").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| vec![1, 2, 3, 4, 5]);
+    let mut names: Vec<String> = if shift.corruptions.is_empty() {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| n.ends_with(".npy") && n != "labels.npy")
+            .map(|n| n.trim_end_matches(".npy").to_string())
+            .collect();
+        v.sort();
+        v
+    } else {
+        shift.corruptions.clone()
+    };
+    names.dedup();
+    if names.is_empty() {
+        return Err(format!("no <corruption>.npy files in {}", dir.display()));
+    }
+    let lpath = dir.join("labels.npy");
+    let labels = decal_io::npy::read(&lpath)
+        .and_then(|a| a.to_labels())
+        .map_err(|e| format!("{}: {e}", lpath.display()))?;
+    let dataset = shift
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-c-generated", slug(&config.data.dataset)));
+    let compat = ShiftCompat {
+        severity_divisor: shift.severity_divisor,
+    };
+    let profile = Profile::by_name(&config.eval.profiles[0]).expect("validated profile");
+    let mut sweeps: Vec<ShiftSweep> = units
+        .iter()
+        .map(|u| {
+            let ctx = RecordContext {
+                run: config.name.clone(),
+                seed: u.seed,
+                method: u.method.clone(),
+            };
+            ShiftSweep::new(ctx, &dataset, profile.clone(), compat)
+        })
+        .collect();
+    let mut paper_sweeps: Vec<ShiftSweep> = units
+        .iter()
+        .map(|u| {
+            let ctx = RecordContext {
+                run: config.name.clone(),
+                seed: u.seed,
+                method: u.method.clone(),
+            };
+            ShiftSweep::new(ctx, &dataset, Profile::paper(), compat)
+        })
+        .collect();
+    let t = Instant::now();
+    for name in &names {
+        let path = dir.join(format!("{name}.npy"));
+        let arr = match decal_io::npy::read(&path) {
+            Ok(a) => a,
+            Err(e) => {
+                log(&format!(
+                    "warning: corruption {name} skipped: {}: {e}",
+                    path.display()
+                ));
+                continue;
+            }
+        };
+        let pixels = match arr.data {
+            decal_io::NpyData::U8(p) => p,
+            _ => return Err(format!("{}: expected uint8 pixels", path.display())),
+        };
+        if arr.shape.len() != 4
+            || arr.shape[1..] != [test_set.height, test_set.width, test_set.channels]
+        {
+            return Err(format!(
+                "{}: shape {:?} does not match the test images ({}×{}×{})",
+                path.display(),
+                arr.shape,
+                test_set.height,
+                test_set.width,
+                test_set.channels
+            ));
+        }
+        let rows = arr.shape[0];
+        if rows % severities.len() != 0 || labels.len() != rows {
+            return Err(format!(
+                "{}: {rows} rows do not split into {} severities with {} labels",
+                path.display(),
+                severities.len(),
+                labels.len()
+            ));
+        }
+        let per = rows / severities.len();
+        let image_len = test_set.image_len();
+        for (si, &severity) in severities.iter().enumerate() {
+            let cell = ImageSet {
+                name: format!("{dataset}/{name}/{severity}"),
+                height: test_set.height,
+                width: test_set.width,
+                channels: test_set.channels,
+                pixels: pixels[si * per * image_len..(si + 1) * per * image_len].to_vec(),
+                labels: labels[si * per..(si + 1) * per]
+                    .iter()
+                    .map(|&l| l as u32)
+                    .collect(),
+                class_names: test_set.class_names.clone(),
+            };
+            let images = DeviceImages::new(&cell, &backbone.mean, &backbone.std, device);
+            let idx: Vec<usize> = (0..cell.len()).collect();
+            let fs = body_features(
+                backbone,
+                &images,
+                &idx,
+                config.features.batch_size,
+                BodyMode::Frozen,
+                None,
+            );
+            for (ui, unit) in units.iter().enumerate() {
+                let head = unit.head_dir.as_ref().map(|d| &heads[d].1);
+                let seed = config.eval.eval_seed
+                    ^ (1000 + si as u64)
+                    ^ unit.seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let predictor = make_predictor(backbone, head, unit, seed);
+                let p = predict(&predictor, &fs, device).map_err(|e| e.to_string())?;
+                sweeps[ui]
+                    .add_cell(name, severity, &p)
+                    .map_err(|e| e.to_string())?;
+                paper_sweeps[ui]
+                    .add_cell(name, severity, &p)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        log(&format!(
+            "shift: {name} done ({} severities × {per} images) [{:.0}s]",
+            severities.len(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    let mut records = Vec::new();
+    let mut results = serde_json::Map::new();
+    for (unit, (sweep, paper)) in units.iter().zip(sweeps.into_iter().zip(paper_sweeps)) {
+        let key = format!(
+            "{}{}",
+            unit.method,
+            unit.seed.map(|s| format!(" seed {s}")).unwrap_or_default()
+        );
+        let (r, j) = sweep.finish();
+        records.extend(r);
+        let (rp, jp) = paper.finish();
+        // Paper-profile shift metrics get the `_paper` suffix (the primary profile keeps plain keys).
+        records.extend(rp.into_iter().map(|mut x| {
+            x.metric = format!("{}_paper", x.metric);
+            x
+        }));
+        results.insert(key, json!({"primary": j, "paper": jp}));
+    }
+    Ok(json!({"records": records, "results": results, "kind": "generated corruptions", "dir": dir}))
+}
+
+/// Writes `reliability/<method>.csv` + diagrams, the comparison table (Markdown/LaTeX/CSV) and the HTML report.
+fn write_report(
+    config: &ExperimentConfig,
+    out: &Path,
+    records: &[MetricRecord],
+    reliability: &BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
+    method_order: &[String],
+    warnings: &[String],
+) -> Result<(String, PathBuf), String> {
+    let rdir = out.join("report");
+    std::fs::create_dir_all(&rdir).map_err(|e| format!("{}: {e}", rdir.display()))?;
+    let aggregates = aggregate(records).map_err(|e| e.to_string())?;
+    let title = format!(
+        "{}: calibration of baseline, TS, TST and V-TST",
+        config.name
+    );
+    let table =
+        Table::paper(&title, &aggregates, Spread::Std, method_order).map_err(|e| e.to_string())?;
+    let md = table.to_markdown();
+    let md_path = rdir.join("results.md");
+    let tex_path = rdir.join("results.tex");
+    let csv_path = rdir.join("results.csv");
+    write_atomic(&md_path, md.as_bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&tex_path, table.to_latex("tab:results").as_bytes()).map_err(|e| e.to_string())?;
+    write_atomic(&csv_path, table.to_csv().as_bytes()).map_err(|e| e.to_string())?;
+    // Reliability: bins summed over seeds (each seed evaluates the same test images).
+    let mut series = Vec::new();
+    for method in method_order {
+        let Some(list) = reliability.get(method) else {
+            continue;
+        };
+        let first = &list[0];
+        let bins: Vec<BinStat> = (0..first.bins.len())
+            .map(|b| {
+                let count: u64 = list.iter().map(|r| r.bins[b].count).sum();
+                let w = |f: &dyn Fn(&decal_metrics::calibration::ReliabilityBin) -> f64| {
+                    if count == 0 {
+                        0.0
+                    } else {
+                        list.iter()
+                            .map(|r| f(&r.bins[b]) * r.bins[b].count as f64)
+                            .sum::<f64>()
+                            / count as f64
+                    }
+                };
+                BinStat {
+                    lower: first.bins[b].lower,
+                    upper: first.bins[b].upper,
+                    count,
+                    mean_confidence: w(&|x| x.mean_confidence),
+                    accuracy: w(&|x| x.accuracy),
+                }
+            })
+            .collect();
+        let total: u64 = bins.iter().map(|b| b.count).sum();
+        let ece = (total > 0).then(|| {
+            bins.iter()
+                .map(|b| b.count as f64 / total as f64 * (b.accuracy - b.mean_confidence).abs())
+                .sum::<f64>()
+        });
+        let definition = format!(
+            "top-label, {} equal-width bins, {:?} membership, {} seeds pooled",
+            first.num_bins,
+            first.membership,
+            list.len()
+        );
+        let s = ReliabilitySeries {
+            label: method.clone(),
+            bins,
+            ece,
+            definition,
+        };
+        decal_report::reliability::write_reliability_csv(
+            &out.join("reliability")
+                .join(format!("{}.csv", slug(method))),
+            std::slice::from_ref(&s),
+        )
+        .map_err(|e| e.to_string())?;
+        series.push(s);
+    }
+    let mut figures = Vec::new();
+    if !series.is_empty() {
+        let stem = rdir.join("reliability");
+        let files = decal_report::write_reliability_diagram(
+            &stem,
+            &series,
+            &format!("{}: reliability (test set, all seeds pooled)", config.name),
+        )
+        .map_err(|e| e.to_string())?;
+        let png = files
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "png"))
+            .cloned();
+        if let Some(png) = png {
+            figures.push(decal_report::html::ReportFigure {
+                title: "Reliability diagram".into(),
+                caption: "Top-label reliability on the test set, primary metric profile, predictions of all seeds pooled per method.".into(),
+                png,
+                files: files.clone(),
+            });
+        }
+    }
+    let mut summary = vec![if config.description.is_empty() {
+        config.name.clone()
+    } else {
+        config.description.clone()
+    }];
+    summary.extend(warnings.iter().map(|w| format!("Warning: {w}")));
+    let input = decal_report::html::ReportInput {
+        title: title.clone(),
+        summary,
+        tables: vec![decal_report::html::ReportTable {
+            table,
+            files: vec![md_path.clone(), tex_path, csv_path],
+        }],
+        figures,
+        files: vec![
+            (
+                out.join("metrics.jsonl"),
+                "every metric record (JSONL)".into(),
+            ),
+            (out.join("metrics.csv"), "every metric record (CSV)".into()),
+            (
+                out.join("results.json"),
+                "nested results with definitions".into(),
+            ),
+        ],
+        provenance: vec![decal_report::html::ProvenanceItem {
+            label: "experiment config (resolved)".into(),
+            text: toml::to_string_pretty(config).unwrap_or_default(),
+        }],
+    };
+    let report = decal_report::html::write_report(&rdir, &input).map_err(|e| e.to_string())?;
+    Ok((md, report))
+}
