@@ -14,11 +14,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn datasets() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets"));
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets"
+    ));
     if p.join("cifar10-jpeg/train").is_dir() {
         Some(p)
     } else {
-        eprintln!("skipping: {} not found (real CIFAR-10 JPEGs needed for train_cli tests)", p.display());
+        eprintln!(
+            "skipping: {} not found (real CIFAR-10 JPEGs needed for train_cli tests)",
+            p.display()
+        );
         None
     }
 }
@@ -26,10 +32,16 @@ fn datasets() -> Option<PathBuf> {
 /// Copies the first `per_class` training JPEGs of every class into `<dst>/train/<class>/`.
 fn small_cifar(src: &Path, dst: &Path, per_class: usize) {
     let train = src.join("cifar10-jpeg/train");
-    let mut classes: Vec<_> = std::fs::read_dir(&train).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut classes: Vec<_> = std::fs::read_dir(&train)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     classes.sort();
     for class in classes {
-        let mut files: Vec<_> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         let out = dst.join("train").join(class.file_name().unwrap());
         std::fs::create_dir_all(&out).unwrap();
@@ -47,18 +59,42 @@ fn decal() -> Command {
 
 fn train_args(data: &Path, out: &Path, name: &str, epochs: usize) -> Vec<String> {
     [
-        "train", "--model", "cnn", "--dataset", "cifar10", "--epochs", &epochs.to_string(), "--batch-size", "32",
-        "--lr", "0.002", "--seed", "3", "--threads", "1", "--name", name,
+        "train",
+        "--model",
+        "cnn",
+        "--dataset",
+        "cifar10",
+        "--epochs",
+        &epochs.to_string(),
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.002",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--name",
+        name,
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain(["--data-dir".into(), data.display().to_string(), "--out".into(), out.display().to_string()])
+    .chain([
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
     .collect()
 }
 
 fn run_ok(args: &[String]) -> String {
     let out = decal().args(args).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "decal {args:?} failed:\n{text}");
     text
 }
@@ -73,7 +109,12 @@ fn tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
     tch::Tensor::read_safetensors(path)
         .unwrap()
         .into_iter()
-        .map(|(k, v)| (k, Vec::<f32>::try_from(&v.to_kind(tch::Kind::Float).view([-1])).unwrap()))
+        .map(|(k, v)| {
+            (
+                k,
+                Vec::<f32>::try_from(&v.to_kind(tch::Kind::Float).view([-1])).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -105,13 +146,20 @@ fn kill_9_then_resume_equals_uninterrupted() {
     let finished = out.join("killed/summary.json").exists();
     eprintln!("killed run: status {status:?}, finished before the kill: {finished}");
     if !finished {
-        let text = run_ok(&["train".into(), "--resume".into(), out.join("killed").display().to_string()]);
+        let text = run_ok(&[
+            "train".into(),
+            "--resume".into(),
+            out.join("killed").display().to_string(),
+        ]);
         assert!(text.contains("resuming"), "{text}");
     }
     let a = tensors(&out.join("straight/last/model.safetensors"));
     let b = tensors(&out.join("killed/last/model.safetensors"));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    assert_eq!(a, b, "resumed run's weights differ from the uninterrupted run's");
+    assert_eq!(
+        a, b,
+        "resumed run's weights differ from the uninterrupted run's"
+    );
     assert_eq!(
         tensors(&out.join("straight/best/model.safetensors")),
         tensors(&out.join("killed/best/model.safetensors"))
@@ -139,17 +187,43 @@ fn refuses_overwrite_and_reports_bad_config() {
     let run = out.join("once").display().to_string();
     let err = run_err(&["train".into(), "--resume".into(), run.clone()]);
     assert!(err.contains("already finished"), "{err}");
-    let err = run_err(&["train".into(), "--resume".into(), run.clone(), "--lr".into(), "0.1".into()]);
+    let err = run_err(&[
+        "train".into(),
+        "--resume".into(),
+        run.clone(),
+        "--lr".into(),
+        "0.1".into(),
+    ]);
     assert!(err.contains("--lr"), "{err}");
-    let text = run_ok(&["train".into(), "--resume".into(), run, "--epochs".into(), "2".into()]);
+    let text = run_ok(&[
+        "train".into(),
+        "--resume".into(),
+        run,
+        "--epochs".into(),
+        "2".into(),
+    ]);
     assert!(text.contains("resuming"), "{text}");
-    assert_eq!(std::fs::read_to_string(out.join("once/metrics.jsonl")).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("once/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
 
     // Unknown key in a config file.
     let cfg = tmp.path().join("bad.toml");
     std::fs::write(&cfg, "epochs = 1\nlearnig_rate = 0.1\n").unwrap();
-    let err = run_err(&["train".into(), "--config".into(), cfg.display().to_string(), "--print-config".into()]);
-    assert!(err.contains("learnig_rate") && err.lines().count() == 1, "{err}");
+    let err = run_err(&[
+        "train".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--print-config".into(),
+    ]);
+    assert!(
+        err.contains("learnig_rate") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -187,8 +261,13 @@ fn eval_on_the_seed_cnn_and_on_a_trained_run() {
             "--save-logits".into(),
             logits.display().to_string(),
         ]);
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        let (acc, ece, nll) = (v["accuracy"].as_f64().unwrap(), v["ece"].as_f64().unwrap(), v["nll"].as_f64().unwrap());
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let (acc, ece, nll) = (
+            v["accuracy"].as_f64().unwrap(),
+            v["ece"].as_f64().unwrap(),
+            v["nll"].as_f64().unwrap(),
+        );
         eprintln!("seed CNN on CIFAR-10 JPEG test: accuracy {acc:.4}, ECE {ece:.4}, NLL {nll:.4}");
         assert!((0.68..0.715).contains(&acc), "accuracy {acc}");
         assert!(ece < 0.03, "ECE {ece}");
@@ -208,7 +287,10 @@ fn eval_on_the_seed_cnn_and_on_a_trained_run() {
         let class = class.unwrap().path();
         let out = data.join("test").join(class.file_name().unwrap());
         std::fs::create_dir_all(&out).unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(&class).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files.into_iter().take(5) {
             std::fs::copy(&f, out.join(f.file_name().unwrap())).unwrap();
@@ -229,19 +311,34 @@ fn eval_on_the_seed_cnn_and_on_a_trained_run() {
         json.display().to_string(),
     ]);
     assert!(text.contains("50 images"), "{text}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for key in ["accuracy", "ece", "mce", "nll", "brier", "brier_div_k", "definitions"] {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "accuracy",
+        "ece",
+        "mce",
+        "nll",
+        "brier",
+        "brier_div_k",
+        "definitions",
+    ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     // 64x64 Tiny ImageNet images into a 32x32 CNN: a one-line error naming the sizes.
     let tin = tmp.path().join("tin");
     let tin_train = ds.join("tiny-imagenet-200/train");
-    let mut wnids: Vec<_> = std::fs::read_dir(&tin_train).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut wnids: Vec<_> = std::fs::read_dir(&tin_train)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     wnids.sort();
     for w in wnids.iter().take(2) {
         let out = tin.join("test").join(w.file_name().unwrap());
         std::fs::create_dir_all(&out).unwrap();
-        let mut files: Vec<_> = std::fs::read_dir(w.join("images")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(w.join("images"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files.into_iter().take(2) {
             std::fs::copy(&f, out.join(f.file_name().unwrap())).unwrap();
@@ -256,5 +353,37 @@ fn eval_on_the_seed_cnn_and_on_a_trained_run() {
         "--data-dir".into(),
         tin.display().to_string(),
     ]);
-    assert!(err.contains("32x32") && err.contains("64x64") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("32x32") && err.contains("64x64") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_stage1_configs_resolve() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/stage1"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = run_ok(&[
+            "train".into(),
+            "--config".into(),
+            path.display().to_string(),
+            "--print-config".into(),
+        ]);
+        assert!(
+            text.contains("[optimizer]") && text.contains("[loss]"),
+            "{}: {text}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(
+        n >= 8,
+        "expected the seed recipes and CPU variants in {}",
+        dir.display()
+    );
 }

@@ -113,7 +113,10 @@ pub struct TrainState {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), CheckpointError> {
@@ -123,31 +126,56 @@ fn fsync_dir(dir: &Path) -> Result<(), CheckpointError> {
             let _ = f.sync_all();
             Ok(())
         }
-        Err(e) => Err(CheckpointError::Io { path: dir.to_path_buf(), source: e }),
+        Err(e) => Err(CheckpointError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
 fn fsync_file(path: &Path) -> Result<(), CheckpointError> {
-    std::fs::OpenOptions::new().read(true).open(path).and_then(|f| f.sync_all()).map_err(io_err(path))
+    std::fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))
 }
 
 /// Writes a complete training-state checkpoint into `dir` (created, must not exist yet).
-fn write_into(dir: &Path, vs: &VarStore, opt: &Optimizer, state: &TrainState) -> Result<(), CheckpointError> {
+fn write_into(
+    dir: &Path,
+    vs: &VarStore,
+    opt: &Optimizer,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let model_path = dir.join(MODEL_FILE);
-    vs.save(&model_path).map_err(|source| CheckpointError::Torch { path: model_path.clone(), source })?;
+    vs.save(&model_path)
+        .map_err(|source| CheckpointError::Torch {
+            path: model_path.clone(),
+            source,
+        })?;
     fsync_file(&model_path)?;
     let opt_path = dir.join(OPTIMIZER_FILE);
     let (tensors, _) = opt.state_tensors();
     if tensors.is_empty() {
         // safetensors cannot hold zero tensors through tch; store a marker scalar instead.
-        let marker = vec![("__empty__".to_string(), Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu)))];
+        let marker = vec![(
+            "__empty__".to_string(),
+            Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu)),
+        )];
         Tensor::write_safetensors(&marker, &opt_path)
     } else {
-        let cpu: Vec<(String, Tensor)> = tensors.into_iter().map(|(k, v)| (k, v.to_device(tch::Device::Cpu))).collect();
+        let cpu: Vec<(String, Tensor)> = tensors
+            .into_iter()
+            .map(|(k, v)| (k, v.to_device(tch::Device::Cpu)))
+            .collect();
         Tensor::write_safetensors(&cpu, &opt_path)
     }
-    .map_err(|source| CheckpointError::Torch { path: opt_path.clone(), source })?;
+    .map_err(|source| CheckpointError::Torch {
+        path: opt_path.clone(),
+        source,
+    })?;
     fsync_file(&opt_path)?;
     let mut state = state.clone();
     state.model_sha256 = decal_core::sha256_file(&model_path).map_err(CheckpointError::Core)?;
@@ -188,7 +216,12 @@ pub fn replace_dir_atomically(
 }
 
 /// Saves the training state as `<run_dir>/last/`, atomically.
-pub fn save_last(run_dir: &Path, vs: &VarStore, opt: &Optimizer, state: &TrainState) -> Result<(), CheckpointError> {
+pub fn save_last(
+    run_dir: &Path,
+    vs: &VarStore,
+    opt: &Optimizer,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
     replace_dir_atomically(run_dir, "last", |dir| write_into(dir, vs, opt, state))
 }
 
@@ -200,13 +233,18 @@ pub fn read_state(dir: &Path) -> Result<TrainState, CheckpointError> {
         path: state_path.clone(),
         problem: format!("not a decal training state: {e}"),
     })?;
-    for (file, want) in [(MODEL_FILE, &state.model_sha256), (OPTIMIZER_FILE, &state.optimizer_sha256)] {
+    for (file, want) in [
+        (MODEL_FILE, &state.model_sha256),
+        (OPTIMIZER_FILE, &state.optimizer_sha256),
+    ] {
         let path = dir.join(file);
         let got = decal_core::sha256_file(&path).map_err(CheckpointError::Core)?;
         if &got != want {
             return Err(CheckpointError::Invalid {
                 path,
-                problem: format!("checksum mismatch (sha256 {got}, state.json says {want}): the file is corrupt"),
+                problem: format!(
+                    "checksum mismatch (sha256 {got}, state.json says {want}): the file is corrupt"
+                ),
             });
         }
     }
@@ -242,38 +280,60 @@ pub fn load_into(
     opt: &mut Optimizer,
 ) -> Result<(), CheckpointError> {
     let model_path = dir.join(MODEL_FILE);
-    let loaded = Tensor::read_safetensors(&model_path)
-        .map_err(|source| CheckpointError::Torch { path: model_path.clone(), source })?;
+    let loaded =
+        Tensor::read_safetensors(&model_path).map_err(|source| CheckpointError::Torch {
+            path: model_path.clone(),
+            source,
+        })?;
     let mut by_name: std::collections::HashMap<String, Tensor> = loaded.into_iter().collect();
     let vars = vs.variables();
     if by_name.len() != vars.len() {
         return Err(CheckpointError::Invalid {
             path: model_path.clone(),
-            problem: format!("{} tensors but the model has {} variables", by_name.len(), vars.len()),
+            problem: format!(
+                "{} tensors but the model has {} variables",
+                by_name.len(),
+                vars.len()
+            ),
         });
     }
     tch::no_grad(|| -> Result<(), CheckpointError> {
         for (name, var) in &vars {
-            let src = by_name.remove(name).ok_or_else(|| CheckpointError::Invalid {
-                path: model_path.clone(),
-                problem: format!("variable {name} is missing"),
-            })?;
+            let src = by_name
+                .remove(name)
+                .ok_or_else(|| CheckpointError::Invalid {
+                    path: model_path.clone(),
+                    problem: format!("variable {name} is missing"),
+                })?;
             if src.size() != var.size() {
                 return Err(CheckpointError::Invalid {
                     path: model_path.clone(),
-                    problem: format!("variable {name} has shape {:?}, the model {:?}", src.size(), var.size()),
+                    problem: format!(
+                        "variable {name} has shape {:?}, the model {:?}",
+                        src.size(),
+                        var.size()
+                    ),
                 });
             }
-            var.shallow_clone().copy_(&src.to_device(var.device()).to_kind(var.kind()));
+            var.shallow_clone()
+                .copy_(&src.to_device(var.device()).to_kind(var.kind()));
         }
         Ok(())
     })?;
     let opt_path = dir.join(OPTIMIZER_FILE);
-    let tensors = Tensor::read_safetensors(&opt_path)
-        .map_err(|source| CheckpointError::Torch { path: opt_path.clone(), source })?;
-    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| k != "__empty__").collect();
+    let tensors = Tensor::read_safetensors(&opt_path).map_err(|source| CheckpointError::Torch {
+        path: opt_path.clone(),
+        source,
+    })?;
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .filter(|(k, _)| k != "__empty__")
+        .collect();
     opt.load_state(tensors, state.global_step)
-        .map_err(|e| CheckpointError::Invalid { path: opt_path.clone(), problem: e.to_string() })?;
+        .map_err(|e| CheckpointError::Invalid {
+            path: opt_path.clone(),
+            problem: e.to_string(),
+        })?;
     Ok(())
 }
 
@@ -293,7 +353,10 @@ mod tests {
         let err = replace_dir_atomically(run.path(), "last", |d| {
             std::fs::create_dir_all(d).unwrap();
             std::fs::write(d.join("a"), b"partial").unwrap();
-            Err(CheckpointError::Invalid { path: d.to_path_buf(), problem: "disk full".into() })
+            Err(CheckpointError::Invalid {
+                path: d.to_path_buf(),
+                problem: "disk full".into(),
+            })
         });
         assert!(err.is_err());
         assert_eq!(std::fs::read(run.path().join("last/a")).unwrap(), b"one");

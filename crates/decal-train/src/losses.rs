@@ -67,7 +67,9 @@ impl GammaSchedule {
     /// repeated thresholds instead because they are almost certainly a typo.
     pub fn new(gammas: &[f64], probs: &[f64], mode: AdaptiveMode) -> Result<Self, LossError> {
         if gammas.is_empty() {
-            return Err(LossError::InvalidSchedule("gammas and probs have to be defined for focal loss".into()));
+            return Err(LossError::InvalidSchedule(
+                "gammas and probs have to be defined for focal loss".into(),
+            ));
         }
         if gammas.len() != probs.len() {
             return Err(LossError::InvalidSchedule(format!(
@@ -78,18 +80,24 @@ impl GammaSchedule {
         }
         for &g in gammas {
             if !(g.is_finite() && g >= 0.0) {
-                return Err(LossError::InvalidSchedule(format!("gamma {g} must be finite and >= 0")));
+                return Err(LossError::InvalidSchedule(format!(
+                    "gamma {g} must be finite and >= 0"
+                )));
             }
         }
         for &p in probs {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(LossError::InvalidSchedule(format!("probability threshold {p} must be in (0, 1]")));
+                return Err(LossError::InvalidSchedule(format!(
+                    "probability threshold {p} must be in (0, 1]"
+                )));
             }
         }
         let mut bins: Vec<(f64, f64)> = probs.iter().copied().zip(gammas.iter().copied()).collect();
         bins.sort_by(|a, b| a.0.total_cmp(&b.0));
         if bins.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(LossError::InvalidSchedule(format!("repeated probability threshold in {probs:?}")));
+            return Err(LossError::InvalidSchedule(format!(
+                "repeated probability threshold in {probs:?}"
+            )));
         }
         Ok(GammaSchedule { bins, mode })
     }
@@ -102,7 +110,10 @@ impl GammaSchedule {
         if let Some(&(_, g)) = self.bins.iter().find(|(thr, _)| p_t < *thr) {
             return Ok(g);
         }
-        let &(threshold, last) = self.bins.last().expect("schedule is non-empty by construction");
+        let &(threshold, last) = self
+            .bins
+            .last()
+            .expect("schedule is non-empty by construction");
         match self.mode {
             AdaptiveMode::Fixed => Ok(last),
             AdaptiveMode::Seed => Err(LossError::SeedUndefined { p_t, threshold }),
@@ -113,12 +124,18 @@ impl GammaSchedule {
     /// kind of `p_t`. Comparisons are done in f64, as the seed compares Python floats.
     pub fn gammas_for(&self, p_t: &Tensor) -> Result<Tensor, LossError> {
         let p = p_t.detach().to_kind(Kind::Double);
-        let &(last_thr, last_gamma) = self.bins.last().expect("schedule is non-empty by construction");
+        let &(last_thr, last_gamma) = self
+            .bins
+            .last()
+            .expect("schedule is non-empty by construction");
         if self.mode == AdaptiveMode::Seed {
             let undefined = p.ge(last_thr).logical_and(&p.ne(1.0));
             if undefined.any().int64_value(&[]) != 0 {
                 let first = p.masked_select(&undefined).double_value(&[0]);
-                return Err(LossError::SeedUndefined { p_t: first, threshold: last_thr });
+                return Err(LossError::SeedUndefined {
+                    p_t: first,
+                    threshold: last_thr,
+                });
             }
         }
         // Walk the bins from the largest threshold down so that the smallest matching threshold wins.
@@ -132,11 +149,12 @@ impl GammaSchedule {
 }
 
 /// The loss of a stage-1 run, as written in `config.toml` (`kind = "ce" | "fl" | "fla" | "ls"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum LossConfig {
     /// Cross-entropy (seed `--loss ce`).
     #[serde(rename = "ce")]
+    #[default]
     CrossEntropy,
     /// Focal loss with a fixed γ (seed `--loss fl --gammas 3 --probs 1`; only `gammas[0]` is used).
     #[serde(rename = "fl")]
@@ -163,12 +181,6 @@ pub enum LossConfig {
     },
 }
 
-impl Default for LossConfig {
-    fn default() -> Self {
-        LossConfig::CrossEntropy
-    }
-}
-
 impl LossConfig {
     /// Short name used in logs and records: `ce`, `fl`, `fla`, `ls`.
     pub fn short_name(&self) -> &'static str {
@@ -186,13 +198,17 @@ impl LossConfig {
             LossConfig::CrossEntropy => Loss::CrossEntropy,
             LossConfig::Focal { gamma } => {
                 if !(gamma.is_finite() && *gamma >= 0.0) {
-                    return Err(LossError::InvalidSchedule(format!("gamma {gamma} must be finite and >= 0")));
+                    return Err(LossError::InvalidSchedule(format!(
+                        "gamma {gamma} must be finite and >= 0"
+                    )));
                 }
                 Loss::Focal(*gamma)
             }
-            LossConfig::AdaptiveFocal { gammas, probs, mode } => {
-                Loss::AdaptiveFocal(GammaSchedule::new(gammas, probs, *mode)?)
-            }
+            LossConfig::AdaptiveFocal {
+                gammas,
+                probs,
+                mode,
+            } => Loss::AdaptiveFocal(GammaSchedule::new(gammas, probs, *mode)?),
             LossConfig::LabelSmoothing { epsilon } => {
                 if !(*epsilon >= 0.0 && *epsilon < 1.0) {
                     return Err(LossError::InvalidSmoothing(*epsilon));
@@ -248,7 +264,10 @@ pub fn label_smoothing(logits: &Tensor, labels: &Tensor, epsilon: f64) -> Tensor
 
 /// `log p_t` per example, `[N]`.
 fn log_pt(logits: &Tensor, labels: &Tensor) -> Tensor {
-    logits.log_softmax(1, logits.kind()).gather(1, &labels.view([-1, 1]), false).view([-1])
+    logits
+        .log_softmax(1, logits.kind())
+        .gather(1, &labels.view([-1, 1]), false)
+        .view([-1])
 }
 
 fn focal_with_gammas(logpt: &Tensor, gammas: &Tensor) -> Tensor {
@@ -265,7 +284,11 @@ pub fn focal(logits: &Tensor, labels: &Tensor, gamma: f64) -> Tensor {
 }
 
 /// Adaptive focal loss: γ chosen per example from `p_t` by `schedule` (seed `--loss fla`).
-pub fn adaptive_focal(logits: &Tensor, labels: &Tensor, schedule: &GammaSchedule) -> Result<Tensor, LossError> {
+pub fn adaptive_focal(
+    logits: &Tensor,
+    labels: &Tensor,
+    schedule: &GammaSchedule,
+) -> Result<Tensor, LossError> {
     let logpt = log_pt(logits, labels);
     let gammas = schedule.gammas_for(&logpt.detach().exp())?;
     Ok(focal_with_gammas(&logpt, &gammas))
@@ -305,7 +328,10 @@ mod tests {
             assert_eq!(s.gamma_for(1.0).unwrap(), 5.0);
             let p = Tensor::from_slice(&[0.1f32, 0.5, 1.0, 0.2, 0.19999]);
             let g = s.gammas_for(&p).unwrap();
-            assert_eq!(Vec::<f32>::try_from(&g).unwrap(), vec![5.0, 3.0, 5.0, 3.0, 5.0]);
+            assert_eq!(
+                Vec::<f32>::try_from(&g).unwrap(),
+                vec![5.0, 3.0, 5.0, 3.0, 5.0]
+            );
         }
         // p_t = 1 exactly gives loss 0 whatever γ.
         let logits = Tensor::from_slice(&[200.0f32, 0.0, 0.0]).view([1, 3]);
@@ -319,9 +345,15 @@ mod tests {
         let fixed = GammaSchedule::new(&[5.0, 3.0], &[0.2, 0.5], AdaptiveMode::Fixed).unwrap();
         let seed = GammaSchedule::new(&[5.0, 3.0], &[0.2, 0.5], AdaptiveMode::Seed).unwrap();
         assert_eq!(fixed.gamma_for(0.7).unwrap(), 3.0);
-        assert!(matches!(seed.gamma_for(0.7), Err(LossError::SeedUndefined { .. })));
+        assert!(matches!(
+            seed.gamma_for(0.7),
+            Err(LossError::SeedUndefined { .. })
+        ));
         let p = Tensor::from_slice(&[0.1f32, 0.7]);
-        assert_eq!(Vec::<f32>::try_from(&fixed.gammas_for(&p).unwrap()).unwrap(), vec![5.0, 3.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&fixed.gammas_for(&p).unwrap()).unwrap(),
+            vec![5.0, 3.0]
+        );
         let err = seed.gammas_for(&p).unwrap_err();
         assert!(err.to_string().contains("BUG-10"), "{err}");
     }

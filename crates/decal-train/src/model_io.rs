@@ -15,7 +15,12 @@ use decal_models::ArchConfig;
 
 /// Writes the checkpoint into `dir`. The caller makes the directory appear atomically
 /// ([`crate::checkpoint::replace_dir_atomically`]).
-pub fn save_classifier(dir: &Path, vs: &VarStore, arch: &ArchConfig, meta: &BestMeta) -> Result<(), CheckpointError> {
+pub fn save_classifier(
+    dir: &Path,
+    vs: &VarStore,
+    arch: &ArchConfig,
+    meta: &BestMeta,
+) -> Result<(), CheckpointError> {
     let mut m = CheckpointMeta::new(arch.clone(), "stage1");
     m.dataset = Some(meta.dataset.clone());
     m.normalization = Some(Normalization {
@@ -31,9 +36,13 @@ pub fn save_classifier(dir: &Path, vs: &VarStore, arch: &ArchConfig, meta: &Best
         },
         value: meta.value,
     });
-    m.extra.insert("run".into(), serde_json::Value::String(meta.run.clone()));
-    m.extra.insert("loss".into(), serde_json::Value::String(meta.loss.clone()));
-    mcheckpoint::save(dir, vs, &m)
-        .map_err(|e| CheckpointError::Invalid { path: dir.to_path_buf(), problem: e.to_string() })?;
+    m.extra
+        .insert("run".into(), serde_json::Value::String(meta.run.clone()));
+    m.extra
+        .insert("loss".into(), serde_json::Value::String(meta.loss.clone()));
+    mcheckpoint::save(dir, vs, &m).map_err(|e| CheckpointError::Invalid {
+        path: dir.to_path_buf(),
+        problem: e.to_string(),
+    })?;
     Ok(())
 }

@@ -73,17 +73,32 @@ pub enum OptimizerConfig {
 impl OptimizerConfig {
     /// The seed's optimiser: Adam, betas (0.9, 0.999), eps 1e-8, no weight decay (§8.1).
     pub fn seed_adam() -> Self {
-        OptimizerConfig::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        OptimizerConfig::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 
     /// AdamW with torch's defaults except the given decay.
     pub fn adamw(weight_decay: f64) -> Self {
-        OptimizerConfig::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
+        OptimizerConfig::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+        }
     }
 
     /// SGD with the given momentum, Nesterov flag and decay (no dampening).
     pub fn sgd(momentum: f64, nesterov: bool, weight_decay: f64) -> Self {
-        OptimizerConfig::Sgd { momentum, dampening: 0.0, nesterov, weight_decay }
+        OptimizerConfig::Sgd {
+            momentum,
+            dampening: 0.0,
+            nesterov,
+            weight_decay,
+        }
     }
 
     /// Short name: `adam`, `adamw`, `sgd`.
@@ -99,20 +114,40 @@ impl OptimizerConfig {
     pub fn validate(&self) -> Result<(), OptimError> {
         let bad = |m: String| Err(OptimError::Invalid(m));
         match *self {
-            OptimizerConfig::Adam { beta1, beta2, eps, weight_decay }
-            | OptimizerConfig::AdamW { beta1, beta2, eps, weight_decay } => {
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            }
+            | OptimizerConfig::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
                     return bad(format!("betas ({beta1}, {beta2}) must be in [0, 1)"));
                 }
-                if !(eps >= 0.0) {
+                if eps.is_nan() || eps < 0.0 {
                     return bad(format!("eps {eps} must be >= 0"));
                 }
-                if !(weight_decay >= 0.0) {
+                if weight_decay.is_nan() || weight_decay < 0.0 {
                     return bad(format!("weight decay {weight_decay} must be >= 0"));
                 }
             }
-            OptimizerConfig::Sgd { momentum, dampening, nesterov, weight_decay } => {
-                if !(momentum >= 0.0) || !(weight_decay >= 0.0) || !dampening.is_finite() {
+            OptimizerConfig::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            } => {
+                if momentum.is_nan()
+                    || momentum < 0.0
+                    || weight_decay.is_nan()
+                    || weight_decay < 0.0
+                    || !dampening.is_finite()
+                {
                     return bad(format!(
                         "sgd momentum {momentum} and weight decay {weight_decay} must be >= 0"
                     ));
@@ -129,8 +164,11 @@ impl OptimizerConfig {
 /// Trainable parameters of a [`VarStore`] with their names, sorted by name (a stable order for state
 /// files and for the global gradient norm).
 pub fn named_trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut vars: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars
 }
@@ -150,7 +188,12 @@ impl Optimizer {
     /// Builds an optimiser over `params` (e.g. [`named_trainable`]).
     pub fn new(config: OptimizerConfig, params: Vec<(String, Tensor)>) -> Result<Self, OptimError> {
         config.validate()?;
-        Ok(Optimizer { config, params, state: BTreeMap::new(), steps: 0 })
+        Ok(Optimizer {
+            config,
+            params,
+            state: BTreeMap::new(),
+            steps: 0,
+        })
     }
 
     /// The configuration.
@@ -183,8 +226,12 @@ impl Optimizer {
     /// (`torch.nn.utils.clip_grad_norm_`, norm type 2: coefficient `max_norm / (norm + 1e-6)`, clamped
     /// at 1). Returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        let grads: Vec<Tensor> =
-            self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(_, p)| p.grad())
+            .filter(|g| g.defined())
+            .collect();
         if grads.is_empty() {
             return 0.0;
         }
@@ -231,8 +278,11 @@ impl Optimizer {
         self.steps += 1;
         let step = self.steps as f64;
         let config = self.config.clone();
-        let params: Vec<(String, Tensor)> =
-            self.params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect();
+        let params: Vec<(String, Tensor)> = self
+            .params
+            .iter()
+            .map(|(n, p)| (n.clone(), p.shallow_clone()))
+            .collect();
         tch::no_grad(|| {
             for (name, p) in &params {
                 let grad = p.grad();
@@ -241,8 +291,18 @@ impl Optimizer {
                 }
                 let mut param = p.shallow_clone();
                 match config {
-                    OptimizerConfig::Adam { beta1, beta2, eps, weight_decay }
-                    | OptimizerConfig::AdamW { beta1, beta2, eps, weight_decay } => {
+                    OptimizerConfig::Adam {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    }
+                    | OptimizerConfig::AdamW {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    } => {
                         let decoupled = matches!(config, OptimizerConfig::AdamW { .. });
                         let grad = if decoupled {
                             if weight_decay != 0.0 {
@@ -266,9 +326,17 @@ impl Optimizer {
                         let denom = (exp_avg_sq.sqrt() / bias_correction2.sqrt()) + eps;
                         let _ = param.addcdiv_(&(&exp_avg * -step_size), &denom);
                     }
-                    OptimizerConfig::Sgd { momentum, dampening, nesterov, weight_decay } => {
-                        let mut d_p =
-                            if weight_decay != 0.0 { grad.g_add(&(&param * weight_decay)) } else { grad };
+                    OptimizerConfig::Sgd {
+                        momentum,
+                        dampening,
+                        nesterov,
+                        weight_decay,
+                    } => {
+                        let mut d_p = if weight_decay != 0.0 {
+                            grad.g_add(&(&param * weight_decay))
+                        } else {
+                            grad
+                        };
                         if momentum != 0.0 {
                             let key = format!("momentum_buffer.{name}");
                             let buf = match self.state.get(&key) {
@@ -284,7 +352,11 @@ impl Optimizer {
                                     b
                                 }
                             };
-                            d_p = if nesterov { d_p.g_add(&(&buf * momentum)) } else { buf };
+                            d_p = if nesterov {
+                                d_p.g_add(&(&buf * momentum))
+                            } else {
+                                buf
+                            };
                         }
                         let _ = param.g_add_(&(&d_p * -lr));
                     }
@@ -295,19 +367,31 @@ impl Optimizer {
 
     /// The state as named tensors (for a safetensors file), plus the step counter.
     pub fn state_tensors(&self) -> (Vec<(String, Tensor)>, u64) {
-        (self.state.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect(), self.steps)
+        (
+            self.state
+                .iter()
+                .map(|(k, v)| (k.clone(), v.shallow_clone()))
+                .collect(),
+            self.steps,
+        )
     }
 
     /// Restores state saved by [`Optimizer::state_tensors`]; every entry must name a known slot of a
     /// known parameter with the parameter's shape.
-    pub fn load_state(&mut self, tensors: Vec<(String, Tensor)>, steps: u64) -> Result<(), OptimError> {
+    pub fn load_state(
+        &mut self,
+        tensors: Vec<(String, Tensor)>,
+        steps: u64,
+    ) -> Result<(), OptimError> {
         let mut state = BTreeMap::new();
         for (key, value) in tensors {
             let (slot, name) = key
                 .split_once('.')
                 .ok_or_else(|| OptimError::StateMismatch(format!("malformed state key {key:?}")))?;
             let expected_slots: &[&str] = match self.config {
-                OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => &["exp_avg", "exp_avg_sq"],
+                OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => {
+                    &["exp_avg", "exp_avg_sq"]
+                }
                 OptimizerConfig::Sgd { .. } => &["momentum_buffer"],
             };
             if !expected_slots.contains(&slot) {
@@ -321,7 +405,9 @@ impl Optimizer {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, p)| p)
-                .ok_or_else(|| OptimError::StateMismatch(format!("state for unknown parameter {name:?}")))?;
+                .ok_or_else(|| {
+                    OptimError::StateMismatch(format!("state for unknown parameter {name:?}"))
+                })?;
             if param.size() != value.size() {
                 return Err(OptimError::StateMismatch(format!(
                     "{key}: shape {:?} but the parameter has {:?}",

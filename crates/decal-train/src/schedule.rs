@@ -57,9 +57,21 @@ pub struct Schedule {
 
 impl Schedule {
     /// Resolves `config` for a run of `epochs` epochs of `steps_per_epoch` steps.
-    pub fn new(config: ScheduleConfig, base_lr: f64, epochs: usize, steps_per_epoch: u64, warmup_epochs: f64) -> Self {
+    pub fn new(
+        config: ScheduleConfig,
+        base_lr: f64,
+        epochs: usize,
+        steps_per_epoch: u64,
+        warmup_epochs: f64,
+    ) -> Self {
         let warmup_steps = (warmup_epochs.max(0.0) * steps_per_epoch as f64).round() as u64;
-        Schedule { config, base_lr, steps_per_epoch, total_steps: epochs as u64 * steps_per_epoch, warmup_steps }
+        Schedule {
+            config,
+            base_lr,
+            steps_per_epoch,
+            total_steps: epochs as u64 * steps_per_epoch,
+            warmup_steps,
+        }
     }
 
     /// Learning rate of optimiser step `step` (0-based).
@@ -73,7 +85,9 @@ impl Schedule {
                 let t = (step - self.warmup_steps) as f64;
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
                 let t = t.min(span);
-                min_lr + (self.base_lr - min_lr) * (1.0 + (std::f64::consts::PI * t / span).cos()) / 2.0
+                min_lr
+                    + (self.base_lr - min_lr) * (1.0 + (std::f64::consts::PI * t / span).cos())
+                        / 2.0
             }
             ScheduleConfig::MultiStep { milestones, gamma } => {
                 let epoch = (step / self.steps_per_epoch.max(1)) as usize;
@@ -114,7 +128,16 @@ mod tests {
 
     #[test]
     fn multi_step_per_epoch() {
-        let s = Schedule::new(ScheduleConfig::MultiStep { milestones: vec![2, 4], gamma: 0.1 }, 1.0, 6, 3, 0.0);
+        let s = Schedule::new(
+            ScheduleConfig::MultiStep {
+                milestones: vec![2, 4],
+                gamma: 0.1,
+            },
+            1.0,
+            6,
+            3,
+            0.0,
+        );
         let per_epoch: Vec<f64> = (0..6).map(|e| s.lr_at(e * 3 + 1)).collect();
         let want = [1.0, 1.0, 0.1, 0.1, 0.01, 0.01];
         for (a, b) in per_epoch.iter().zip(want) {

@@ -244,15 +244,19 @@ impl Stage1Plan {
 
     /// Reads a `config.toml` file.
     pub fn read(path: &Path) -> Result<Self, Stage1Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Stage1Error::Config { path: path.to_path_buf(), problem: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| Stage1Error::Config {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
         Self::from_toml(&text, path)
     }
 
     /// The TOML text of the resolved plan.
     pub fn to_toml(&self) -> Result<String, Stage1Error> {
-        toml::to_string_pretty(self)
-            .map_err(|e| Stage1Error::Config { path: PathBuf::from("config.toml"), problem: e.to_string() })
+        toml::to_string_pretty(self).map_err(|e| Stage1Error::Config {
+            path: PathBuf::from("config.toml"),
+            problem: e.to_string(),
+        })
     }
 
     /// Applies compatibility switches by setting the fields they stand for.
@@ -288,7 +292,10 @@ impl Stage1Plan {
     pub fn validate(&self) -> Result<(), Stage1Error> {
         let bad = |m: String| Err(Stage1Error::Plan(m));
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return bad(format!("run name {:?} must be a plain directory name", self.name));
+            return bad(format!(
+                "run name {:?} must be a plain directory name",
+                self.name
+            ));
         }
         if self.epochs == 0 {
             return bad("epochs must be >= 1".into());
@@ -300,9 +307,15 @@ impl Stage1Plan {
             return bad(format!("lr {} must be > 0", self.lr));
         }
         if !(self.train_fraction > 0.0 && self.train_fraction < 1.0) {
-            return bad(format!("train_fraction {} must be in (0, 1)", self.train_fraction));
+            return bad(format!(
+                "train_fraction {} must be in (0, 1)",
+                self.train_fraction
+            ));
         }
-        if !(self.warmup_epochs >= 0.0) || !(self.clip_grad >= 0.0) || !(self.l2 >= 0.0) {
+        if [self.warmup_epochs, self.clip_grad, self.l2]
+            .iter()
+            .any(|v| v.is_nan() || *v < 0.0)
+        {
             return bad("warmup_epochs, clip_grad and l2 must be >= 0".into());
         }
         self.optimizer.validate()?;
@@ -315,7 +328,10 @@ impl Stage1Plan {
 /// §4.2, Q-3 constants included); mean = std = 0.5 per channel for datasets without published constants
 /// (ImageFolder trees, synthetic sets). Returns `(mean, std)` per channel.
 pub fn normalization(dataset: &str, channels: usize) -> (Vec<f32>, Vec<f32>) {
-    match decal_data::DatasetName::parse(dataset).ok().and_then(decal_data::transforms::Normalize::seed) {
+    match decal_data::DatasetName::parse(dataset)
+        .ok()
+        .and_then(decal_data::transforms::Normalize::seed)
+    {
         Some(n) if n.mean.len() == channels => (n.mean, n.std),
         _ => (vec![0.5; channels], vec![0.5; channels]),
     }
@@ -323,7 +339,10 @@ pub fn normalization(dataset: &str, channels: usize) -> (Vec<f32>, Vec<f32>) {
 
 /// Lowercase alphanumerics of a dataset name (`CIFAR-10` → `cifar10`, `tiny-imagenet` → `tinyimagenet`).
 pub fn canonical_dataset(name: &str) -> String {
-    name.to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric()).collect()
+    name.to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
 }
 
 /// The data of a stage-1 run: the training `ImageSet` and the split indices into it.
@@ -345,7 +364,11 @@ impl Stage1Data {
     /// Splits `set` as the plan says (seed split, then `limit_train` / `limit_val`).
     pub fn from_set(set: ImageSet, plan: &Stage1Plan) -> Result<Self, Stage1Error> {
         if set.len() < 2 {
-            return Err(Stage1Error::Plan(format!("dataset {} has {} images; need at least 2", set.name, set.len())));
+            return Err(Stage1Error::Plan(format!(
+                "dataset {} has {} images; need at least 2",
+                set.name,
+                set.len()
+            )));
         }
         let (mut train_indices, mut val_indices) =
             decal_data::split::seed_split(set.len(), plan.train_fraction, plan.split_seed);
@@ -363,7 +386,13 @@ impl Stage1Data {
             )));
         }
         let (mean, std) = normalization(&plan.dataset, set.channels);
-        Ok(Stage1Data { set, train_indices, val_indices, mean, std })
+        Ok(Stage1Data {
+            set,
+            train_indices,
+            val_indices,
+            mean,
+            std,
+        })
     }
 
     /// Loads the plan's dataset (training split) from `plan.data_dir` and splits it.
@@ -375,7 +404,8 @@ impl Stage1Data {
 
     /// SHA-256 over the train and validation index lists (little-endian u64s): identifies the split.
     pub fn split_hash(&self) -> String {
-        let mut bytes = Vec::with_capacity(8 * (self.train_indices.len() + self.val_indices.len()) + 8);
+        let mut bytes =
+            Vec::with_capacity(8 * (self.train_indices.len() + self.val_indices.len()) + 8);
         for &i in &self.train_indices {
             bytes.extend_from_slice(&(i as u64).to_le_bytes());
         }
@@ -447,7 +477,9 @@ pub struct DeviceImages {
 
 impl std::fmt::Debug for DeviceImages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceImages").field("shape", &self.pixels.size()).finish()
+        f.debug_struct("DeviceImages")
+            .field("shape", &self.pixels.size())
+            .finish()
     }
 }
 
@@ -457,13 +489,29 @@ pub const CROP_PADDING: i64 = 4;
 impl DeviceImages {
     /// Uploads `set` to `device`.
     pub fn new(set: &ImageSet, mean: &[f32], std: &[f32], device: Device) -> Self {
-        let (n, h, w, c) = (set.len() as i64, set.height as i64, set.width as i64, set.channels as i64);
-        let pixels = Tensor::from_slice(&set.pixels).view([n, h, w, c]).to_device(device);
+        let (n, h, w, c) = (
+            set.len() as i64,
+            set.height as i64,
+            set.width as i64,
+            set.channels as i64,
+        );
+        let pixels = Tensor::from_slice(&set.pixels)
+            .view([n, h, w, c])
+            .to_device(device);
         let labels: Vec<i64> = set.labels.iter().map(|&l| l as i64).collect();
         let labels = Tensor::from_slice(&labels).to_device(device);
-        let mean = Tensor::from_slice(mean).view([1, c, 1, 1]).to_device(device);
+        let mean = Tensor::from_slice(mean)
+            .view([1, c, 1, 1])
+            .to_device(device);
         let std = Tensor::from_slice(std).view([1, c, 1, 1]).to_device(device);
-        DeviceImages { pixels, labels, mean, std, height: h, width: w }
+        DeviceImages {
+            pixels,
+            labels,
+            mean,
+            std,
+            height: h,
+            width: w,
+        }
     }
 
     /// The batch of images `indices` as normalised float `[B, C, H, W]` plus labels `[B]`. With `rng`,
@@ -474,7 +522,12 @@ impl DeviceImages {
         let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
         let idx = Tensor::from_slice(&idx).to_device(device);
         // ToTensor: uint8 HWC → float CHW in [0, 1].
-        let mut x = self.pixels.index_select(0, &idx).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+        let mut x = self
+            .pixels
+            .index_select(0, &idx)
+            .permute([0, 3, 1, 2])
+            .to_kind(Kind::Float)
+            / 255.0;
         if let Some(rng) = rng {
             x = self.augment(&x, rng);
         }
@@ -496,16 +549,24 @@ impl DeviceImages {
         let device = x.device();
         let c = x.size()[1];
         let padded = x.constant_pad_nd([p, p, p, p]); // [B, C, H+2p, W+2p], zeros = black in [0, 1] space
-        // Row gather: out[b, c, i, :] = padded[b, c, rows[b] + i, :].
+                                                      // Row gather: out[b, c, i, :] = padded[b, c, rows[b] + i, :].
         let ar_h = Tensor::arange(h, (Kind::Int64, device));
         let ar_w = Tensor::arange(w, (Kind::Int64, device));
-        let r = Tensor::from_slice(&rows).to_device(device).view([b, 1, 1, 1]) + ar_h.view([1, 1, h, 1]);
+        let r = Tensor::from_slice(&rows)
+            .to_device(device)
+            .view([b, 1, 1, 1])
+            + ar_h.view([1, 1, h, 1]);
         let r = r.expand([b, c, h, w + 2 * p], true);
         let x = padded.gather(2, &r, false);
-        let cc = Tensor::from_slice(&cols).to_device(device).view([b, 1, 1, 1]) + ar_w.view([1, 1, 1, w]);
+        let cc = Tensor::from_slice(&cols)
+            .to_device(device)
+            .view([b, 1, 1, 1])
+            + ar_w.view([1, 1, 1, w]);
         let cc = cc.expand([b, c, h, w], true);
         let x = x.gather(3, &cc, false);
-        let flip = Tensor::from_slice(&flips).to_device(device).view([b, 1, 1, 1]);
+        let flip = Tensor::from_slice(&flips)
+            .to_device(device)
+            .view([b, 1, 1, 1]);
         x.flip([3]).where_self(&flip, &x)
     }
 }
@@ -696,7 +757,12 @@ pub fn predict_logits(
     tch::no_grad(|| {
         for chunk in indices.chunks(batch_size) {
             let (x, y) = images.batch(chunk, rng.as_deref_mut());
-            all_logits.push(model.forward_t(&x, false).to_device(Device::Cpu).to_kind(Kind::Float));
+            all_logits.push(
+                model
+                    .forward_t(&x, false)
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float),
+            );
             all_labels.push(y.to_device(Device::Cpu));
         }
     });
@@ -704,27 +770,51 @@ pub fn predict_logits(
 }
 
 /// Criterion, NLL, accuracy and ECE of logits against labels (all in f64).
-pub fn val_metrics(logits: &Tensor, labels: &Tensor, loss: &losses::Loss) -> Result<ValMetrics, Stage1Error> {
+pub fn val_metrics(
+    logits: &Tensor,
+    labels: &Tensor,
+    loss: &losses::Loss,
+) -> Result<ValMetrics, Stage1Error> {
     let n = logits.size()[0] as f64;
     let crit = loss.compute_sum(logits, labels)?.double_value(&[]) / n;
     let logits64 = logits.to_kind(Kind::Double);
     let logp = logits64.log_softmax(1, Kind::Double);
-    let nll = -logp.gather(1, &labels.view([-1, 1]), false).mean(Kind::Double).double_value(&[]);
+    let nll = -logp
+        .gather(1, &labels.view([-1, 1]), false)
+        .mean(Kind::Double)
+        .double_value(&[]);
     let probs = logp.exp();
     let (conf, pred) = probs.max_dim(1, false);
     let correct_t = pred.eq_tensor(labels);
-    let accuracy = correct_t.to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    let accuracy = correct_t
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[]);
     let conf: Vec<f64> = Vec::<f64>::try_from(&conf).map_err(Stage1Error::Torch)?;
     let correct: Vec<bool> = Vec::<bool>::try_from(&correct_t).map_err(Stage1Error::Torch)?;
-    let bins = decal_metrics::binning::Bins::new(VAL_ECE_BINS, decal_metrics::binning::Membership::Guo);
+    let bins =
+        decal_metrics::binning::Bins::new(VAL_ECE_BINS, decal_metrics::binning::Membership::Guo);
     let ece = decal_metrics::calibration::ece(&conf, &correct, &bins);
-    Ok(ValMetrics { loss: crit, nll, accuracy, ece })
+    Ok(ValMetrics {
+        loss: crit,
+        nll,
+        accuracy,
+        ece,
+    })
 }
 
 /// Saves the `best/` checkpoint (a `decal_models` checkpoint directory plus `meta.json`), atomically.
-fn save_best(run_dir: &Path, vs: &VarStore, arch: &ArchConfig, meta: &BestMeta) -> Result<(), Stage1Error> {
+fn save_best(
+    run_dir: &Path,
+    vs: &VarStore,
+    arch: &ArchConfig,
+    meta: &BestMeta,
+) -> Result<(), Stage1Error> {
     checkpoint::replace_dir_atomically(run_dir, files::BEST, |dir| {
-        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         crate::model_io::save_classifier(dir, vs, arch, meta)
     })?;
     Ok(())
@@ -757,10 +847,20 @@ pub fn train(
     let mut vs = VarStore::new(device);
     let model = decal_models::try_build_classifier(&vs.root(), &arch)?;
     let mut opt = Optimizer::new(plan.optimizer.clone(), named_trainable(&vs))?;
-    let params: Vec<Tensor> = opt.params().iter().map(|(_, p)| p.shallow_clone()).collect();
+    let params: Vec<Tensor> = opt
+        .params()
+        .iter()
+        .map(|(_, p)| p.shallow_clone())
+        .collect();
 
     let steps_per_epoch = data.train_indices.len().div_ceil(plan.batch_size) as u64;
-    let schedule = Schedule::new(plan.schedule.clone(), plan.lr, plan.epochs, steps_per_epoch, plan.warmup_epochs);
+    let schedule = Schedule::new(
+        plan.schedule.clone(),
+        plan.lr,
+        plan.epochs,
+        steps_per_epoch,
+        plan.warmup_epochs,
+    );
 
     let mut state = TrainState {
         epochs_completed: 0,
@@ -786,7 +886,10 @@ pub fn train(
                 ));
                 state = saved;
             }
-            None => progress.message(&format!("no checkpoint in {} yet: starting from epoch 0", run_dir.display())),
+            None => progress.message(&format!(
+                "no checkpoint in {} yet: starting from epoch 0",
+                run_dir.display()
+            )),
         }
     } else {
         let prov = Stage1Provenance {
@@ -832,12 +935,19 @@ pub fn train(
         let mut lr = schedule.lr_at(state.global_step);
         for (step, chunk) in order.chunks(plan.batch_size).enumerate() {
             lr = schedule.lr_at(state.global_step);
-            let (x, y) = images.batch(chunk, if plan.augment { Some(&mut aug_rng) } else { None });
+            let (x, y) = images.batch(
+                chunk,
+                if plan.augment {
+                    Some(&mut aug_rng)
+                } else {
+                    None
+                },
+            );
             opt.zero_grad();
             let logits = model.forward_t(&x, true);
             let mut loss = loss_fn.compute(&logits, &y)?;
             if plan.l2 > 0.0 {
-                loss = loss + losses::l2_penalty(&params, plan.l2);
+                loss += losses::l2_penalty(&params, plan.l2);
             }
             let value = loss.double_value(&[]);
             if !value.is_finite() {
@@ -857,7 +967,13 @@ pub fn train(
             state.global_step += 1;
             let b = chunk.len();
             loss_sum += value * b as f64;
-            correct += tch::no_grad(|| logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]));
+            correct += tch::no_grad(|| {
+                logits
+                    .argmax(1, false)
+                    .eq_tensor(&y)
+                    .sum(Kind::Int64)
+                    .int64_value(&[])
+            });
             seen += b;
             let secs = epoch_start.elapsed().as_secs_f64().max(1e-9);
             progress.step(&StepInfo {
@@ -879,7 +995,11 @@ pub fn train(
             &images,
             &data.val_indices,
             plan.eval_batch_size,
-            if plan.augment_val && plan.augment { Some(&mut val_rng) } else { None },
+            if plan.augment_val && plan.augment {
+                Some(&mut val_rng)
+            } else {
+                None
+            },
         );
         let val = val_metrics(&logits, &labels, &loss_fn)?;
         let criterion = match plan.selection {
@@ -921,7 +1041,9 @@ pub fn train(
     }
 
     let best_epoch = state.best_epoch.ok_or_else(|| {
-        Stage1Error::Plan("no epoch produced a finite validation criterion; no best checkpoint".into())
+        Stage1Error::Plan(
+            "no epoch produced a finite validation criterion; no best checkpoint".into(),
+        )
     })?;
     let summary = Stage1Summary {
         name: plan.name.clone(),
@@ -944,7 +1066,9 @@ pub fn train(
 
 /// The libtorch version tch was built against (from torch-sys's build; `unknown` when absent).
 pub fn libtorch_version() -> String {
-    option_env!("DECAL_LIBTORCH_VERSION").unwrap_or("2.11.0 (tch 0.24)").to_string()
+    option_env!("DECAL_LIBTORCH_VERSION")
+        .unwrap_or("2.11.0 (tch 0.24)")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -992,20 +1116,33 @@ mod tests {
         let text = plan.to_toml().unwrap();
         let back = Stage1Plan::from_toml(&text, Path::new("c.toml")).unwrap();
         assert_eq!(plan, back);
-        let err = Stage1Plan::from_toml("epochs = 3\nlearning_rate = 0.1\n", Path::new("c.toml")).unwrap_err();
+        let err = Stage1Plan::from_toml("epochs = 3\nlearning_rate = 0.1\n", Path::new("c.toml"))
+            .unwrap_err();
         assert!(err.to_string().contains("learning_rate"), "{err}");
     }
 
     #[test]
     fn compat_switches() {
         let mut plan = Stage1Plan {
-            loss: LossConfig::AdaptiveFocal { gammas: vec![5.0, 3.0], probs: vec![0.2, 1.0], mode: AdaptiveMode::Fixed },
+            loss: LossConfig::AdaptiveFocal {
+                gammas: vec![5.0, 3.0],
+                probs: vec![0.2, 1.0],
+                mode: AdaptiveMode::Fixed,
+            },
             ..Stage1Plan::default()
         };
         plan.apply_compat(&Compat::parse_list("seed").unwrap());
         assert!(!plan.shuffle && plan.augment_val && plan.selection == Selection::ValLoss);
-        assert!(matches!(plan.loss, LossConfig::AdaptiveFocal { mode: AdaptiveMode::Seed, .. }));
-        assert!(Compat::parse_list("seed-unshuffled, nope").unwrap_err().contains("nope"));
+        assert!(matches!(
+            plan.loss,
+            LossConfig::AdaptiveFocal {
+                mode: AdaptiveMode::Seed,
+                ..
+            }
+        ));
+        assert!(Compat::parse_list("seed-unshuffled, nope")
+            .unwrap_err()
+            .contains("nope"));
     }
 
     #[test]
@@ -1025,7 +1162,11 @@ mod tests {
         for seed in 0..20u64 {
             let mut rng = SplitMix64::for_epoch(seed, 0, 2);
             let mut probe = rng.clone();
-            let (r, c, flip) = (probe.below(9) as i64, probe.below(9) as i64, probe.below(2) == 1);
+            let (r, c, flip) = (
+                probe.below(9) as i64,
+                probe.below(9) as i64,
+                probe.below(2) == 1,
+            );
             let (x, _) = images.batch(&[0], Some(&mut rng));
             let x: Vec<f32> = Vec::<f32>::try_from(&x.view([-1])).unwrap();
             for i in 0..4i64 {
@@ -1037,7 +1178,11 @@ mod tests {
                     } else {
                         0.0
                     };
-                    assert_eq!(x[(i * 4 + j) as usize], want, "seed {seed} ({r},{c},{flip}) at {i},{j}");
+                    assert_eq!(
+                        x[(i * 4 + j) as usize],
+                        want,
+                        "seed {seed} ({r},{c},{flip}) at {i},{j}"
+                    );
                 }
             }
         }

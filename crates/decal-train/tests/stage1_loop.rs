@@ -16,7 +16,9 @@ fn synthetic(n: usize) -> ImageSet {
     let mut labels = Vec::with_capacity(n);
     let mut state = 12345u64;
     let mut noise = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) % 60) as i32
     };
     for i in 0..n {
@@ -62,7 +64,9 @@ fn plan(name: &str, epochs: usize) -> Stage1Plan {
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
     let mut t = Tensor::read_safetensors(dir).unwrap();
     t.sort_by(|a, b| a.0.cmp(&b.0));
-    t.into_iter().map(|(k, v)| (k, Vec::<f32>::try_from(&v.view([-1])).unwrap())).collect()
+    t.into_iter()
+        .map(|(k, v)| (k, Vec::<f32>::try_from(&v.view([-1])).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -71,14 +75,29 @@ fn learns_and_writes_the_run_directory() {
     let p = plan("learn", 4);
     let data = Stage1Data::from_set(synthetic(320), &p).unwrap();
     let run = tempfile::tempdir().unwrap();
-    let summary = stage1::train(&p, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
+    let summary =
+        stage1::train(&p, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
     assert_eq!(summary.epochs_run, 4);
     assert_eq!((summary.num_train, summary.num_val), (256, 64));
-    assert!(summary.best.val_accuracy > 0.6, "val accuracy {} (chance 0.25)", summary.best.val_accuracy);
-    for f in ["config.toml", "provenance.json", "metrics.jsonl", "metrics.csv", "summary.json"] {
+    assert!(
+        summary.best.val_accuracy > 0.6,
+        "val accuracy {} (chance 0.25)",
+        summary.best.val_accuracy
+    );
+    for f in [
+        "config.toml",
+        "provenance.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "summary.json",
+    ] {
         assert!(run.path().join(f).is_file(), "missing {f}");
     }
-    for f in ["best/config.json", "best/model.safetensors", "last/state.json"] {
+    for f in [
+        "best/config.json",
+        "best/model.safetensors",
+        "last/state.json",
+    ] {
         assert!(run.path().join(f).is_file(), "missing {f}");
     }
     let jsonl = std::fs::read_to_string(run.path().join("metrics.jsonl")).unwrap();
@@ -89,17 +108,31 @@ fn learns_and_writes_the_run_directory() {
     let back = Stage1Plan::read(&run.path().join("config.toml")).unwrap();
     assert_eq!(back, p);
     // best/ holds the epoch with the lowest validation NLL.
-    let hist: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hist: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let best = hist
         .iter()
-        .min_by(|a, b| a["val_nll"].as_f64().unwrap().total_cmp(&b["val_nll"].as_f64().unwrap()))
+        .min_by(|a, b| {
+            a["val_nll"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["val_nll"].as_f64().unwrap())
+        })
         .unwrap();
     assert_eq!(best["epoch"].as_u64().unwrap() as usize, summary.best_epoch);
     // best/ is a decal_models checkpoint that loads and records how it was selected.
     let loaded = decal_models::checkpoint::load(&run.path().join("best"), Device::Cpu).unwrap();
     assert_eq!(loaded.meta.epoch, Some(summary.best_epoch as u64));
-    assert_eq!(loaded.meta.selection.as_ref().unwrap().criterion, "valid_nll");
-    assert_eq!(loaded.meta.selection.as_ref().unwrap().value, best["val_nll"].as_f64().unwrap());
+    assert_eq!(
+        loaded.meta.selection.as_ref().unwrap().criterion,
+        "valid_nll"
+    );
+    assert_eq!(
+        loaded.meta.selection.as_ref().unwrap().value,
+        best["val_nll"].as_f64().unwrap()
+    );
 }
 
 #[test]
@@ -113,12 +146,18 @@ fn resume_is_bit_exact() {
 
     // Same plan, stopped after 1 epoch (as if killed), then resumed with the 2-epoch plan.
     let b = tempfile::tempdir().unwrap();
-    let first = Stage1Plan { epochs: 1, ..full.clone() };
+    let first = Stage1Plan {
+        epochs: 1,
+        ..full.clone()
+    };
     stage1::train(&first, &data, b.path(), Device::Cpu, false, &mut NoProgress).unwrap();
     std::fs::remove_file(b.path().join("summary.json")).unwrap();
     stage1::train(&full, &data, b.path(), Device::Cpu, true, &mut NoProgress).unwrap();
 
-    assert_eq!(weights(&a.path().join("last/model.safetensors")), weights(&b.path().join("last/model.safetensors")));
+    assert_eq!(
+        weights(&a.path().join("last/model.safetensors")),
+        weights(&b.path().join("last/model.safetensors"))
+    );
     assert_eq!(
         weights(&a.path().join("last/optimizer.safetensors")),
         weights(&b.path().join("last/optimizer.safetensors"))
@@ -142,7 +181,10 @@ fn resume_is_bit_exact() {
     stage1::train(&first, &data, c.path(), Device::Cpu, false, &mut NoProgress).unwrap();
     std::fs::rename(c.path().join("last"), c.path().join("last.prev")).unwrap();
     stage1::train(&full, &data, c.path(), Device::Cpu, true, &mut NoProgress).unwrap();
-    assert_eq!(weights(&a.path().join("last/model.safetensors")), weights(&c.path().join("last/model.safetensors")));
+    assert_eq!(
+        weights(&a.path().join("last/model.safetensors")),
+        weights(&c.path().join("last/model.safetensors"))
+    );
 
     // A corrupted last/ is detected, never silently used.
     let bad = c.path().join("last/model.safetensors");
@@ -150,7 +192,8 @@ fn resume_is_bit_exact() {
     let len = bytes.len();
     bytes[len - 3] ^= 0xff;
     std::fs::write(&bad, bytes).unwrap();
-    let err = stage1::train(&full, &data, c.path(), Device::Cpu, true, &mut NoProgress).unwrap_err();
+    let err =
+        stage1::train(&full, &data, c.path(), Device::Cpu, true, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
 }
 
@@ -162,8 +205,20 @@ fn divergence_stops_and_keeps_last_good_checkpoint() {
     let data = Stage1Data::from_set(synthetic(160), &p).unwrap();
     let run = tempfile::tempdir().unwrap();
     // One sane epoch, then an absurd learning rate from epoch 1 on.
-    let first = Stage1Plan { epochs: 1, lr: 1e-3, ..p.clone() };
-    stage1::train(&first, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
+    let first = Stage1Plan {
+        epochs: 1,
+        lr: 1e-3,
+        ..p.clone()
+    };
+    stage1::train(
+        &first,
+        &data,
+        run.path(),
+        Device::Cpu,
+        false,
+        &mut NoProgress,
+    )
+    .unwrap();
     let before = weights(&run.path().join("last/model.safetensors"));
     p.lr = 1e30;
     let err = stage1::train(&p, &data, run.path(), Device::Cpu, true, &mut NoProgress).unwrap_err();
@@ -190,6 +245,12 @@ fn seed_compat_runs_and_is_recorded() {
     let s = stage1::train(&p, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
     assert_eq!(s.selection, stage1::Selection::ValLoss);
     let cfg = std::fs::read_to_string(run.path().join("config.toml")).unwrap();
-    assert!(cfg.contains("shuffle = false") && cfg.contains("augment_val = true"), "{cfg}");
-    assert!(cfg.contains("selection = \"val-loss\"") && cfg.contains("mode = \"seed\""), "{cfg}");
+    assert!(
+        cfg.contains("shuffle = false") && cfg.contains("augment_val = true"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("selection = \"val-loss\"") && cfg.contains("mode = \"seed\""),
+        "{cfg}"
+    );
 }

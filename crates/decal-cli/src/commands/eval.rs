@@ -14,8 +14,10 @@ use std::time::Instant;
 
 /// Arguments of `decal eval`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  decal eval --checkpoint runs/cnn-cifar10-ce-seed0/best --dataset cifar10 \
---data-dir ../shared/datasets/cifar10-jpeg --profile paper --json test.json --save-logits test_logits.npy")]
+#[command(
+    after_help = "Example:\n  decal eval --checkpoint runs/cnn-cifar10-ce-seed0/best --dataset cifar10 \
+--data-dir ../shared/datasets/cifar10-jpeg --profile paper --json test.json --save-logits test_logits.npy"
+)]
 pub struct Args {
     /// A decal checkpoint directory (config.json + model.safetensors): a run's best/, or the output of
     /// `decal import`.
@@ -63,16 +65,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be >= 1");
     }
-    let profile = Profile::by_name(&args.profile)
-        .with_context(|| format!("--profile {}: unknown profile (expected paper or default)", args.profile))?;
-    decal_models::device::set_threads(if args.threads == 0 { None } else { Some(args.threads) });
+    let profile = Profile::by_name(&args.profile).with_context(|| {
+        format!(
+            "--profile {}: unknown profile (expected paper or default)",
+            args.profile
+        )
+    })?;
+    decal_models::device::set_threads(if args.threads == 0 {
+        None
+    } else {
+        Some(args.threads)
+    });
     let device = decal_models::device::parse(&args.device)?;
     let loaded = decal_models::checkpoint::load(&args.checkpoint, device)?;
     let meta = &loaded.meta;
     let dataset_name = match (&args.dataset, &meta.dataset) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => d.clone(),
-        (None, None) => bail!("{}: the checkpoint records no dataset; pass --dataset", args.checkpoint.display()),
+        (None, None) => bail!(
+            "{}: the checkpoint records no dataset; pass --dataset",
+            args.checkpoint.display()
+        ),
     };
     let dataset = decal_data::DatasetName::parse(&dataset_name)?;
     let split = decal_data::SplitName::parse(&args.split)?;
@@ -115,19 +128,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let k = loaded.classifier.num_classes() as usize;
     if set.num_classes() > k {
-        bail!("{}: the model has {k} classes but {} has {}", args.checkpoint.display(), set.name, set.num_classes());
+        bail!(
+            "{}: the model has {k} classes but {} has {}",
+            args.checkpoint.display(),
+            set.name,
+            set.num_classes()
+        );
     }
 
     let started = Instant::now();
     let images = DeviceImages::new(&set, &mean, &std, device);
     let indices: Vec<usize> = (0..set.len()).collect();
-    let (logits, labels) = predict_logits(&loaded.classifier, &images, &indices, args.batch_size, None);
+    let (logits, labels) =
+        predict_logits(&loaded.classifier, &images, &indices, args.batch_size, None);
     let secs = started.elapsed().as_secs_f64();
     let logits: Vec<f32> = Vec::<f32>::try_from(&logits.contiguous().view([-1]))?;
     let labels: Vec<i64> = Vec::<i64>::try_from(&labels)?;
     let n = labels.len();
-    let input = PredictionInput::logits_f32(&logits, k, &labels)
-        .with_context(|| format!("{}: the model produced invalid logits", args.checkpoint.display()))?;
+    let input = PredictionInput::logits_f32(&logits, k, &labels).with_context(|| {
+        format!(
+            "{}: the model produced invalid logits",
+            args.checkpoint.display()
+        )
+    })?;
     let summary = evaluate(&input, &profile);
 
     println!(

@@ -6,11 +6,11 @@
 //! and `--print-config` shows it without training.
 
 use anyhow::{bail, Context};
+use decal_train::checkpoint::EpochRecord;
 use decal_train::losses::{AdaptiveMode, LossConfig};
 use decal_train::optim::OptimizerConfig;
 use decal_train::schedule::ScheduleConfig;
 use decal_train::stage1::{self, Compat, Progress, Selection, Stage1Data, Stage1Plan, StepInfo};
-use decal_train::checkpoint::EpochRecord;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -146,11 +146,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(dir) => resume_plan(&args, dir)?,
         None => {
             let plan = resolve_plan(&args)?;
-            let run_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs")).join(&plan.name);
+            let run_dir = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs"))
+                .join(&plan.name);
             (plan, run_dir, false)
         }
     };
-    plan.validate().with_context(|| format!("run {}", run_dir.display()))?;
+    plan.validate()
+        .with_context(|| format!("run {}", run_dir.display()))?;
     if args.print_config {
         print!("{}", plan.to_toml()?);
         return Ok(());
@@ -161,7 +166,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             remove_previous_outputs(&run_dir)?;
         }
     }
-    let threads = decal_models::device::set_threads(if plan.threads == 0 { None } else { Some(plan.threads) });
+    let threads = decal_models::device::set_threads(if plan.threads == 0 {
+        None
+    } else {
+        Some(plan.threads)
+    });
     let device = decal_models::device::parse(&plan.device)?;
     let mut progress = CliProgress::new();
     progress.message(&format!(
@@ -173,7 +182,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         threads,
         run_dir.display()
     ));
-    let data = Stage1Data::load(&plan).with_context(|| format!("loading {} from {}", plan.dataset, plan.data_dir.display()))?;
+    let data = Stage1Data::load(&plan)
+        .with_context(|| format!("loading {} from {}", plan.dataset, plan.data_dir.display()))?;
     progress.message(&format!(
         "data: {} training images, {} validation images, {} classes",
         data.train_indices.len(),
@@ -201,13 +211,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Removes what a previous run wrote into `run_dir` (only decal's own file names), for `--force`.
 fn remove_previous_outputs(run_dir: &Path) -> anyhow::Result<()> {
-    for name in ["last", "last.prev", ".last.tmp", "best", "best.prev", ".best.tmp"] {
+    for name in [
+        "last",
+        "last.prev",
+        ".last.tmp",
+        "best",
+        "best.prev",
+        ".best.tmp",
+    ] {
         let p = run_dir.join(name);
         if p.is_dir() {
             std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
         }
     }
-    for name in [stage1::files::SUMMARY, stage1::files::METRICS_JSONL, stage1::files::METRICS_CSV] {
+    for name in [
+        stage1::files::SUMMARY,
+        stage1::files::METRICS_JSONL,
+        stage1::files::METRICS_CSV,
+    ] {
         let p = run_dir.join(name);
         if p.is_file() {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -219,7 +240,10 @@ fn remove_previous_outputs(run_dir: &Path) -> anyhow::Result<()> {
 fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, bool)> {
     let config = dir.join(stage1::files::CONFIG);
     if !config.is_file() {
-        bail!("{}: not a decal stage-1 run directory (no config.toml)", dir.display());
+        bail!(
+            "{}: not a decal stage-1 run directory (no config.toml)",
+            dir.display()
+        );
     }
     let given: Vec<&str> = [
         ("--model", args.model.is_some()),
@@ -265,7 +289,11 @@ fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, 
     let finished = dir.join(stage1::files::SUMMARY).is_file();
     if let Some(epochs) = args.epochs {
         if epochs < plan.epochs {
-            bail!("{}: --epochs {epochs} is fewer than the run's {} epochs", dir.display(), plan.epochs);
+            bail!(
+                "{}: --epochs {epochs} is fewer than the run's {} epochs",
+                dir.display(),
+                plan.epochs
+            );
         }
         if epochs > plan.epochs {
             plan.epochs = epochs;
@@ -293,20 +321,25 @@ fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, 
 
 /// Builds the plan: defaults → dataset defaults → config file → flags → compat switches.
 pub fn resolve_plan(args: &Args) -> anyhow::Result<Stage1Plan> {
-    let file_table: Option<toml::Table> = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?)
-        }
-        None => None,
-    };
+    let file_table: Option<toml::Table> =
+        match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Some(toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string()))
+                })?)
+            }
+            None => None,
+        };
     let file_has_name = file_table.as_ref().is_some_and(|t| t.contains_key("name"));
     let mut plan = Stage1Plan::default();
-    if let Some(ds) = args
-        .dataset
-        .clone()
-        .or_else(|| file_table.as_ref().and_then(|t| t.get("dataset")).and_then(|v| v.as_str().map(String::from)))
-    {
+    if let Some(ds) = args.dataset.clone().or_else(|| {
+        file_table
+            .as_ref()
+            .and_then(|t| t.get("dataset"))
+            .and_then(|v| v.as_str().map(String::from))
+    }) {
         plan.dataset = ds;
     }
     plan.apply_dataset_defaults();
@@ -328,7 +361,13 @@ pub fn resolve_plan(args: &Args) -> anyhow::Result<Stage1Plan> {
         plan.apply_compat(&compat);
     }
     if args.name.is_none() && !file_has_name {
-        plan.name = format!("{}-{}-{}-seed{}", plan.model, stage1::canonical_dataset(&plan.dataset), plan.loss.short_name(), plan.seed);
+        plan.name = format!(
+            "{}-{}-{}-seed{}",
+            plan.model,
+            stage1::canonical_dataset(&plan.dataset),
+            plan.loss.short_name(),
+            plan.seed
+        );
     }
     Ok(plan)
 }
@@ -384,7 +423,11 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
         plan.patience = v;
     }
     if let Some(v) = &a.selection {
-        plan.selection = if v == "val-loss" { Selection::ValLoss } else { Selection::ValNll };
+        plan.selection = if v == "val-loss" {
+            Selection::ValLoss
+        } else {
+            Selection::ValNll
+        };
     }
     // Loss.
     if let Some(kind) = &a.loss {
@@ -396,12 +439,23 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
                 LossConfig::Focal { gamma }
             }
             "fla" => {
-                let gammas = a.gammas.clone().context("--loss fla needs --gammas and --probs (e.g. --gammas 5 3 --probs 0.2 1)")?;
-                let probs = a.probs.clone().context("--loss fla needs --probs (e.g. --probs 0.2 1)")?;
-                LossConfig::AdaptiveFocal { gammas, probs, mode: AdaptiveMode::Fixed }
+                let gammas = a.gammas.clone().context(
+                    "--loss fla needs --gammas and --probs (e.g. --gammas 5 3 --probs 0.2 1)",
+                )?;
+                let probs = a
+                    .probs
+                    .clone()
+                    .context("--loss fla needs --probs (e.g. --probs 0.2 1)")?;
+                LossConfig::AdaptiveFocal {
+                    gammas,
+                    probs,
+                    mode: AdaptiveMode::Fixed,
+                }
             }
             _ => {
-                let epsilon = a.label_smoothing.context("--loss ls needs --label-smoothing EPS")?;
+                let epsilon = a
+                    .label_smoothing
+                    .context("--loss ls needs --label-smoothing EPS")?;
                 LossConfig::LabelSmoothing { epsilon }
             }
         };
@@ -417,7 +471,12 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
         };
     }
     match &mut plan.optimizer {
-        OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
+        OptimizerConfig::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            ..
+        } => {
             if let Some(m) = a.momentum {
                 *momentum = m;
             }
@@ -428,7 +487,8 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
                 *weight_decay = w;
             }
         }
-        OptimizerConfig::Adam { weight_decay, .. } | OptimizerConfig::AdamW { weight_decay, .. } => {
+        OptimizerConfig::Adam { weight_decay, .. }
+        | OptimizerConfig::AdamW { weight_decay, .. } => {
             if a.momentum.is_some() || a.nesterov {
                 bail!("--momentum and --nesterov apply to --optimizer sgd only");
             }
@@ -442,7 +502,10 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
         plan.schedule = match kind.as_str() {
             "constant" => ScheduleConfig::Constant,
             "cosine" => ScheduleConfig::Cosine { min_lr: 0.0 },
-            _ => ScheduleConfig::MultiStep { milestones: Vec::new(), gamma: 0.1 },
+            _ => ScheduleConfig::MultiStep {
+                milestones: Vec::new(),
+                gamma: 0.1,
+            },
         };
     }
     match &mut plan.schedule {
@@ -467,7 +530,9 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
     if a.min_lr.is_some() && !matches!(plan.schedule, ScheduleConfig::Cosine { .. }) {
         bail!("--min-lr applies to --schedule cosine only");
     }
-    if (a.milestones.is_some() || a.lr_gamma.is_some()) && !matches!(plan.schedule, ScheduleConfig::MultiStep { .. }) {
+    if (a.milestones.is_some() || a.lr_gamma.is_some())
+        && !matches!(plan.schedule, ScheduleConfig::MultiStep { .. })
+    {
         bail!("--milestones and --lr-gamma apply to --schedule multi-step only");
     }
     Ok(())
@@ -518,7 +583,8 @@ impl Progress for CliProgress {
         self.steps_done_in_session += 1;
         let elapsed = self.started.elapsed().as_secs_f64();
         let per_step = elapsed / self.steps_done_in_session as f64;
-        let remaining_steps = (s.steps - s.step - 1) as f64 + ((s.epochs - s.epoch - 1) * s.steps) as f64;
+        let remaining_steps =
+            (s.steps - s.step - 1) as f64 + ((s.epochs - s.epoch - 1) * s.steps) as f64;
         let eta = per_step * remaining_steps;
         let line = format!(
             "epoch {}/{} step {}/{} loss {:.4} acc {:.2}% lr {:.3e} {:.0} img/s ETA {}",
@@ -534,10 +600,18 @@ impl Progress for CliProgress {
         );
         if self.tty {
             let now = Instant::now();
-            if self.last_draw.is_none_or(|t| now.duration_since(t).as_millis() >= 100) || s.step + 1 == s.steps {
+            if self
+                .last_draw
+                .is_none_or(|t| now.duration_since(t).as_millis() >= 100)
+                || s.step + 1 == s.steps
+            {
                 let width = 30usize;
                 let filled = ((s.step + 1) * width) / s.steps.max(1);
-                print!("\r[{}{}] {line}\x1b[K", "#".repeat(filled), "-".repeat(width - filled));
+                print!(
+                    "\r[{}{}] {line}\x1b[K",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled)
+                );
                 let _ = std::io::stdout().flush();
                 self.last_draw = Some(now);
             }
