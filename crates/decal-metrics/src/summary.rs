@@ -598,6 +598,27 @@ impl SummaryAccumulator {
         Ok(())
     }
 
+    /// Like [`Self::add`], but error messages number rows from `first_row` (for callers that split one input
+    /// across several accumulators and merge them afterwards).
+    pub fn add_at(
+        &mut self,
+        values: Values<'_>,
+        labels: &[i64],
+        first_row: usize,
+    ) -> Result<(), MetricsError> {
+        validate_rows(
+            self.kind.name(),
+            self.kind,
+            values,
+            self.num_classes,
+            Some(labels),
+            first_row,
+            self.profile.prob_sum_tolerance,
+        )?;
+        self.add_unchecked(values, labels);
+        Ok(())
+    }
+
     fn add_unchecked(&mut self, values: Values<'_>, labels: &[i64]) {
         let k = self.num_classes;
         let mut z = vec![0.0; k];
@@ -701,6 +722,17 @@ impl SummaryAccumulator {
                 process_row(kind, &self.profile, score, &z, &mut probs, None).score
             })
             .collect())
+    }
+
+    /// Description of the OOD score actually used (msp when the profile's score needs logits but
+    /// probabilities were given).
+    pub fn ood_score_name(&self) -> String {
+        self.ood_score.describe()
+    }
+
+    /// The profile this accumulator computes.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
     }
 
     /// The kept ID scores (in row order), when `KeepRows::ood_scores` was set.

@@ -1,10 +1,601 @@
-//! `decal metrics` (placeholder: being implemented).
+//! `decal metrics`: calibration, proper-score and OOD metrics from saved logits or probabilities.
+//!
+//! Inputs are `.npy` (streamed in chunks with bounded memory), `.npz` (choose arrays with `--key` /
+//! `--labels-key`) or `.csv`. Whether a matrix holds logits or probabilities is never guessed: the flag says
+//! which, and probability rows are checked to sum to 1. Every number is computed by
+//! `decal_metrics::summary` (the same code `decal eval` and the experiment runner use) under a named profile,
+//! and the JSON output carries a `definitions` object naming every definition used.
+//!
+//! Chunks are processed on all available cores (each thread fills its own mergeable accumulator; the partial
+//! accumulators are merged in row order), so the result does not depend on the thread count beyond f64
+//! re-association of sums.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use decal_io::npy::{DType, NpyReader};
+use decal_metrics::binning::Membership;
+use decal_metrics::bootstrap::BootstrapConfig;
+use decal_metrics::profile::{Fpr95Convention, OodScore, Profile};
+use decal_metrics::summary::{
+    EvalOptions, KeepRows, ScoreKind, Summary, SummaryAccumulator, Values,
+};
 
 /// Arguments of `decal metrics`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(group(clap::ArgGroup::new("predictions").required(true).args(["logits", "probs"])))]
+#[command(group(clap::ArgGroup::new("ood").required(false).args(["ood_logits", "ood_probs"])))]
+pub struct Args {
+    /// Logits, shape [N, K] (float16/32/64), as .npy, .npz or .csv. Softmax is applied by decal.
+    #[arg(long, value_name = "FILE")]
+    pub logits: Option<PathBuf>,
+    /// Probabilities, shape [N, K]; every row must sum to 1 within --prob-tolerance (the failing row is named).
+    #[arg(long, value_name = "FILE")]
+    pub probs: Option<PathBuf>,
+    /// Integer class labels, shape [N] (or [N, 1]), any integer dtype, values in [0, K).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Array name inside an .npz given to --logits/--probs (optional when the archive holds one array).
+    #[arg(long, value_name = "NAME")]
+    pub key: Option<String>,
+    /// Array name inside an .npz given to --labels.
+    #[arg(long, value_name = "NAME")]
+    pub labels_key: Option<String>,
+    /// Metric profile: `paper` (the seed's definitions: 10 bins, torchmetrics membership, float32 softmax,
+    /// sklearn-clipped NLL, interpolated FPR95, ECE shown x100) or `default` (15 bins, exact definitions).
+    #[arg(long, default_value = "default", value_parser = ["paper", "default"])]
+    pub profile: String,
+    /// Override the number of equal-width bins M of the profile.
+    #[arg(long, value_name = "M")]
+    pub bins: Option<usize>,
+    /// Override the bin-membership convention: `torchmetrics` ([lo,hi) + a bin for confidence == 1.0),
+    /// `guo` ((lo,hi]) or `histogram` ([lo,hi), last bin closed).
+    #[arg(long, value_parser = ["torchmetrics", "guo", "histogram"])]
+    pub membership: Option<String>,
+    /// Logits of an out-of-distribution set, shape [N_ood, K]; adds AUROC, AUPR and FPR@95TPR.
+    #[arg(long, value_name = "FILE")]
+    pub ood_logits: Option<PathBuf>,
+    /// Probabilities of an out-of-distribution set, shape [N_ood, K].
+    #[arg(long, value_name = "FILE")]
+    pub ood_probs: Option<PathBuf>,
+    /// Array name inside an .npz given to --ood-logits/--ood-probs.
+    #[arg(long, value_name = "NAME")]
+    pub ood_key: Option<String>,
+    /// OOD score (larger = more in-distribution): msp, max-logit, energy (T = 1) or neg-entropy.
+    /// Default: the profile's (msp).
+    #[arg(long, value_parser = ["msp", "max-logit", "energy", "neg-entropy"])]
+    pub ood_score: Option<String>,
+    /// FPR@95TPR convention reported as `fpr95`: idpos-exact, idpos-interp (paper) or oodpos-first (OpenOOD).
+    /// All three are always in the JSON's `ood` object.
+    #[arg(long, value_parser = ["idpos-exact", "idpos-interp", "oodpos-first"])]
+    pub fpr95: Option<String>,
+    /// Percentile-bootstrap confidence intervals with this many resamples (keeps 5 values per row in memory).
+    #[arg(long, value_name = "N")]
+    pub bootstrap: Option<usize>,
+    /// Seed of the bootstrap generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Confidence level of the bootstrap intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Skip equal-mass ECE (it keeps one confidence per row in memory; without it memory is independent of N
+    /// unless OOD or bootstrap are requested).
+    #[arg(long)]
+    pub no_ece_em: bool,
+    /// Tolerance on |sum_k p_k - 1| for --probs rows.
+    #[arg(long, value_name = "TOL")]
+    pub prob_tolerance: Option<f64>,
+    /// Write the full result (all metrics, reliability bins, definitions, inputs) as JSON to this file.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
+    /// Write a reliability diagram to STEM.svg, STEM.png and STEM.csv.
+    #[arg(long, value_name = "STEM")]
+    pub reliability: Option<PathBuf>,
+    /// Worker threads (default: all available cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Builds the profile from `--profile` and its overrides; the name records every override.
+pub(crate) fn build_profile(
+    name: &str,
+    bins: Option<usize>,
+    membership: Option<&str>,
+) -> anyhow::Result<Profile> {
+    let mut profile =
+        Profile::by_name(name).with_context(|| format!("unknown profile '{name}'"))?;
+    let mut overrides = Vec::new();
+    if let Some(m) = bins {
+        if m == 0 {
+            bail!("--bins must be at least 1");
+        }
+        profile.num_bins = m;
+        overrides.push(format!("bins={m}"));
+    }
+    if let Some(m) = membership {
+        profile.membership =
+            Membership::by_name(m).with_context(|| format!("unknown membership '{m}'"))?;
+        overrides.push(format!("membership={m}"));
+    }
+    if !overrides.is_empty() {
+        profile.name = format!("{name}({})", overrides.join(","));
+    }
+    Ok(profile)
+}
+
+fn is_npy(path: &Path) -> bool {
+    !matches!(
+        path.extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .as_deref(),
+        Some("npz") | Some("csv")
+    )
+}
+
+/// A source of prediction rows: a streamed `.npy` or a fully loaded matrix.
+enum Rows {
+    Stream(NpyReader),
+    Loaded { data: Vec<f64>, next: usize },
+}
+
+/// A source of labels, streamed or loaded.
+enum LabelRows {
+    Stream(NpyReader),
+    Loaded { data: Vec<i64>, next: usize },
+}
+
+/// Opens predictions `[N, K]`; returns the source, N and K.
+fn open_predictions(path: &Path, key: Option<&str>) -> anyhow::Result<(Rows, usize, usize)> {
+    if is_npy(path) {
+        let reader = NpyReader::open(path)?;
+        let h = reader.header();
+        if h.shape.len() != 2 {
+            bail!(
+                "{}: expected a 2-D [N, K] array of scores, got shape {:?}",
+                path.display(),
+                h.shape
+            );
+        }
+        if !h.dtype.is_float() {
+            bail!(
+                "{}: expected float16/float32/float64 scores, got dtype {}",
+                path.display(),
+                h.descr
+            );
+        }
+        let (n, k) = (h.shape[0], h.shape[1]);
+        if n == 0 || k == 0 {
+            bail!("{}: empty array of shape {:?}", path.display(), h.shape);
+        }
+        Ok((Rows::Stream(reader), n, k))
+    } else {
+        let m = decal_io::matrix::load_matrix(path, key)?;
+        let (n, k) = (m.rows, m.cols);
+        Ok((
+            Rows::Loaded {
+                data: m.data,
+                next: 0,
+            },
+            n,
+            k,
+        ))
+    }
+}
+
+fn open_labels(path: &Path, key: Option<&str>) -> anyhow::Result<(LabelRows, usize)> {
+    if is_npy(path) {
+        let reader = NpyReader::open(path)?;
+        let h = reader.header();
+        let ok = h.shape.len() == 1 || (h.shape.len() == 2 && h.shape[1] == 1);
+        if !ok {
+            bail!(
+                "{}: expected labels of shape [N], got shape {:?}",
+                path.display(),
+                h.shape
+            );
+        }
+        if h.dtype == DType::F16 {
+            bail!(
+                "{}: float16 labels are not supported; save integer labels",
+                path.display()
+            );
+        }
+        let n = h.shape[0];
+        if n == 0 {
+            bail!("{}: no labels (empty array)", path.display());
+        }
+        Ok((LabelRows::Stream(reader), n))
+    } else {
+        let y = decal_io::matrix::load_labels(path, key)?;
+        let n = y.len();
+        Ok((LabelRows::Loaded { data: y, next: 0 }, n))
+    }
+}
+
+impl Rows {
+    fn next_chunk(
+        &mut self,
+        max_rows: usize,
+        k: usize,
+        out: &mut Vec<f64>,
+    ) -> anyhow::Result<usize> {
+        match self {
+            Rows::Stream(r) => Ok(r.read_rows_f64(max_rows, out)?),
+            Rows::Loaded { data, next } => {
+                let rows = max_rows.min(data.len() / k - *next);
+                out.clear();
+                out.extend_from_slice(&data[*next * k..(*next + rows) * k]);
+                *next += rows;
+                Ok(rows)
+            }
+        }
+    }
+}
+
+impl LabelRows {
+    /// Reads `rows` labels; `offset` is the index of the first (for messages).
+    fn next_chunk(
+        &mut self,
+        rows: usize,
+        offset: usize,
+        path: &Path,
+        buf: &mut Vec<f64>,
+        out: &mut Vec<i64>,
+    ) -> anyhow::Result<()> {
+        out.clear();
+        match self {
+            LabelRows::Stream(r) => {
+                let got = r.read_rows_f64(rows, buf)?;
+                if got != rows {
+                    bail!("{}: ended after {} labels", path.display(), offset + got);
+                }
+                for (i, &v) in buf.iter().enumerate() {
+                    // Integer dtypes convert exactly (below 2^53); float labels must hold integers.
+                    if !v.is_finite() || v.fract() != 0.0 || v.abs() > 9.007_199_254_740_992e15 {
+                        bail!(
+                            "{}: element {} is {v}, not an integer class index",
+                            path.display(),
+                            offset + i
+                        );
+                    }
+                    out.push(v as i64);
+                }
+            }
+            LabelRows::Loaded { data, next } => {
+                out.extend_from_slice(&data[*next..*next + rows]);
+                *next += rows;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows per chunk read from disk (then split across threads).
+const CHUNK_ROWS: usize = 1 << 18;
+
+/// Computes the summary of predictions in `pred_path` against `labels_path`, streaming `.npy` inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn summarise_files(
+    kind: ScoreKind,
+    pred_path: &Path,
+    key: Option<&str>,
+    labels_path: &Path,
+    labels_key: Option<&str>,
+    profile: &Profile,
+    keep: KeepRows,
+    threads: usize,
+) -> anyhow::Result<(SummaryAccumulator, usize, usize)> {
+    let (mut rows, n, k) = open_predictions(pred_path, key)?;
+    let (mut labels, n_labels) = open_labels(labels_path, labels_key)?;
+    if n != n_labels {
+        bail!(
+            "{} has {n_labels} labels but {} has {n} rows of predictions",
+            labels_path.display(),
+            pred_path.display()
+        );
+    }
+    let threads = threads.max(1);
+    let mut total = SummaryAccumulator::new(profile, kind, k, keep);
+    let (mut buf, mut lbuf, mut ybuf) = (Vec::new(), Vec::new(), Vec::new());
+    let mut offset = 0;
+    loop {
+        let got = rows.next_chunk(CHUNK_ROWS, k, &mut buf)?;
+        if got == 0 {
+            break;
+        }
+        labels.next_chunk(got, offset, labels_path, &mut lbuf, &mut ybuf)?;
+        if let Some(i) = ybuf.iter().position(|&y| y < 0 || y as u64 >= k as u64) {
+            bail!(
+                "{}: label {} is {}, outside [0, {k}) for the {k} classes of {}",
+                labels_path.display(),
+                offset + i,
+                ybuf[i],
+                pred_path.display()
+            );
+        }
+        // Split the chunk across threads; merge the partial accumulators in row order.
+        let per = got.div_ceil(threads);
+        let results: Vec<anyhow::Result<SummaryAccumulator>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .filter(|t| t * per < got)
+                .map(|t| {
+                    let (lo, hi) = (t * per, ((t + 1) * per).min(got));
+                    let (vals, ys) = (&buf[lo * k..hi * k], &ybuf[lo..hi]);
+                    let row0 = offset + lo;
+                    scope.spawn(move || -> anyhow::Result<SummaryAccumulator> {
+                        let mut acc = SummaryAccumulator::new(profile, kind, k, keep);
+                        acc.add_at(Values::F64(vals), ys, row0)?;
+                        Ok(acc)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("metric worker threads do not panic"))
+                .collect()
+        });
+        for r in results {
+            total.merge(r.with_context(|| pred_path.display().to_string())?);
+        }
+        offset += got;
+    }
+    Ok((total, n, k))
+}
+
+/// OOD scores of a whole OOD file.
+pub(crate) fn ood_scores_of_file(
+    acc: &SummaryAccumulator,
+    kind: ScoreKind,
+    path: &Path,
+    key: Option<&str>,
+    k: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let m = decal_io::matrix::load_matrix(path, key)?;
+    if m.cols != k {
+        bail!(
+            "{}: has {} classes but the in-distribution predictions have {k}",
+            path.display(),
+            m.cols
+        );
+    }
+    acc.ood_scores(kind, Values::F64(&m.data), 0)
+        .with_context(|| path.display().to_string())
+}
+
+/// Converts decal-metrics reliability bins to decal-report's series.
+pub(crate) fn reliability_series(
+    summary: &Summary,
+    label: &str,
+) -> decal_report::reliability::ReliabilitySeries {
+    decal_report::reliability::ReliabilitySeries {
+        label: label.to_string(),
+        bins: summary
+            .reliability
+            .bins
+            .iter()
+            .map(|b| decal_report::reliability::BinStat {
+                lower: b.lower,
+                upper: b.upper,
+                count: b.count,
+                mean_confidence: b.mean_confidence,
+                accuracy: b.accuracy,
+            })
+            .collect(),
+        ece: Some(summary.ece),
+        definition: summary.definitions.ece.clone(),
+    }
+}
+
+/// Formats a fraction for the table: ECE-like values ×100 with a `%` when the profile says so.
+fn fmt_value(v: f64, percent: bool) -> String {
+    if percent {
+        format!("{:.4} %", v * 100.0)
+    } else {
+        format!("{v:.6}")
+    }
+}
+
+/// The human-readable table: one line per metric with the definition that produced it.
+pub(crate) fn render_table(s: &Summary, profile: &Profile) -> String {
+    let pct = profile.render_ece_percent;
+    let ci = |name: &str| -> String {
+        let Some(b) = &s.bootstrap else {
+            return String::new();
+        };
+        let iv = match name {
+            "accuracy" => b.accuracy,
+            "ece" => b.ece,
+            "nll" => b.nll,
+            "brier" => b.brier,
+            "brier_div_k" => b.brier_div_k,
+            _ => return String::new(),
+        };
+        let p = pct && name == "ece";
+        format!("  [{}, {}]", fmt_value(iv.lower, p), fmt_value(iv.upper, p))
+    };
+    let d = &s.definitions;
+    let mut rows: Vec<(String, String, String)> = vec![
+        (
+            "accuracy".into(),
+            fmt_value(s.accuracy, false),
+            d.accuracy.clone(),
+        ),
+        ("ece".into(), fmt_value(s.ece, pct), d.ece.clone()),
+        ("mce".into(), fmt_value(s.mce, pct), d.mce.clone()),
+        ("rmsce".into(), fmt_value(s.rmsce, pct), d.rmsce.clone()),
+    ];
+    if let Some(v) = s.ece_em {
+        rows.push(("ece_em".into(), fmt_value(v, pct), d.ece_em.clone()));
+    }
+    rows.push((
+        "classwise_ece".into(),
+        fmt_value(s.classwise_ece, pct),
+        d.classwise_ece.clone(),
+    ));
+    rows.push(("nll".into(), fmt_value(s.nll, false), d.nll.clone()));
+    rows.push(("brier".into(), fmt_value(s.brier, false), d.brier.clone()));
+    rows.push((
+        "brier_div_k".into(),
+        fmt_value(s.brier_div_k, false),
+        d.brier_div_k.clone(),
+    ));
+    if let Some(o) = &s.ood {
+        rows.push((
+            "auroc".into(),
+            fmt_value(o.auroc, false),
+            format!("{}; score {}", d.auroc, o.score),
+        ));
+        rows.push((
+            "fpr95".into(),
+            fmt_value(s.fpr95.unwrap_or(f64::NAN), false),
+            d.fpr95.clone(),
+        ));
+        rows.push((
+            "aupr_in".into(),
+            fmt_value(s.aupr_in.unwrap_or(f64::NAN), false),
+            d.aupr.clone(),
+        ));
+        rows.push((
+            "aupr_out".into(),
+            fmt_value(s.aupr_out.unwrap_or(f64::NAN), false),
+            d.aupr.clone(),
+        ));
+    }
+    let mut out = format!(
+        "decal metrics: profile {} (N = {}, K = {}, input: {}; probabilities: {})\n",
+        d.profile, s.n, s.num_classes, d.input, d.probabilities
+    );
+    for (name, value, def) in rows {
+        out.push_str(&format!(
+            "  {name:<14} {value:>14}{:<28}  {def}\n",
+            ci(&name)
+        ));
+    }
+    if let Some(o) = &s.ood {
+        out.push_str(&format!(
+            "  OOD: N_id = {}, N_ood = {}; fpr95 idpos-exact {:.6}, idpos-interp {:.6}, oodpos-first {:.6}\n",
+            o.n_id, o.n_ood, o.fpr95_idpos, o.fpr95_idpos_interp, o.fpr95_oodpos
+        ));
+    }
+    if let Some(b) = &s.bootstrap {
+        out.push_str(&format!("  intervals: {}\n", b.method));
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("  warning: {w}\n"));
+    }
+    out
+}
+
+/// Number of worker threads to use.
+pub(crate) fn worker_threads(requested: Option<usize>) -> usize {
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
 
 /// Runs `decal metrics`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("decal metrics is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut profile = build_profile(&args.profile, args.bins, args.membership.as_deref())?;
+    if let Some(s) = &args.ood_score {
+        profile.ood_score =
+            OodScore::by_name(s).with_context(|| format!("unknown OOD score '{s}'"))?;
+    }
+    if let Some(f) = &args.fpr95 {
+        profile.fpr95 = match f.as_str() {
+            "idpos-exact" => Fpr95Convention::IdposExact,
+            "idpos-interp" => Fpr95Convention::IdposInterp,
+            _ => Fpr95Convention::OodposFirst,
+        };
+    }
+    if args.no_ece_em {
+        profile.equal_mass = false;
+    }
+    if let Some(t) = args.prob_tolerance {
+        if !(t > 0.0 && t.is_finite()) {
+            bail!("--prob-tolerance must be a positive number");
+        }
+        profile.prob_sum_tolerance = t;
+    }
+    if !(args.confidence > 0.0 && args.confidence < 1.0) {
+        bail!("--confidence must be in (0, 1), got {}", args.confidence);
+    }
+    let (kind, pred_path) = match (&args.logits, &args.probs) {
+        (Some(p), None) => (ScoreKind::Logits, p.clone()),
+        (None, Some(p)) => (ScoreKind::Probabilities, p.clone()),
+        _ => bail!("give exactly one of --logits and --probs"),
+    };
+    let ood = match (&args.ood_logits, &args.ood_probs) {
+        (Some(p), None) => Some((ScoreKind::Logits, p.clone())),
+        (None, Some(p)) => Some((ScoreKind::Probabilities, p.clone())),
+        _ => None,
+    };
+    if let Some(b) = args.bootstrap {
+        if b == 0 {
+            bail!("--bootstrap needs at least 1 resample");
+        }
+    }
+    let keep = KeepRows {
+        ood_scores: ood.is_some(),
+        bootstrap: args.bootstrap.is_some(),
+    };
+    let (acc, _n, k) = summarise_files(
+        kind,
+        &pred_path,
+        args.key.as_deref(),
+        &args.labels,
+        args.labels_key.as_deref(),
+        &profile,
+        keep,
+        worker_threads(args.threads),
+    )?;
+    let ood_input = match &ood {
+        Some((ood_kind, path)) => {
+            let scores = ood_scores_of_file(&acc, *ood_kind, path, args.ood_key.as_deref(), k)?;
+            Some((acc.ood_score_name(), None, scores))
+        }
+        None => None,
+    };
+    let options = EvalOptions {
+        bootstrap: args.bootstrap.map(|resamples| BootstrapConfig {
+            resamples,
+            seed: args.seed,
+            confidence: args.confidence,
+        }),
+    };
+    let summary = acc.finish(ood_input, options);
+    print!("{}", render_table(&summary, &profile));
+
+    // Outputs are written only after every number has been computed, each atomically.
+    if let Some(json_path) = &args.json {
+        let mut value = serde_json::to_value(&summary)?;
+        let inputs = serde_json::json!({
+            "kind": if kind == ScoreKind::Logits { "logits" } else { "probabilities" },
+            "predictions": pred_path.display().to_string(),
+            "labels": args.labels.display().to_string(),
+            "ood": ood.as_ref().map(|(_, p)| p.display().to_string()),
+            "decal_version": env!("CARGO_PKG_VERSION"),
+        });
+        value
+            .as_object_mut()
+            .expect("a summary serialises to an object")
+            .insert("inputs".into(), inputs);
+        decal_core::write_json_atomic(json_path, &value)?;
+        println!("wrote {}", json_path.display());
+    }
+    if let Some(stem) = &args.reliability {
+        let title = format!(
+            "Reliability ({}, {})",
+            profile.name,
+            pred_path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        let files = decal_report::reliability::write_reliability_diagram(
+            stem,
+            &[reliability_series(&summary, "predictions")],
+            &title,
+        )?;
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+    }
+    Ok(())
 }
