@@ -238,7 +238,11 @@ pub fn generate(
     if options.severities.is_empty() {
         return Err(CorruptError::EmptyList { what: "severity" });
     }
-    if let Some(&bad) = options.severities.iter().find(|s| !(1..=5).contains(*s)) {
+    // Severities are stacked in ascending order whatever order they were given in.
+    let mut severities = options.severities.clone();
+    severities.sort_unstable();
+    severities.dedup();
+    if let Some(&bad) = severities.iter().find(|s| !(1..=5).contains(*s)) {
         return Err(CorruptError::BadSeverity {
             value: bad.to_string(),
         });
@@ -259,13 +263,13 @@ pub fn generate(
     let previous = if options.force {
         None
     } else {
-        read_resumable(&manifest_path, &source_record, options)?
+        read_resumable(&manifest_path, &source_record, options.seed, &severities)?
     };
     if previous.is_none() {
         prepare_output_dir(out_dir, options.force)?;
     }
 
-    let num_severities = options.severities.len();
+    let num_severities = severities.len();
     let labels = write_labels(out_dir, source.labels, num_severities)?;
     let mut manifest = Manifest {
         kind: KIND.to_string(),
@@ -273,7 +277,7 @@ pub fn generate(
         provenance: Provenance::capture(),
         source: source_record,
         seed: options.seed,
-        severities: options.severities.clone(),
+        severities: severities.clone(),
         rng: "ChaCha8, one stream per (seed, corruption index, severity, image index) laid out \
               little-endian in the 32-byte key; not NumPy's MT19937"
             .to_string(),
@@ -314,7 +318,7 @@ pub fn generate(
             Some(record) => record.clone(),
             None => {
                 let mut data = Vec::with_capacity(num_severities * source.pixels.len());
-                for &severity in &options.severities {
+                for &severity in &severities {
                     data.extend(corrupt_set(
                         source,
                         corruption,
@@ -339,8 +343,7 @@ pub fn generate(
                         shape,
                         dtype: "uint8".into(),
                     },
-                    parameters: options
-                        .severities
+                    parameters: severities
                         .iter()
                         .map(|&s| corruption.parameters(s))
                         .collect(),
@@ -367,7 +370,8 @@ pub fn generate(
 fn read_resumable(
     path: &Path,
     source: &SourceRecord,
-    options: &GenerateOptions,
+    seed: u64,
+    severities: &[u8],
 ) -> Result<Option<Manifest>, CorruptError> {
     if !path.is_file() {
         return Ok(None);
@@ -382,8 +386,8 @@ fn read_resumable(
     };
     let same = manifest.kind == KIND
         && manifest.recipe == RECIPE
-        && manifest.seed == options.seed
-        && manifest.severities == options.severities
+        && manifest.seed == seed
+        && manifest.severities == severities
         && manifest.source.pixels_sha256 == source.pixels_sha256
         && manifest.source.labels_sha256 == source.labels_sha256
         && manifest.source.num_images == source.num_images;
