@@ -43,15 +43,23 @@ impl NumberFormat {
     }
 }
 
-/// The format used for a metric key (see the module docs for the rules).
+/// The format used for a metric key (see the module docs for the rules). A key is split into tokens at
+/// `_`, `-` and `/`; it is a percent metric when any token names accuracy, error or a calibration error
+/// (`ece`, `mce`, `rmsce`, …), so `ece_paper`, `classwise_ece` and `accuracy_ci_lower` are percent too.
 pub fn metric_format(metric: &str) -> NumberFormat {
-    let first = metric.split(['_', '-', '/']).next().unwrap_or("");
-    match first {
-        "brier" if metric == "brier_div_k" => NumberFormat::PLAIN5,
-        "accuracy" | "acc" | "error" | "ece" | "mce" | "rmsce" | "cwece" | "cw" | "sece" => {
-            NumberFormat::PERCENT
-        }
-        _ => NumberFormat::PLAIN4,
+    if metric == "brier_div_k" || metric.starts_with("brier_div_k_") {
+        return NumberFormat::PLAIN5;
+    }
+    let percent = metric.split(['_', '-', '/']).any(|token| {
+        matches!(
+            token,
+            "accuracy" | "acc" | "error" | "ece" | "mce" | "rmsce" | "cwece" | "sece"
+        )
+    });
+    if percent {
+        NumberFormat::PERCENT
+    } else {
+        NumberFormat::PLAIN4
     }
 }
 
@@ -120,6 +128,12 @@ mod tests {
         assert_eq!(metric_format("ece"), NumberFormat::PERCENT);
         assert_eq!(metric_format("ece_em"), NumberFormat::PERCENT);
         assert_eq!(metric_format("cw_ece"), NumberFormat::PERCENT);
+        assert_eq!(metric_format("classwise_ece"), NumberFormat::PERCENT);
+        assert_eq!(metric_format("ece_paper"), NumberFormat::PERCENT);
+        assert_eq!(metric_format("accuracy_ci_lower"), NumberFormat::PERCENT);
+        assert_eq!(metric_format("mean_cell_accuracy"), NumberFormat::PERCENT);
+        assert_eq!(metric_format("nll_paper"), NumberFormat::PLAIN4);
+        assert_eq!(metric_format("brier_div_k_paper"), NumberFormat::PLAIN5);
         assert_eq!(metric_format("mce"), NumberFormat::PERCENT);
         assert_eq!(metric_format("nll"), NumberFormat::PLAIN4);
         assert_eq!(metric_format("brier"), NumberFormat::PLAIN4);

@@ -334,16 +334,21 @@ pub fn generate_report(
                 .map(|p| p.n)
                 .max()
                 .unwrap_or(1);
-            let note = format!(
-                "{label}: {}; error bars: {spread_word} over runs (up to n = {max_n})",
-                defs.join(" / ")
-            );
+            let bars = format!("error bars: {spread_word} over runs (up to n = {max_n})");
+            // One definition fits under the figure; several (e.g. one per severity) go to the caption.
+            let note = match defs.as_slice() {
+                [one] if one.len() <= 90 => format!("{label}: {one}; {bars}"),
+                _ => format!("{label} as recorded (definitions in the caption and tables/aggregates.csv); {bars}"),
+            };
             let stem = plots.join(names.unique(&format!("shift {metric} vs severity {d}")));
             let title = format!("{label} vs corruption severity ({d})");
             let paths = write_severity_plot(&stem, &lines, metric, label, &title, &note)?;
             figures.push(ReportFigure {
                 title,
-                caption: format!("Mean over runs per method and severity. {note}."),
+                caption: format!(
+                    "Mean over runs per method and severity; {bars}. Definitions: {}.",
+                    defs.join(" | ")
+                ),
                 png: paths[1].clone(),
                 files: vec![paths[0].clone(), paths[2].clone()],
             });

@@ -5,8 +5,8 @@
 //!    n = 1), the standard error `std / √n` with the true n, and n itself. Records of one group must share
 //!    one `definition` (mixing, say, 10-bin and 15-bin ECE in one mean is refused).
 //! 2. [`Table::paper`] lays aggregates out like the seed's results tables (seed-system.md §12.1): one
-//!    row per method, columns Acc, ECE, MCE, NLL, Brier, Shift Acc, Shift ECE, OOD AUROC, FPR95 (those
-//!    present). A column whose (split, metric) was measured on several datasets is split into one
+//!    row per method, columns Acc, ECE, MCE, NLL, Brier, Train NLL, Shift Acc, Shift ECE, Shift MCE,
+//!    OOD AUROC, FPR95 (those present). A column whose (split, metric) was measured on several datasets is split into one
 //!    column per dataset.
 //! 3. [`Table::to_markdown`], [`Table::to_latex`] (booktabs), [`Table::to_csv`] and [`Table::to_html`]
 //!    render it; every number goes through [`crate::format`]. The caption states the spread (std or SE),
@@ -282,15 +282,18 @@ impl Column {
     }
 }
 
-/// The seed's column layout (seed-system.md §12.1): header, split, metric.
-pub const PAPER_COLUMNS: [(&str, &str, &str); 9] = [
+/// The seed's column layout (seed-system.md §12.1): header, split, metric. Columns without records are
+/// left out.
+pub const PAPER_COLUMNS: [(&str, &str, &str); 11] = [
     ("Acc", "test", "accuracy"),
     ("ECE", "test", "ece"),
     ("MCE", "test", "mce"),
     ("NLL", "test", "nll"),
     ("Brier", "test", "brier"),
+    ("Train NLL", "train", "nll"),
     ("Shift Acc", "shift", "accuracy"),
     ("Shift ECE", "shift", "ece"),
+    ("Shift MCE", "shift", "mce"),
     ("OOD AUROC", "ood", "auroc"),
     ("FPR95", "ood", "fpr95"),
 ];
