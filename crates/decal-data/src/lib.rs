@@ -15,11 +15,13 @@
 
 pub mod cifar;
 pub mod corrupted;
+pub mod download;
 pub mod error;
 pub mod idx;
 pub mod imagefolder;
 pub mod loader;
 pub mod mat;
+pub mod ood;
 pub mod resize;
 pub mod split;
 pub mod svhn;
