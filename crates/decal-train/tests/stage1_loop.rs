@@ -254,3 +254,18 @@ fn seed_compat_runs_and_is_recorded() {
         "{cfg}"
     );
 }
+
+#[test]
+fn early_stopping_after_patience_epochs_without_improvement() {
+    tch::set_num_threads(1);
+    // A learning rate so small that the weights (and so the validation NLL) do not change: epoch 0 is the
+    // best, epoch 1 is not strictly better (ties keep the earlier epoch), so patience 1 stops after it.
+    let mut p = plan("early", 5);
+    p.lr = 1e-30;
+    p.patience = 1;
+    let data = Stage1Data::from_set(synthetic(96), &p).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let s = stage1::train(&p, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
+    assert!(s.stopped_early);
+    assert_eq!((s.epochs_run, s.best_epoch), (2, 0));
+}
