@@ -37,6 +37,12 @@ pub struct Args {
     /// Folder with the bundled data [default: data/quickstart in the current directory or the source tree].
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// libtorch CPU threads for stage 1 and feature extraction [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// libtorch CPU threads for head training and evaluation (small matrices: 1 is usually fastest on a CPU).
+    #[arg(long, default_value_t = 1)]
+    pub head_threads: usize,
     /// Stage-1 epochs of the CNN.
     #[arg(long, default_value_t = 12)]
     pub epochs: usize,
@@ -73,6 +79,7 @@ pub fn quickstart_config(data: &Path, seeds: u64, epochs: usize) -> ExperimentCo
     let head = |name: &str, kind: HeadKind| HeadSpec {
         name: name.into(),
         kind,
+        feature_dim: None,
         latent_dim: 128,
         mlp_size: 3,
         epochs: 40,
@@ -131,7 +138,7 @@ pub fn quickstart_config(data: &Path, seeds: u64, epochs: usize) -> ExperimentCo
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = locate_data(args.data.as_deref())?;
     let device = decal_models::device::parse(&args.device)?;
-    let threads = decal_models::device::set_threads(None);
+    let threads = decal_models::device::set_threads(args.threads);
     let config = quickstart_config(&data, args.seeds, args.epochs);
     eprintln!(
         "decal quickstart: data {}, device {}, {threads} CPU threads, {} seeds, output {}",
@@ -144,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: args.force,
         device,
         device_spec: args.device.clone(),
+        head_threads: Some(args.head_threads),
     };
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());

@@ -27,9 +27,12 @@ pub struct Args {
     /// Device: cpu, cuda, cuda:<index>, mps or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// libtorch CPU threads [default: all cores].
+    /// libtorch CPU threads for stage 1 and feature extraction [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// libtorch CPU threads for head training and evaluation (small matrices: 1 is usually fastest on a CPU).
+    #[arg(long, default_value_t = 1)]
+    pub head_threads: usize,
     /// Recompute every unit, overwriting earlier results; also allows a non-empty directory that is not a decal run.
     #[arg(long)]
     pub force: bool,
@@ -57,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: args.force,
         device,
         device_spec: args.device.clone(),
+        head_threads: Some(args.head_threads),
     };
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());

@@ -1,0 +1,219 @@
+//! `decal run` end to end on the bundled quickstart data (real Fashion-MNIST / MNIST subsets): a tiny
+//! experiment (1 stage-1 epoch on 2,000 images, two heads, two seeds) must produce every output, resume
+//! without recomputing, and reject a head whose feature width does not fit the backbone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn write_config(dir: &Path, extra_head: &str) -> PathBuf {
+    let data = repo_root().join("data/quickstart");
+    let text = format!(
+        r#"
+name = "tiny"
+seeds = [0, 1]
+temperature_scaling = true
+
+[data]
+dataset = "fashion-mnist"
+dir = "{data}/fashion-mnist"
+allow_subset = true
+limit_train = 2000
+limit_val = 500
+limit_test = 500
+
+[backbone.train]
+model = "cnn-mnist"
+epochs = 1
+batch_size = 128
+lr = 0.001
+augment = false
+
+[[heads]]
+name = "TST"
+kind = "tst"
+latent_dim = 16
+epochs = 3
+lr = 0.001
+
+[[heads]]
+name = "V-TST"
+kind = "vtst"
+latent_dim = 16
+epochs = 3
+lr = 0.001
+eval_samples = [1, 4]
+{extra_head}
+
+[[ood]]
+name = "mnist"
+dataset = "mnist"
+dir = "{data}/mnist"
+allow_subset = true
+limit = 300
+
+[[ood]]
+name = "missing"
+dataset = "svhn"
+dir = "{missing}"
+
+[eval]
+bootstrap = 50
+"#,
+        data = data.display(),
+        missing = dir.join("no-such-dir").display()
+    );
+    let path = dir.join("experiment.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn decal(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_decal"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_produces_records_table_report_and_resumes() {
+    if !repo_root().join("data/quickstart/fashion-mnist").exists() {
+        eprintln!("skipping: bundled data/quickstart not present");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), "");
+    let out = tmp.path().join("run");
+    let first = decal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "decal run failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    for row in ["| Baseline", "| TS", "| TST", "| V-TST m=1", "| V-TST m=4"] {
+        assert!(stdout.contains(row), "table lacks {row}:\n{stdout}");
+    }
+    // The missing OOD set is a warning, not a failure.
+    assert!(
+        stdout.contains("warning: OOD set missing skipped"),
+        "{stdout}"
+    );
+    for f in [
+        "metrics.jsonl",
+        "metrics.csv",
+        "results.json",
+        "report/index.html",
+        "report/results.md",
+        "reliability/tst.csv",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let records = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    // 2 seeds × (TST + V-TST m=1 + V-TST m=4) + Baseline + TS = 8 test accuracies.
+    let test_acc = records
+        .lines()
+        .filter(|l| l.contains("\"split\":\"test\"") && l.contains("\"metric\":\"accuracy\""))
+        .count();
+    assert_eq!(test_acc, 8, "{records}");
+    assert!(records.contains("\"dataset\":\"mnist\"") && records.contains("\"metric\":\"auroc\""));
+    let probs = out.join("predictions/v-tst-m4-seed1/test_probs.npy");
+    assert!(probs.exists(), "{}", probs.display());
+
+    // Second run: everything is reused and the records are identical.
+    let second = decal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    let stderr2 = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr2}");
+    assert!(stderr2.contains("0 units computed"), "{stderr2}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+        records
+    );
+}
+
+#[test]
+fn head_with_wrong_feature_width_is_a_clear_error() {
+    if !repo_root().join("data/quickstart/fashion-mnist").exists() {
+        eprintln!("skipping: bundled data/quickstart not present");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = repo_root().join("data/quickstart/fashion-mnist");
+    let text = format!(
+        "name = \"w\"\n[data]\ndataset = \"fashion-mnist\"\ndir = \"{}\"\nallow_subset = true\nlimit_train = 300\nlimit_val = 100\nlimit_test = 100\n\
+         [backbone.train]\nmodel = \"cnn-mnist\"\nepochs = 1\naugment = false\n[[heads]]\nname = \"TST\"\nkind = \"tst\"\nfeature_dim = 640\n",
+        data.display()
+    );
+    let path = tmp.path().join("w.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = decal(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        tmp.path().join("o").to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "error: head \"TST\": head expects 640-dimensional features but the backbone gives 84"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_configs_name_the_file_and_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = r#"
+name = "bad"
+[data]
+dataset = "fashion-mnist"
+dir = "x"
+[backbone]
+checkpoint = "y"
+[[heads]]
+name = "A"
+kind = "tst"
+[[heads]]
+name = "A"
+kind = "vtst"
+"#;
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = decal(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        tmp.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("used twice"),
+        "{err}"
+    );
+
+    let text =
+        "name = \"x\"\n[data]\ndataset = \"cifar10\"\ndir = \"d\"\n[backbone]\nchekpoint = \"c\"\n";
+    std::fs::write(&path, text).unwrap();
+    let out = decal(&["run", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("chekpoint"), "{err}");
+}
