@@ -13,14 +13,16 @@ use std::path::PathBuf;
 
 /// Arguments of `decal data corrupt`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Output (--out): <corruption>.npy uint8 [S·N, 32, 32, 3] with the S severities \
+#[command(
+    after_help = "Output (--out): <corruption>.npy uint8 [S·N, 32, 32, 3] with the S severities \
 stacked in ascending order (severity 1 first, as in CIFAR-10-C), labels.npy uint8 [S·N] (labels tiled S \
 times) and manifest.json (source checksums, seed, parameters, \"kind\": \"generated corruptions\"). \
 Random streams are seeded per image and differ from NumPy's, so the files are statistically matched \
 to CIFAR-10-C, not byte-identical to it: report them as generated corruptions.\n\n\
 Examples:\n  decal data corrupt --dataset cifar10 --data-dir ../shared/datasets/cifar10-jpeg --out cifar10-c-gen\n  \
 decal data corrupt --dataset cifar10 --data-dir data --corruptions fog,snow --severities 5 --limit 1000 --out small\n  \
-decal data corrupt --dataset cifar10 --data-dir data --grid docs/corruptions --limit 4")]
+decal data corrupt --dataset cifar10 --data-dir data --grid docs/corruptions --limit 4"
+)]
 pub struct Args {
     /// Source dataset: cifar10, cifar100, svhn, imagefolder, … (images must be 32×32 RGB; the
     /// recipe's parameters are in pixels of a 32×32 image, so other sizes are refused — resize first).
@@ -87,7 +89,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--limit must be at least 1");
     }
 
-    let frost = load_frost(args.frost_dir.as_deref(), corruptions.contains(&Corruption::Frost))?;
+    let frost = load_frost(
+        args.frost_dir.as_deref(),
+        corruptions.contains(&Corruption::Frost),
+    )?;
     if frost.is_none() {
         corruptions.retain(|&c| c != Corruption::Frost);
         if corruptions.is_empty() {
@@ -98,8 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let dataset = decal_data::DatasetName::parse(&args.dataset)?;
     let split = decal_data::SplitName::parse(&args.split)?;
-    let set = decal_data::load(dataset, &args.data_dir, split)
-        .with_context(|| format!("loading {} {} from {}", args.dataset, args.split, args.data_dir.display()))?;
+    let set = decal_data::load(dataset, &args.data_dir, split).with_context(|| {
+        format!(
+            "loading {} {} from {}",
+            args.dataset,
+            args.split,
+            args.data_dir.display()
+        )
+    })?;
     let limit = args
         .limit
         .unwrap_or(if args.out.is_none() { 4 } else { set.len() })
@@ -116,7 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     source.validate()?;
 
     if let Some(grid_dir) = &args.grid {
-        std::fs::create_dir_all(grid_dir).with_context(|| format!("creating {}", grid_dir.display()))?;
+        std::fs::create_dir_all(grid_dir)
+            .with_context(|| format!("creating {}", grid_dir.display()))?;
         for &c in &corruptions {
             let path = grid_dir.join(format!("{}.png", c.name()));
             decal_corrupt::grid::write_grid(&path, &source, c, &severities, args.seed, &assets, 4)?;
@@ -149,9 +161,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         let manifest = generate(out, &source, &options, &assets, &mut |p| {
             if p.skipped {
-                eprintln!("[{}/{}] {}: already generated (checksum verified), skipped", p.position, p.total, p.corruption);
+                eprintln!(
+                    "[{}/{}] {}: already generated (checksum verified), skipped",
+                    p.position, p.total, p.corruption
+                );
             } else {
-                eprintln!("[{}/{}] {}: done in {:.1} s", p.position, p.total, p.corruption, p.seconds);
+                eprintln!(
+                    "[{}/{}] {}: done in {:.1} s",
+                    p.position, p.total, p.corruption, p.seconds
+                );
             }
         })?;
         eprintln!(
@@ -165,7 +183,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Loads the frost textures when frost is requested: an explicit `--frost-dir` must work; the
 /// default location may be absent (then `None` and a warning).
-fn load_frost(explicit: Option<&std::path::Path>, wanted: bool) -> anyhow::Result<Option<FrostTextures>> {
+fn load_frost(
+    explicit: Option<&std::path::Path>,
+    wanted: bool,
+) -> anyhow::Result<Option<FrostTextures>> {
     if !wanted {
         return Ok(None);
     }
