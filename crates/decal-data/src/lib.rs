@@ -19,6 +19,7 @@ pub mod download;
 pub mod error;
 pub mod idx;
 pub mod imagefolder;
+pub mod inspect;
 pub mod loader;
 pub mod mat;
 pub mod ood;
@@ -27,6 +28,7 @@ pub mod split;
 pub mod svhn;
 pub mod tinyimagenet;
 pub mod transforms;
+pub mod verify;
 
 pub use error::{DataError, Result};
 

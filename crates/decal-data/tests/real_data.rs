@@ -188,3 +188,24 @@ fn mnist_and_fashion_mnist_full() {
         );
     }
 }
+
+#[test]
+fn verify_mnist_family_against_published_raw_checksums() {
+    let Some(d) = datasets() else { return };
+    for name in [DatasetName::Mnist, DatasetName::FashionMnist] {
+        let checks = decal_data::verify::verify(name, &d).unwrap();
+        assert_eq!(checks.len(), 4, "{name}");
+        assert!(
+            checks.iter().all(|c| c.status == "ok"),
+            "{name}: {checks:?}"
+        );
+    }
+    // A copy of the CIFAR-10 python batches with a flipped byte is reported.
+    let dir = tempfile::tempdir().unwrap();
+    let py = dir.path().join("cifar-10-batches-py");
+    std::fs::create_dir_all(&py).unwrap();
+    std::fs::write(py.join("test_batch"), b"not the real batch").unwrap();
+    let checks = decal_data::verify::verify(DatasetName::Cifar10, dir.path()).unwrap();
+    assert_eq!(checks.iter().filter(|c| c.status == "missing").count(), 6);
+    assert_eq!(checks.iter().filter(|c| c.status == "mismatch").count(), 1);
+}
