@@ -213,10 +213,19 @@ pub fn ece_equal_mass(
     if n == 0 || num_bins == 0 {
         return 0.0;
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| confidences[a].total_cmp(&confidences[b]));
-    let sorted_c: Vec<f64> = order.iter().map(|&i| confidences[i]).collect();
-    let sorted_a: Vec<bool> = order.iter().map(|&i| correct[i]).collect();
+    // Sort (confidence, correct) pairs directly (cache-friendly). Stable for the torch-uncertainty semantics,
+    // where tied confidences keep their input order; the tie-safe variant never splits ties, so order among
+    // ties cannot matter and an unstable sort is used.
+    let mut pairs: Vec<(f64, bool)> = confidences[..n]
+        .iter()
+        .copied()
+        .zip(correct[..n].iter().copied())
+        .collect();
+    if tie_safe {
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    } else {
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
     let (q, r) = (n / num_bins, n % num_bins);
     let mut ends = Vec::with_capacity(num_bins);
     let mut end = 0;
@@ -226,7 +235,7 @@ pub fn ece_equal_mass(
     }
     if tie_safe {
         for e in ends.iter_mut() {
-            while *e > 0 && *e < n && sorted_c[*e] == sorted_c[*e - 1] {
+            while *e > 0 && *e < n && pairs[*e].0 == pairs[*e - 1].0 {
                 *e += 1;
             }
         }
@@ -240,8 +249,8 @@ pub fn ece_equal_mass(
     for &e in &ends {
         if e > start {
             let cnt = (e - start) as f64;
-            let conf: f64 = sorted_c[start..e].iter().sum::<f64>() / cnt;
-            let acc = sorted_a[start..e].iter().filter(|&&a| a).count() as f64 / cnt;
+            let conf: f64 = pairs[start..e].iter().map(|p| p.0).sum::<f64>() / cnt;
+            let acc = pairs[start..e].iter().filter(|p| p.1).count() as f64 / cnt;
             total += cnt / n as f64 * (acc - conf).abs();
         }
         start = e;
