@@ -11,6 +11,7 @@ use tch::nn::{self, Init};
 
 use crate::cnn::CnnConfig;
 use crate::efficientnet::EfficientNetConfig;
+use crate::efficientnet_tv::TvEfficientNetConfig;
 use crate::init::{linear, linear_with};
 use crate::resnet::ResNetConfig;
 use crate::vit::{VitConfig, VIT_INIT_STD};
@@ -34,6 +35,9 @@ pub enum ArchConfig {
     /// kuangliu-style CIFAR EfficientNet, incl. the seed's "B5" (§5.4).
     #[serde(rename = "efficientnet")]
     EfficientNet(EfficientNetConfig),
+    /// The real EfficientNet-B0…B7 in torchvision's layout.
+    #[serde(rename = "efficientnet_torchvision")]
+    TvEfficientNet(TvEfficientNetConfig),
     /// Vision Transformer in HF layout (§5.5).
     Vit(VitConfig),
 }
@@ -95,30 +99,31 @@ impl ArchConfig {
             "efficientnet-b5-seed" => {
                 ArchConfig::EfficientNet(EfficientNetConfig::b5_seed(num_classes))
             }
-            "efficientnet-b0" => {
+            "efficientnet-b0-cifar" => {
                 ArchConfig::EfficientNet(EfficientNetConfig::b0_cifar(num_classes))
             }
             "vit-b16" => ArchConfig::Vit(VitConfig::b16(num_classes)),
             "vit-tiny" => ArchConfig::Vit(VitConfig::tiny_32(num_classes)),
-            other => match parse_wrn(other) {
-                Some((depth, width)) => ArchConfig::WideResNet(WideResNetConfig {
-                    depth,
-                    width,
-                    num_input_channels: 3,
-                    num_classes,
-                }),
-                None => {
-                    return Err(ModelError::UnknownPreset {
-                        name: name.to_string(),
-                        known: PRESETS
-                            .iter()
-                            .map(|(n, _)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                            + " (and wrn-<depth>-<width>)",
+            other => {
+                if let Some((depth, width)) = parse_wrn(other) {
+                    ArchConfig::WideResNet(WideResNetConfig {
+                        depth,
+                        width,
+                        num_input_channels: 3,
+                        num_classes,
                     })
+                } else if let Some(variant) = other
+                    .strip_prefix("efficientnet-b")
+                    .and_then(|v| v.parse::<usize>().ok())
+                {
+                    ArchConfig::TvEfficientNet(
+                        TvEfficientNetConfig::b(variant, num_classes)
+                            .ok_or_else(|| unknown(name))?,
+                    )
+                } else {
+                    return Err(unknown(name));
                 }
-            },
+            }
         };
         cfg.validate()?;
         Ok(cfg)
@@ -131,6 +136,7 @@ impl ArchConfig {
             ArchConfig::Cnn(_) => "cnn",
             ArchConfig::ResNet(_) => "resnet",
             ArchConfig::EfficientNet(_) => "efficientnet",
+            ArchConfig::TvEfficientNet(_) => "efficientnet_torchvision",
             ArchConfig::Vit(_) => "vit",
         }
     }
@@ -142,6 +148,7 @@ impl ArchConfig {
             ArchConfig::Cnn(c) => c.num_classes,
             ArchConfig::ResNet(c) => c.num_classes,
             ArchConfig::EfficientNet(c) => c.num_classes,
+            ArchConfig::TvEfficientNet(c) => c.num_classes,
             ArchConfig::Vit(c) => c.num_classes,
         }
     }
@@ -154,6 +161,7 @@ impl ArchConfig {
             ArchConfig::Cnn(c) => c.num_classes = num_classes,
             ArchConfig::ResNet(c) => c.num_classes = num_classes,
             ArchConfig::EfficientNet(c) => c.num_classes = num_classes,
+            ArchConfig::TvEfficientNet(c) => c.num_classes = num_classes,
             ArchConfig::Vit(c) => c.num_classes = num_classes,
         }
         cfg
@@ -166,6 +174,7 @@ impl ArchConfig {
             ArchConfig::Cnn(c) => c.feature_dim(),
             ArchConfig::ResNet(c) => c.feature_dim(),
             ArchConfig::EfficientNet(c) => c.feature_dim(),
+            ArchConfig::TvEfficientNet(c) => c.feature_dim(),
             ArchConfig::Vit(c) => c.feature_dim(),
         }
     }
@@ -177,6 +186,7 @@ impl ArchConfig {
             ArchConfig::Cnn(c) => (c.in_channels, Some(c.image_size)),
             ArchConfig::ResNet(c) => (c.in_channels, None),
             ArchConfig::EfficientNet(c) => (c.in_channels, None),
+            ArchConfig::TvEfficientNet(c) => (c.in_channels, None),
             ArchConfig::Vit(c) => (c.num_channels, Some(c.image_size)),
         }
     }
@@ -188,6 +198,7 @@ impl ArchConfig {
             ArchConfig::Cnn(_) => "fc3",
             ArchConfig::ResNet(_) | ArchConfig::EfficientNet(_) => "linear",
             ArchConfig::Vit(_) => "classifier",
+            ArchConfig::TvEfficientNet(_) => "classifier.1",
         }
     }
 
@@ -198,8 +209,21 @@ impl ArchConfig {
             ArchConfig::Cnn(c) => c.validate(),
             ArchConfig::ResNet(c) => c.validate(),
             ArchConfig::EfficientNet(c) => c.validate(),
+            ArchConfig::TvEfficientNet(c) => c.validate(),
             ArchConfig::Vit(c) => c.validate(),
         }
+    }
+}
+
+fn unknown(name: &str) -> ModelError {
+    ModelError::UnknownPreset {
+        name: name.to_string(),
+        known: PRESETS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+            + " (and wrn-<depth>-<width>, efficientnet-b0 ... efficientnet-b7)",
     }
 }
 
@@ -231,6 +255,7 @@ pub fn try_build_backbone(
         ArchConfig::Cnn(c) => Box::new(c.build_body(vs)),
         ArchConfig::ResNet(c) => Box::new(c.build_body(vs)),
         ArchConfig::EfficientNet(c) => Box::new(c.build_body(vs)),
+        ArchConfig::TvEfficientNet(c) => Box::new(c.build_body(vs)),
         ArchConfig::Vit(c) => Box::new(c.build_body(vs)),
     })
 }
@@ -249,7 +274,11 @@ pub fn build_classifier(vs: &nn::Path, cfg: &ArchConfig) -> Classifier {
 pub fn try_build_classifier(vs: &nn::Path, cfg: &ArchConfig) -> Result<Classifier, ModelError> {
     let body = try_build_backbone(vs, cfg)?;
     let (f, k) = (cfg.feature_dim(), cfg.num_classes());
-    let head_vs = vs / cfg.head_name();
+    // The head name may be dotted (`classifier.1`); tch paths take one component at a time.
+    let head_vs = cfg
+        .head_name()
+        .split('.')
+        .fold(vs.clone(), |p, part| &p / part);
     let head = match cfg {
         ArchConfig::WideResNet(_) => {
             let bound = 1.0 / (f as f64).sqrt();

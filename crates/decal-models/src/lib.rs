@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod cnn;
 pub mod device;
 pub mod efficientnet;
+pub mod efficientnet_tv;
 mod error;
 pub mod import;
 mod init;

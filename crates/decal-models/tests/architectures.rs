@@ -56,12 +56,16 @@ fn efficientnet_b5_seed_matches_seed_counts() {
 #[test]
 fn other_presets_match_pytorch_counts() {
     // Values printed by make_fixtures.py from the same modules built in PyTorch 2.11 (kuangliu ResNet-18,
-    // DeepMind WRN-16-4, kuangliu EfficientNetB0, HF ViTForImageClassification without pooler).
+    // DeepMind WRN-16-4, kuangliu EfficientNetB0, torchvision efficientnet_b0/b3/b7, HF
+    // ViTForImageClassification without pooler).
     let expected = [
         ("resnet18", 10, 11_173_962),
         ("wrn-16-4", 10, 2_748_890),
         ("wrn-10-1", 10, 77_850),
-        ("efficientnet-b0", 10, 3_599_686),
+        ("efficientnet-b0-cifar", 10, 3_599_686),
+        ("efficientnet-b0", 10, 4_020_358),
+        ("efficientnet-b3", 10, 10_711_602),
+        ("efficientnet-b7", 10, 63_812_570),
         ("vit-b16", 200, 85_952_456),
         ("vit-tiny", 10, 5_362_762),
     ];

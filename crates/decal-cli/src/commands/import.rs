@@ -13,7 +13,7 @@ use decal_models::{import, ArchConfig};
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Architectures (--arch): wrn-28-10, wrn-16-4, wrn-10-1 (any wrn-<depth>-<width>), cnn, \
-cnn-mnist, resnet18, resnet34, resnet50, efficientnet-b5-seed, efficientnet-b0, vit-b16, vit-tiny.\n\n\
+cnn-mnist, resnet18, resnet34, resnet50, efficientnet-b5-seed (the seed's CIFAR \"B5\"), efficientnet-b0-cifar, efficientnet-b0 ... efficientnet-b7 (torchvision layout), vit-b16, vit-tiny.\n\n\
 Example (the seed's CNN checkpoint):\n  decal import --from seed-cnn-cifar10-seed1.ckpt --arch cnn --num-classes 10 \
 --dataset cifar10 --out runs/seed-cnn"
 )]
