@@ -428,3 +428,31 @@ fn corrupted_pickles_give_errors_not_panics() {
     }
     assert!(err > 0 && ok + err == pkl_len, "ok {ok} err {err}");
 }
+
+/// The seed's own ViT checkpoints (§5.5, §5.6): a Lightning module whose `.model` is the seed's `ViT` wrapper,
+/// whose `.vit` is a `ViTForImageClassification`, so keys read `model.vit.vit.*` and `model.vit.classifier.*`.
+#[test]
+fn seed_vit_wrapper_keys_are_mapped() {
+    let exp = expected();
+    let arch: ArchConfig = serde_json::from_value(exp["vit"]["arch"].clone()).unwrap();
+    let sd = import::read_state_dict(&fixtures().join("vit_hf.safetensors")).unwrap();
+    let seed_layout: Vec<(String, Tensor)> = sd
+        .tensors
+        .iter()
+        .map(|(k, t)| (format!("model.vit.{k}"), t.shallow_clone()))
+        .collect();
+    assert!(seed_layout
+        .iter()
+        .any(|(k, _)| k.starts_with("model.vit.vit.encoder.layer.0.")));
+    let (mapped, ignored) = import::map_keys(&seed_layout, &arch);
+    assert!(ignored.is_empty(), "{ignored:?}");
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let clf = decal_models::build_classifier(&vs.root(), &arch);
+    decal_models::checkpoint::copy_into(&vs, mapped, Path::new("seed-vit.ckpt"), |_| false)
+        .unwrap();
+    let d = max_abs_diff(
+        &clf.forward_t(&npy("vit_input.npy"), false),
+        &npy("vit_logits.npy"),
+    );
+    assert!(d <= TOL, "{d}");
+}
