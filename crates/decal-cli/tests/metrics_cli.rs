@@ -518,3 +518,45 @@ fn calibrate_refuses_single_class_and_mismatched_inputs() {
     ]);
     assert_fails(&o, &["z.npy", "z3.npy", "classes"]);
 }
+
+#[test]
+fn fortran_order_logits_give_the_same_result_as_c_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Logits [3, 2] in C order, and the same matrix stored column-major (fortran_order: True).
+    let c = [2.0f64, 0.0, 0.0, 1.0, 3.0, -1.0];
+    let c_path = put(d, "c.npy", NpyArray::from_f64(vec![3, 2], c.to_vec()));
+    let columns = vec![2.0f64, 0.0, 3.0, 0.0, 1.0, -1.0];
+    let mut bytes = npy::to_bytes(&NpyArray::from_f64(vec![3, 2], columns)).unwrap();
+    let text = String::from_utf8_lossy(&bytes[10..60]).into_owned();
+    let pos = 10 + text.find("False").unwrap();
+    bytes[pos..pos + 5].copy_from_slice(b"True ");
+    let f_path = d.join("f.npy");
+    std::fs::write(&f_path, &bytes).unwrap();
+    assert_eq!(npy::read(&f_path).unwrap().to_f64_vec(), c.to_vec());
+    let y = put(d, "y.npy", NpyArray::from_i64(vec![3], vec![0, 1, 1]));
+    let (a, b) = (d.join("a.json"), d.join("b.json"));
+    assert!(decal(&[
+        "metrics",
+        "--logits",
+        s(&c_path),
+        "--labels",
+        s(&y),
+        "--json",
+        s(&a)
+    ])
+    .status
+    .success());
+    let o = decal(&[
+        "metrics",
+        "--logits",
+        s(&f_path),
+        "--labels",
+        s(&y),
+        "--json",
+        s(&b),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_json(&a)["nll"], read_json(&b)["nll"]);
+    assert_eq!(read_json(&a)["accuracy"], read_json(&b)["accuracy"]);
+}

@@ -123,13 +123,16 @@ pub(crate) fn build_profile(
     Ok(profile)
 }
 
+/// Whether `path` can be streamed: an `.npy` (not `.npz`/`.csv`) in C order. Fortran-order files are read
+/// whole instead (decal-io transposes them).
 fn is_npy(path: &Path) -> bool {
-    !matches!(
-        path.extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .as_deref(),
-        Some("npz") | Some("csv")
-    )
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    if matches!(ext.as_deref(), Some("npz") | Some("csv")) {
+        return false;
+    }
+    !matches!(decal_io::npy::read_header(path), Ok(h) if h.fortran_order && h.shape.len() > 1)
 }
 
 /// A source of prediction rows: a streamed `.npy` or a fully loaded matrix.
