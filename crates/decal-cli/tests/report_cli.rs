@@ -380,3 +380,44 @@ fn clear_errors() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The seed's example result entry (seed-system.md §10.6; intensities 1–4 from §12.1).
+const SEED_BASE: &str = r#"{"WRN_CIFAR10_28_10_Base_seed1": {"Train nll": 0.10310899595309254, "clean_accuracy": 0.9251999855041504, "ECE": 6.062109023332596, "MCE": 36.28459572792053, "nll": 0.5124250146459428, "brier": 0.01333459885709418, "SHIFT ECE": 20.059849321842194, "SHIFT MCE": 45.62256336212158, "SHIFT ACCURACY": 0.760192334651947, "SHIFT Intensity: 0": {"ECE": 11.020459349338825, "MCE": 42.79120541535891}, "SHIFT Intensity: 1": {"ECE": 13.86, "MCE": 40.0}, "SHIFT Intensity: 2": {"ECE": 17.41, "MCE": 41.0}, "SHIFT Intensity: 3": {"ECE": 23.85, "MCE": 44.0}, "SHIFT Intensity: 4": {"ECE": 34.10, "MCE": 50.0}, "OOD AUROC": [0.8744080747668739], "OOD FPR95": 0.7079817939609236}}"#;
+
+#[test]
+fn seed_result_files_join_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = synthetic_runs(tmp.path());
+    let seed_file = tmp.path().join("WRN_CIFAR10.txt");
+    std::fs::write(&seed_file, SEED_BASE).unwrap();
+    let out = tmp.path().join("r");
+    let o = decal(&[
+        "report",
+        s(&exp),
+        "--seed-results",
+        s(&seed_file),
+        "WRN base (seed repo)",
+        "--out",
+        s(&out),
+        "--format",
+        "md,html",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The seed row has its own cells (n = 1, so each cell states n) next to the synthetic methods.
+    assert!(
+        stdout.contains("| WRN base (seed repo) | 92.52 (n=1) | 6.06 (n=1) | 36.28 (n=1) | 0.5124 (n=1) | 0.1031 (n=1) |"),
+        "{stdout}"
+    );
+    // Only the seed file: no RUN needed, default output next to it.
+    let o = decal(&[
+        "report",
+        "--seed-results",
+        s(&seed_file),
+        "WRN base",
+        "--format",
+        "md",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(tmp.path().join("report/tables/main.md").is_file());
+}

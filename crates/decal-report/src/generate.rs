@@ -12,6 +12,9 @@
 //! - `ood_histograms/*.csv` — score histograms ([`crate::plot::histogram`]'s CSV), pooled the same way;
 //! - `*.json` / `*.toml` — configs and metadata, shown verbatim in the report's provenance section.
 //!
+//! Result files of the seed repository can be added with [`ReportOptions::seed_results`]; their models
+//! become rows of their own (see [`crate::seed_results`]).
+//!
 //! Output layout (`out_dir`):
 //! ```text
 //! index.html                          self-contained report (if html is requested)
@@ -108,6 +111,26 @@ pub struct ReportOptions {
     pub force: bool,
     /// Provenance of the process writing the report (shown in the report), if wanted.
     pub provenance: Option<decal_core::Provenance>,
+    /// Seed-repository result files to include, each with the method (row) name to give its models
+    /// (see [`crate::seed_results`]).
+    pub seed_results: Vec<(PathBuf, String)>,
+}
+
+impl ReportOptions {
+    /// Defaults: every format, `± std`, title "decal results", no method order, no force, no
+    /// provenance, no seed results.
+    pub fn new(out_dir: impl Into<PathBuf>) -> ReportOptions {
+        ReportOptions {
+            out_dir: out_dir.into(),
+            formats: Formats::ALL,
+            spread: Spread::Std,
+            title: "decal results".to_string(),
+            method_order: Vec::new(),
+            force: false,
+            provenance: None,
+            seed_results: Vec::new(),
+        }
+    }
 }
 
 /// What [`generate_report`] produced.
@@ -229,14 +252,20 @@ pub fn generate_report(
     inputs: &[PathBuf],
     options: &ReportOptions,
 ) -> Result<ReportOutcome, ReportError> {
-    if inputs.is_empty() {
+    if inputs.is_empty() && options.seed_results.is_empty() {
         return Err(ReportError::Invalid("no runs given".to_string()));
     }
-    let files = find_metrics_files(inputs, Some(&options.out_dir))?;
+    let mut files = find_metrics_files(inputs, Some(&options.out_dir))?;
     let mut records: Vec<MetricRecord> = Vec::new();
     for f in &files {
         records.extend(record::read_any(f)?);
     }
+    for (path, method) in &options.seed_results {
+        records.extend(crate::seed_results::read_seed_results(path, method)?);
+    }
+    // Seed files are inputs too (listed with checksums), but have no side files.
+    let side_inputs = files.clone();
+    files.extend(options.seed_results.iter().map(|(p, _)| p.clone()));
     if records.is_empty() {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         return Err(ReportError::Invalid(format!(
@@ -356,7 +385,7 @@ pub fn generate_report(
         }
     }
 
-    let reliability = collect_side_files(&files, "reliability")?;
+    let reliability = collect_side_files(&side_inputs, "reliability")?;
     let pooled = pool_reliability(&reliability, &mut warnings)?;
     for (stem_name, series) in &pooled {
         for s in series {
@@ -394,7 +423,7 @@ pub fn generate_report(
         written.extend(paths);
     }
 
-    let histogram_files = collect_side_files(&files, "ood_histograms")?;
+    let histogram_files = collect_side_files(&side_inputs, "ood_histograms")?;
     for (stem_name, panels) in pool_histograms(&histogram_files, &mut warnings)? {
         let stem = plots.join(names.unique(&format!("ood scores {stem_name}")));
         let title = format!("OOD scores: in-distribution vs OOD ({stem_name})");
@@ -441,7 +470,7 @@ pub fn generate_report(
             label: "runs and seeds".to_string(),
             text: runs.join("\n"),
         });
-        for f in &files {
+        for f in &side_inputs {
             for item in side_configs(f)? {
                 provenance.push(item);
             }

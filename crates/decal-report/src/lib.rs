@@ -11,6 +11,7 @@
 //! - [`format`]: the single place that decides how numbers are printed.
 //! - [`plot`]: ECE-vs-severity and OOD score-histogram figures.
 //! - [`html`]: the self-contained `index.html` report.
+//! - [`seed_results`]: the seed repository's result files as records (to tabulate its numbers alongside).
 //! - [`generate`]: `decal report` as a library call (find records, write tables, figures, HTML).
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod html;
 pub mod plot;
 pub mod record;
 pub mod reliability;
+pub mod seed_results;
 pub mod table;
 
 pub use error::ReportError;

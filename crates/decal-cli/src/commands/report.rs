@@ -22,8 +22,15 @@ Writes into --out: tables/main.{md,tex,csv}, tables/aggregates.csv, tables/recor
 plots/*.{svg,png,csv} and index.html; prints the Markdown table and the report's path.")]
 pub struct Args {
     /// Run directories (searched recursively for metrics.jsonl) or record files (.jsonl or .csv).
-    #[arg(required = true, value_name = "RUN")]
+    #[arg(required_unless_present = "seed_results", value_name = "RUN")]
     pub runs: Vec<PathBuf>,
+
+    /// Also tabulate a result file of the seed repository (experiment_results/table_metrics/<file>,
+    /// one JSON object of models → metrics); its models become the row METHOD, e.g.
+    /// `--seed-results WRN_CIFAR10_TST.txt "TST (seed repo)"`. Repeatable. ECE/MCE are converted from
+    /// the seed's percent to fractions; its Brier is recorded as brier_div_k.
+    #[arg(long, num_args = 2, value_names = ["FILE", "METHOD"], action = clap::ArgAction::Append)]
+    pub seed_results: Vec<String>,
 
     /// Output directory [default: <first RUN>/report, or <directory of the first file>/report].
     #[arg(long, value_name = "DIR")]
@@ -58,7 +65,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let formats = Formats::parse(&args.format)?;
     let spread = Spread::parse(&args.spread)
         .with_context(|| format!("--spread {:?}: expected `std` or `se`", args.spread))?;
-    let first = &args.runs[0];
+    let seed_results: Vec<(PathBuf, String)> = args
+        .seed_results
+        .chunks(2)
+        .map(|pair| (PathBuf::from(&pair[0]), pair[1].clone()))
+        .collect();
+    let first = args
+        .runs
+        .first()
+        .or(seed_results.first().map(|(p, _)| p))
+        .context("no RUN given")?;
     let out_dir = match args.out {
         Some(dir) => dir,
         None if first.is_file() => first
@@ -84,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         method_order,
         force: args.force,
         provenance: Some(decal_core::Provenance::capture()),
+        seed_results,
     };
     let outcome = generate_report(&args.runs, &options)?;
     for w in &outcome.warnings {

@@ -296,9 +296,11 @@ impl Figure for SeverityFigure<'_> {
             let color = plot::series_color(j);
             // Offset lines slightly in x so overlapping error bars stay readable.
             let dx = (j as f64 - (n_lines as f64 - 1.0) / 2.0) * 0.06;
+            // Non-finite means (e.g. an undefined metric) are left out of the line rather than drawn at 0.
             let pts: Vec<(f64, f64)> = line
                 .points
                 .iter()
+                .filter(|p| p.mean.is_finite())
                 .map(|p| (p.severity as f64 + dx, fmt.scaled(p.mean)))
                 .collect();
             chart
@@ -319,7 +321,7 @@ impl Figure for SeverityFigure<'_> {
                 .map_err(de)?;
             chart
                 .draw_series(line.points.iter().filter_map(|p| {
-                    let s = p.spread?;
+                    let s = p.spread.filter(|s| s.is_finite() && p.mean.is_finite())?;
                     let x = p.severity as f64 + dx;
                     Some(ErrorBar::new_vertical(
                         x,
@@ -421,6 +423,38 @@ mod tests {
             err.contains("cover different corruptions at severity 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn non_finite_points_do_not_break_the_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = vec![SeverityLine {
+            label: "TST".into(),
+            points: vec![
+                SeverityPoint {
+                    severity: 1,
+                    mean: 0.05,
+                    spread: Some(f64::NAN),
+                    n: 2,
+                },
+                SeverityPoint {
+                    severity: 2,
+                    mean: f64::NAN,
+                    spread: None,
+                    n: 1,
+                },
+                SeverityPoint {
+                    severity: 3,
+                    mean: 0.09,
+                    spread: Some(0.01),
+                    n: 2,
+                },
+            ],
+        }];
+        let paths =
+            write_severity_plot(&dir.path().join("s"), &lines, "ece", "ECE", "t", "").unwrap();
+        let csv = std::fs::read_to_string(&paths[2]).unwrap();
+        assert!(csv.contains("\nTST,2,NaN,,1\n"), "{csv}");
     }
 
     #[test]
