@@ -98,7 +98,14 @@ fn run_produces_records_table_report_and_resumes() {
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "decal run failed:\n{stderr}");
     let stdout = String::from_utf8_lossy(&first.stdout);
-    for row in ["| Baseline", "| TS", "| TST", "| V-TST m=1", "| V-TST m=4"] {
+    for row in [
+        "| Baseline",
+        "| TS |",
+        "| TS (seed LBFGS)",
+        "| TST",
+        "| V-TST m=1",
+        "| V-TST m=4",
+    ] {
         assert!(stdout.contains(row), "table lacks {row}:\n{stdout}");
     }
     // The missing OOD set is a warning, not a failure.
@@ -117,12 +124,12 @@ fn run_produces_records_table_report_and_resumes() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let records = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    // 2 seeds × (TST + V-TST m=1 + V-TST m=4) + Baseline + TS = 8 test accuracies.
+    // 2 seeds × (TST + V-TST m=1 + V-TST m=4) + Baseline + TS + TS (seed LBFGS) = 9 test accuracies.
     let test_acc = records
         .lines()
         .filter(|l| l.contains("\"split\":\"test\"") && l.contains("\"metric\":\"accuracy\""))
         .count();
-    assert_eq!(test_acc, 8, "{records}");
+    assert_eq!(test_acc, 9, "{records}");
     assert!(records.contains("\"dataset\":\"mnist\"") && records.contains("\"metric\":\"auroc\""));
     let probs = out.join("predictions/v-tst-m4-seed1/test_probs.npy");
     assert!(probs.exists(), "{}", probs.display());

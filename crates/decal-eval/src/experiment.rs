@@ -1078,22 +1078,35 @@ pub fn run(
             }
         }
     }
+    let mut calibration = serde_json::Map::new();
     if config.temperature_scaling {
-        let t = fit_temperature(&backbone, &val_f, device)?;
-        log(&format!(
-            "temperature scaling: T = {t:.4} (exact NLL minimiser on {} validation images)",
-            val_f.len()
-        ));
-        units.insert(
-            1,
-            MethodUnit {
-                method: "TS".into(),
-                seed: None,
-                head_dir: None,
-                num_samples: 0,
-                temperature: Some(t),
-            },
-        );
+        // Both fits minimise the validation NLL of the baseline's logits (decal-calib): "TS" is the exact
+        // minimiser, "TS (seed LBFGS)" the seed's single LBFGS step from T = 1.5 (seed-system.md §9).
+        let fits = fit_temperatures(&backbone, &val_f, device)?;
+        for (i, (method, scaler)) in fits.into_iter().enumerate() {
+            log(&format!(
+                "{method}: T = {:.4} (validation NLL {:.4} → {:.4}, {} on {} images)",
+                scaler.temperature,
+                scaler.nll_before,
+                scaler.nll_after,
+                scaler.fit_method,
+                val_f.len()
+            ));
+            calibration.insert(
+                method.to_string(),
+                serde_json::to_value(&scaler).unwrap_or(Value::Null),
+            );
+            units.insert(
+                1 + i,
+                MethodUnit {
+                    method: method.into(),
+                    seed: None,
+                    head_dir: None,
+                    num_samples: 0,
+                    temperature: Some(scaler.temperature),
+                },
+            );
+        }
     }
 
     // ---- Evaluation -------------------------------------------------------------------------------------
@@ -1334,7 +1347,7 @@ pub fn run(
             "experiment": config.name, "config": config, "warnings": warnings,
             "backbone": {"arch": backbone.arch, "weights_sha256": backbone.hash},
             "features": {"train": train_key, "val": val_key, "test": test_key, "mode": config.features.mode},
-            "results": results, "provenance": Provenance::capture(),
+            "results": results, "calibration": calibration, "provenance": Provenance::capture(),
         }),
     )
     .map_err(step("writing results.json"))?;
@@ -1424,24 +1437,24 @@ fn make_predictor<'a>(
     }
 }
 
-/// Temperature of the baseline's logits minimising the validation NLL.
-fn fit_temperature(
+/// Temperature scaling of the baseline's validation logits: the exact NLL minimiser and the seed's LBFGS.
+fn fit_temperatures(
     backbone: &Backbone,
     val: &FeatureSet,
     device: Device,
-) -> Result<f64, ExperimentError> {
-    let logits = predict(
-        &Predictor::Linear {
-            weight: &backbone.classifier.head.ws,
-            bias: backbone.classifier.head.bs.as_ref(),
-            temperature: 1.0,
-        },
-        val,
-        device,
-    )
-    .map_err(step("temperature scaling"))?;
-    crate::calibrate::fit_temperature(&logits.logits, &logits.labels, logits.num_classes)
-        .map_err(step("temperature scaling"))
+) -> Result<Vec<(&'static str, decal_calib::TemperatureScaler)>, ExperimentError> {
+    let predictor = Predictor::Linear {
+        weight: &backbone.classifier.head.ws,
+        bias: backbone.classifier.head.bs.as_ref(),
+        temperature: 1.0,
+    };
+    let logits = predict(&predictor, val, device).map_err(step("temperature scaling"))?;
+    let (z, y, k) = (&logits.logits, &logits.labels, logits.num_classes);
+    let exact = decal_calib::TemperatureScaler::fit_exact(z, y, k)
+        .map_err(step("temperature scaling (exact)"))?;
+    let seed = decal_calib::TemperatureScaler::fit_seed_lbfgs(z, y, k)
+        .map_err(step("temperature scaling (seed LBFGS)"))?;
+    Ok(vec![("TS", exact), ("TS (seed LBFGS)", seed)])
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -11,7 +11,6 @@
 //! nested JSON. No metric is computed here: all of them come from `decal-metrics`.
 #![warn(missing_docs)]
 
-pub mod calibrate;
 pub mod experiment;
 pub mod predict;
 pub mod suite;
