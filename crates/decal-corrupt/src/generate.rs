@@ -447,8 +447,8 @@ fn frost_assets(corruption: Corruption, assets: &Assets) -> Option<serde_json::V
 pub fn deviations() -> Vec<String> {
     [
         "random streams are ChaCha8 (per image), not NumPy MT19937: statistically matched, not byte-identical to CIFAR-10-C",
-        "motion_blur/snow: ImageMagick MotionBlurImage re-implemented (one-sided Gaussian line kernel, edge pixels)",
-        "jpeg_compression: jpeg-encoder (IJG tables, 4:2:0) + image decoder instead of PIL/libjpeg (pixel values may differ by ±1-2)",
+        "motion_blur/snow: ImageMagick 6.9.11 Q16 MotionBlurImage re-implemented (bit-identical for a given angle)",
+        "jpeg_compression: libjpeg's integer pipeline re-implemented (bit-identical to PIL/libjpeg-turbo for 32x32)",
         "elastic_transform: exact bilinear affine warp instead of OpenCV's 1/32-pixel quantised coordinates",
         "impulse_noise: per-value Bernoulli salt-and-pepper (current scikit-image semantics)",
         "spatter: OpenCV Canny/distanceTransform/equalizeHist re-implemented",

@@ -26,6 +26,7 @@ pub mod error;
 pub mod frost;
 pub mod generate;
 pub mod grid;
+pub mod jpeg;
 pub mod ops;
 pub mod plasma;
 pub mod recipe;
