@@ -221,6 +221,18 @@ pub fn ece_equal_mass(
         .copied()
         .zip(correct[..n].iter().copied())
         .collect();
+    ece_equal_mass_in_place(&mut pairs, num_bins, tie_safe)
+}
+
+/// [`ece_equal_mass`] on `(confidence, correct)` pairs, sorting them in place (no further allocation).
+pub fn ece_equal_mass_in_place(pairs: &mut [(f64, bool)], num_bins: usize, tie_safe: bool) -> f64 {
+    let n = pairs.len();
+    if n == 0 || num_bins == 0 {
+        return 0.0;
+    }
+    // Sort (confidence, correct) pairs directly (cache-friendly). Stable for the torch-uncertainty semantics,
+    // where tied confidences keep their input order; the tie-safe variant never splits ties, so order among
+    // ties cannot matter and an unstable sort is used.
     if tie_safe {
         pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     } else {

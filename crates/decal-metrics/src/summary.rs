@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::binning::Bins;
 use crate::bootstrap::{bootstrap, BootstrapConfig, BootstrapRows, BootstrapSummary};
 use crate::calibration::{
-    ece_equal_mass, BinnedAccumulator, ClasswiseAccumulator, ReliabilityBins,
+    ece_equal_mass_in_place, BinnedAccumulator, ClasswiseAccumulator, ReliabilityBins,
 };
 use crate::error::MetricsError;
 use crate::ood::{self, PrEstimator};
@@ -444,8 +444,8 @@ pub struct SummaryAccumulator {
     keep_conf: bool,
     keep_bootstrap: bool,
     keep_id_scores: bool,
-    conf: Vec<f64>,
-    correct: Vec<bool>,
+    // (confidence, correct) per row, kept only for equal-mass ECE.
+    em_rows: Vec<(f64, bool)>,
     boot: BootstrapRows,
     id_scores: Vec<f64>,
     rows: usize,
@@ -568,8 +568,7 @@ impl SummaryAccumulator {
             keep_conf: profile.equal_mass,
             keep_bootstrap: keep.bootstrap,
             keep_id_scores: keep.ood_scores,
-            conf: Vec::new(),
-            correct: Vec::new(),
+            em_rows: Vec::new(),
             boot: BootstrapRows::default(),
             id_scores: Vec::new(),
             rows: 0,
@@ -645,8 +644,7 @@ impl SummaryAccumulator {
             self.sum_nll_exact += r.nll_exact;
             self.sum_nll_sklearn += r.nll_sklearn;
             if self.keep_conf {
-                self.conf.push(r.conf);
-                self.correct.push(r.correct);
+                self.em_rows.push((r.conf, r.correct));
             }
             if self.keep_bootstrap {
                 self.boot
@@ -681,8 +679,7 @@ impl SummaryAccumulator {
         self.scores.merge(&other.scores);
         self.sum_nll_exact += other.sum_nll_exact;
         self.sum_nll_sklearn += other.sum_nll_sklearn;
-        self.conf.extend(other.conf);
-        self.correct.extend(other.correct);
+        self.em_rows.extend(other.em_rows);
         self.boot.slot.extend(other.boot.slot);
         self.boot.conf.extend(other.boot.conf);
         self.boot.correct.extend(other.boot.correct);
@@ -743,7 +740,7 @@ impl SummaryAccumulator {
     /// Final summary. `ood` = scores of the OOD set (from [`Self::ood_scores`]) with the score's name;
     /// the ID scores are those kept while adding rows (or given explicitly in `id_override`).
     pub fn finish(
-        self,
+        mut self,
         ood: Option<(String, Option<Vec<f64>>, Vec<f64>)>,
         options: EvalOptions,
     ) -> Summary {
@@ -752,9 +749,8 @@ impl SummaryAccumulator {
         let n = self.scores.count;
         let nf = n as f64;
         let ece_em = self.keep_conf.then(|| {
-            ece_equal_mass(
-                &self.conf,
-                &self.correct,
+            ece_equal_mass_in_place(
+                &mut self.em_rows,
                 self.profile.num_bins,
                 self.profile.equal_mass_tie_safe,
             )
