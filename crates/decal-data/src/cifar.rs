@@ -479,6 +479,40 @@ pub fn load_cifar100(dir: &Path, split: SplitName) -> Result<ImageSet> {
     )
 }
 
+/// Writes 32×32 RGB images as CIFAR binary records (`label`, then the R, G and B planes), atomically.
+/// With `coarse = Some(labels)` the CIFAR-100 layout (coarse label, fine label, pixels) is written.
+pub fn write_binary(set: &ImageSet, coarse: Option<&[u32]>, path: &Path) -> Result<()> {
+    if (set.height, set.width, set.channels) != (SIDE, SIDE, 3) {
+        return Err(DataError::Invalid(format!(
+            "{}: CIFAR binary needs 32×32 RGB images",
+            set.name
+        )));
+    }
+    let mut out = Vec::with_capacity(set.len() * (PIXELS + 2));
+    for i in 0..set.len() {
+        if let Some(c) = coarse {
+            out.push(
+                *c.get(i)
+                    .ok_or_else(|| DataError::Invalid("fewer coarse labels than images".into()))?
+                    as u8,
+            );
+        }
+        let l = set.labels[i];
+        if l > 255 {
+            return Err(DataError::Invalid(format!(
+                "{}: label {l} does not fit a byte",
+                set.name
+            )));
+        }
+        out.push(l as u8);
+        let img = set.image(i);
+        for ch in 0..3 {
+            out.extend(img.iter().skip(ch).step_by(3));
+        }
+    }
+    Ok(decal_core::write_atomic(path, &out)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +527,18 @@ mod tests {
         let (px, lb) = parse_cifar10_binary_bytes(&rec).unwrap();
         assert_eq!(lb, vec![7]);
         assert_eq!(&px[..6], &[1, 2, 3, 1, 2, 3]);
+        let set = ImageSet {
+            name: "x".into(),
+            height: 32,
+            width: 32,
+            channels: 3,
+            pixels: px.clone(),
+            labels: vec![7],
+            class_names: vec![],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_binary(&set, None, &dir.path().join("b.bin")).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("b.bin")).unwrap(), rec);
         let e = parse_cifar10_binary_bytes(&rec[..3000])
             .unwrap_err()
             .to_string();

@@ -257,25 +257,23 @@ impl Transform {
         let [c, oh, ow] = self.output_shape(h, w, c_in);
         debug_assert_eq!(out.len(), c * oh * ow);
         let img = set.image(index);
-        // ToTensor (+ grey→RGB): planes in [0, 1].
-        let mut planes: Vec<Vec<f32>> = (0..c)
-            .map(|ch| {
-                let src_ch = if c_in == 1 { 0 } else { ch };
-                (0..h * w)
-                    .map(|p| img[p * c_in + src_ch] as f32 / 255.0)
-                    .collect()
-            })
-            .collect();
-        if let Some((rh, rw, filter)) = self.resize {
-            planes = planes
-                .iter()
-                .map(|p| resize_plane_f32(p, h, w, rh, rw, filter))
-                .collect();
-        }
         let d = self.draws(epoch, index);
         let pad = self.crop_padding.unwrap_or(0) as isize;
-        for (ch, plane) in planes.iter().enumerate() {
+        // ToTensor (+ grey→RGB): without a resize, read the bytes directly; with one, resize [0, 1] planes.
+        let planes: Option<Vec<Vec<f32>>> = self.resize.map(|(rh, rw, filter)| {
+            (0..c)
+                .map(|ch| {
+                    let src_ch = if c_in == 1 { 0 } else { ch };
+                    let p: Vec<f32> = (0..h * w)
+                        .map(|p| img[p * c_in + src_ch] as f32 / 255.0)
+                        .collect();
+                    resize_plane_f32(&p, h, w, rh, rw, filter)
+                })
+                .collect()
+        });
+        for ch in 0..c {
             let (m, s) = (self.normalize.mean[ch], self.normalize.std[ch]);
+            let src_ch = if c_in == 1 { 0 } else { ch };
             let dst = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
             for y in 0..oh {
                 let sy = y as isize + d.top as isize - pad;
@@ -283,7 +281,11 @@ impl Transform {
                     let xx = if d.flip { ow - 1 - x } else { x };
                     let sx = xx as isize + d.left as isize - pad;
                     let v = if sy >= 0 && sx >= 0 && (sy as usize) < oh && (sx as usize) < ow {
-                        plane[sy as usize * ow + sx as usize]
+                        let p = sy as usize * ow + sx as usize;
+                        match &planes {
+                            Some(pl) => pl[ch][p],
+                            None => img[p * c_in + src_ch] as f32 / 255.0,
+                        }
                     } else {
                         0.0
                     };
