@@ -261,9 +261,9 @@ mod tests {
         for i in 0..3 {
             let f = &set.features[i * 6..];
             let expect = [f[0] as f64 + 0.5, 2.0 * f[1] as f64 - 0.5];
-            for c in 0..2 {
-                assert!((p1.logits[i * 2 + c] - expect[c]).abs() < 1e-5);
-                assert!((p2.logits[i * 2 + c] - expect[c] / 2.0).abs() < 1e-5);
+            for (c, e) in expect.iter().enumerate() {
+                assert!((p1.logits[i * 2 + c] - e).abs() < 1e-5);
+                assert!((p2.logits[i * 2 + c] - e / 2.0).abs() < 1e-5);
             }
         }
     }

@@ -262,8 +262,14 @@ pub fn train_nll(
     Ok((records, Value::Object(json)))
 }
 
+/// Per-example OOD scores: `(key suffix, description, scores)` per score; larger = more in-distribution.
+pub type ScoreSet = Vec<(&'static str, &'static str, Vec<f64>)>;
+
+/// Scores of one OOD target (a set or the pooled sets): `(key suffix, scores)` per score.
+type TargetScores = (String, Vec<(&'static str, Vec<f64>)>);
+
 /// Per-example OOD scores of a prediction set: `(key suffix, description, scores)`; larger = more ID.
-pub fn ood_scores(preds: &Predictions) -> Vec<(&'static str, &'static str, Vec<f64>)> {
+pub fn ood_scores(preds: &Predictions) -> ScoreSet {
     let k = preds.num_classes;
     let probs = preds.probabilities();
     let mut out = vec![
@@ -310,11 +316,11 @@ pub fn ood(
     let id_scores = ood_scores(id);
     let mut records = Vec::new();
     let mut json = serde_json::Map::new();
-    let per_set: Vec<(String, Vec<(&str, &str, Vec<f64>)>)> = sets
+    let per_set: Vec<(String, ScoreSet)> = sets
         .iter()
         .map(|(name, p)| (name.clone(), ood_scores(p)))
         .collect();
-    let mut targets: Vec<(String, Vec<(&str, Vec<f64>)>)> = per_set
+    let mut targets: Vec<TargetScores> = per_set
         .iter()
         .map(|(name, s)| {
             (
@@ -324,7 +330,7 @@ pub fn ood(
         })
         .collect();
     if sets.len() >= 2 {
-        let pooled: Vec<(&str, Vec<f64>)> = id_scores
+        let pooled: Vec<(&'static str, Vec<f64>)> = id_scores
             .iter()
             .map(|(suffix, _, _)| {
                 let all: Vec<f64> = per_set
@@ -414,6 +420,9 @@ pub struct ShiftCompat {
     pub severity_divisor: Option<usize>,
 }
 
+/// (corruption, severity, accuracy, ece, mce, nll) of one corruption cell.
+type CellStat = (String, u8, f64, f64, f64, f64);
+
 /// Streaming corruption sweep of one method: add cells one at a time; memory is O(cells + M·K), not
 /// O(predictions).
 #[derive(Debug, Clone)]
@@ -424,7 +433,7 @@ pub struct ShiftSweep {
     compat: ShiftCompat,
     pooled: Option<SummaryAccumulator>,
     /// (corruption, severity, accuracy, ece, mce, nll) per cell.
-    cells: Vec<(String, u8, f64, f64, f64, f64)>,
+    cells: Vec<CellStat>,
     records: Vec<MetricRecord>,
 }
 
@@ -527,9 +536,8 @@ impl ShiftSweep {
                 &pooled_def(def),
             ));
         }
-        let mean = |f: &dyn Fn(&(String, u8, f64, f64, f64, f64)) -> f64| {
-            self.cells.iter().map(f).sum::<f64>() / n_cells as f64
-        };
+        let mean =
+            |f: &dyn Fn(&CellStat) -> f64| self.cells.iter().map(f).sum::<f64>() / n_cells as f64;
         for (metric, value) in [
             ("mean_cell_accuracy", mean(&|c| c.2)),
             ("mean_cell_ece", mean(&|c| c.3)),
