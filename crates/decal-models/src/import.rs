@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{copy_into, CheckpointMeta, ImportSource, Selection};
-use crate::{try_build_classifier, ArchConfig, Classifier, ModelError};
+use crate::{
+    try_build_backbone, try_build_classifier, ArchConfig, Backbone, Classifier, ModelError,
+};
 
 /// The container format of an imported file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +172,67 @@ pub fn import_with_config(
         classifier,
         meta,
         notes,
+    })
+}
+
+/// A body imported on its own (seed §5.6): the frozen feature extractor of stage 2.
+#[derive(Debug)]
+pub struct ImportedBody {
+    /// Holds the body's tensors.
+    pub vs: nn::VarStore,
+    /// The body.
+    pub body: Box<dyn Backbone>,
+    /// Source tensors not used: the classifier head, the seed's stage-2 heads, BatchNorm counters, a ViT pooler.
+    pub ignored_keys: Vec<String>,
+}
+
+/// Imports only the body of `arch` from `file`, like the seed's `construct_ClassYEncoderBody` (§5.6): from a
+/// stage-1 checkpoint (the classifier head is dropped) or from one of the seed's stage-2 TST / V-TST checkpoints,
+/// whose body lives under `qzx_body.` and whose heads (`qzx_model.`, `qzx_var.`, `pyz.`) are dropped.
+/// Every body tensor must be present with the right shape.
+pub fn import_body(
+    file: &Path,
+    arch: &ArchConfig,
+    device: Device,
+) -> Result<ImportedBody, ModelError> {
+    let sd = read_state_dict(file)?;
+    let strip_model = sd.tensors.iter().all(|(k, _)| k.starts_with("model."));
+    let unprefixed: Vec<(String, Tensor)> = sd
+        .tensors
+        .iter()
+        .map(|(k, t)| {
+            let k = if strip_model {
+                &k["model.".len()..]
+            } else {
+                k.as_str()
+            };
+            (k.to_string(), t.shallow_clone())
+        })
+        .collect();
+    let two_stage = unprefixed.iter().any(|(k, _)| k.starts_with("qzx_body."));
+    let mut ignored = Vec::new();
+    let mut body_tensors = Vec::new();
+    for (k, t) in unprefixed {
+        match (two_stage, k.strip_prefix("qzx_body.")) {
+            (true, Some(rest)) => body_tensors.push((rest.to_string(), t)),
+            (true, None) => ignored.push(k),
+            (false, _) => body_tensors.push((k, t)),
+        }
+    }
+    let (mapped, more_ignored) = map_keys(&body_tensors, arch);
+    ignored.extend(more_ignored);
+    let head_prefix = format!("{}.", arch.head_name());
+    let (head, body_only): (Vec<_>, Vec<_>) = mapped
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(&head_prefix));
+    ignored.extend(head.into_iter().map(|(k, _)| k));
+    let vs = nn::VarStore::new(device);
+    let body = try_build_backbone(&vs.root(), arch)?;
+    copy_into(&vs, body_only, file, |_| false)?;
+    Ok(ImportedBody {
+        vs,
+        body,
+        ignored_keys: ignored,
     })
 }
 

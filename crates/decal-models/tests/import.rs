@@ -456,3 +456,55 @@ fn seed_vit_wrapper_keys_are_mapped() {
     );
     assert!(d <= TOL, "{d}");
 }
+
+/// Body-only import from a stage-1 checkpoint and from the seed's stage-2 layout (`qzx_body.*` + heads).
+#[test]
+fn bodies_import_from_stage1_and_seed_stage2_layouts() {
+    let exp = expected();
+    let fx = exp["fixtures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "wrn")
+        .unwrap()
+        .clone();
+    let arch: ArchConfig = serde_json::from_value(fx["arch"].clone()).unwrap();
+    let xs = npy("wrn_input.npy");
+    let features = npy("wrn_features.npy");
+
+    let body = import::import_body(&fixtures().join("wrn.pt"), &arch, Device::Cpu).unwrap();
+    assert!(
+        body.ignored_keys.contains(&"logits.weight".to_string()),
+        "{:?}",
+        body.ignored_keys
+    );
+    let d = max_abs_diff(&body.body.features(&xs, false), &features);
+    assert!(d <= TOL, "{d}");
+
+    // The seed's TS_Module: model.qzx_body.<WRN2810Body keys>, model.qzx_model.*, model.pyz.*.
+    let sd = import::read_state_dict(&fixtures().join("wrn.pt")).unwrap();
+    let mut tensors: Vec<(String, Tensor)> = sd
+        .tensors
+        .iter()
+        .filter(|(k, _)| !k.starts_with("logits."))
+        .map(|(k, t)| (format!("model.qzx_body.{k}"), t.shallow_clone()))
+        .collect();
+    tensors.push((
+        "model.qzx_model.0.weight".into(),
+        Tensor::zeros([30, 64], (Kind::Float, Device::Cpu)),
+    ));
+    tensors.push((
+        "model.pyz.weight".into(),
+        Tensor::zeros([5, 10], (Kind::Float, Device::Cpu)),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tst.safetensors");
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    let body = import::import_body(&path, &arch, Device::Cpu).unwrap();
+    assert!(
+        body.ignored_keys.iter().any(|k| k == "qzx_model.0.weight")
+            && body.ignored_keys.iter().any(|k| k == "pyz.weight")
+    );
+    let d = max_abs_diff(&body.body.features(&xs, false), &features);
+    assert!(d <= TOL, "{d}");
+}
