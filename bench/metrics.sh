@@ -8,7 +8,8 @@
 #   1. decal metrics --profile paper --no-ece-em   (streaming: memory independent of N)
 #   2. decal metrics --profile default             (also equal-mass ECE: keeps one confidence per row)
 #   3. bench/metrics_reference.py                  (numpy, whole arrays in memory; paper definitions)
-# each under /usr/bin/time -v, and prints wall time, time per million predictions and peak RSS.
+# each under /usr/bin/time -v, and prints wall and CPU time (total and per million predictions) and peak RSS.
+# On a shared machine compare CPU seconds: wall time then mostly measures the other processes.
 # Uses the torch-2.11 Python that scripts/env.sh installs (it has numpy), or $DECAL_PYTHON. Not run by tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,21 +46,25 @@ measure() {
   local name="$1"; shift
   local log="$tmp/$name.time"
   /usr/bin/time -v "$@" > "$tmp/$name.out" 2> "$log"
-  local wall rss
+  local wall rss user sys
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
-  "$PY" - "$name" "$wall" "$rss" "$rows" <<'PYEOF'
+  user=$(awk -F': ' '/User time/ {print $2}' "$log")
+  sys=$(awk -F': ' '/System time/ {print $2}' "$log")
+  "$PY" - "$name" "$wall" "$rss" "$rows" "$user" "$sys" <<'PYEOF'
 import sys
 name, wall, rss, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cpu = float(sys.argv[5]) + float(sys.argv[6])
 parts = [float(p) for p in wall.split(":")]
 secs = parts[-1] + 60 * parts[-2] + (3600 * parts[-3] if len(parts) > 2 else 0)
-print(f"| {name} | {secs:.2f} s | {secs / (rows / 1e6):.3f} s | {rss / 1024:.0f} MiB |")
+m = rows / 1e6
+print(f"| {name} | {secs:.2f} s | {secs / m:.3f} s | {cpu:.2f} s | {cpu / m:.3f} s | {rss / 1024:.0f} MiB |")
 PYEOF
 }
 echo "rows = $rows, classes = $classes, threads = $(nproc), file = $logits ($(du -h "$logits" | cut -f1))"
 echo
-echo "| run | wall | per million predictions | peak RSS |"
-echo "|---|---|---|---|"
+echo "| run | wall | wall per million | CPU (user+sys) | CPU per million | peak RSS |"
+echo "|---|---|---|---|---|---|"
 measure decal-paper-streaming "$bin" metrics --logits "$logits" --labels "$labels" --profile paper --no-ece-em --json "$tmp/decal-paper.json"
 measure decal-default "$bin" metrics --logits "$logits" --labels "$labels" --profile default --json "$tmp/decal-default.json"
 measure numpy-reference "$PY" bench/metrics_reference.py "$logits" "$labels" "$tmp/numpy.json"

@@ -476,20 +476,34 @@ struct RowOut {
 /// particular a row saturates to confidence exactly 1.0 whenever the other classes' float32 sum is below
 /// half an ulp of 1 (2^-24), as on the seed's GPU, which a correctly rounded softmax would not do.
 /// (torch's own summation order and `expf` may differ from this in the last ulp of some entries.)
-pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) {
-    let m = z
+///
+/// Returns the exact `logsumexp(z)` in f64 as well (for the exact NLL), sharing the exponentials: when the
+/// float32 difference `z_k − max` is exact (the usual case for float32 logits) the float32 exponential is the
+/// rounded float64 one.
+pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
+    let m64 = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let m32 = z
         .iter()
         .map(|&v| v as f32)
         .fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
+    let (mut sum32, mut sum64) = (0.0f32, 0.0f64);
     for (o, &v) in out.iter_mut().zip(z) {
-        let e = (f64::from(v as f32 - m)).exp() as f32;
-        *o = f64::from(e);
-        sum += e;
+        let d64 = v - m64;
+        let e64 = d64.exp();
+        sum64 += e64;
+        let d32 = f64::from(v as f32 - m32);
+        let e32 = if d32 == d64 {
+            e64 as f32
+        } else {
+            d32.exp() as f32
+        };
+        *o = f64::from(e32);
+        sum32 += e32;
     }
     for o in out.iter_mut() {
-        *o = f64::from(*o as f32 / sum);
+        *o = f64::from(*o as f32 / sum32);
     }
+    m64 + sum64.ln()
 }
 
 /// Computes probabilities and per-row quantities of one row `z` under `profile`.
@@ -506,10 +520,7 @@ fn process_row(
         ScoreKind::Logits => {
             let lse = match profile.softmax {
                 SoftmaxPrecision::F64 => softmax_into(z, probs),
-                SoftmaxPrecision::F32 => {
-                    softmax_f32_into(z, probs);
-                    crate::scoring::logsumexp(z)
-                }
+                SoftmaxPrecision::F32 => softmax_f32_into(z, probs),
             };
             label.map_or(0.0, |y| lse - z[y])
         }
