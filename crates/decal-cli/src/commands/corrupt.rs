@@ -53,7 +53,8 @@ pub struct Args {
     #[arg(long, default_value = "1,2,3,4,5")]
     pub severities: String,
 
-    /// Use only the first N images of the split (default: all; with --grid and no --out: 4).
+    /// Use only the first N images of the split, in the reader's order (default: all; with --grid
+    /// and no --out: 4). ImageFolder trees are read class by class, so a small N covers few classes.
     #[arg(long)]
     pub limit: Option<usize>,
 
@@ -72,8 +73,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub grid: Option<PathBuf>,
 
-    /// Regenerate into a non-empty --out directory instead of refusing (existing files are
-    /// overwritten, no resumption).
+    /// Regenerate into a non-empty --out directory instead of refusing: requested files are
+    /// overwritten without resumption; other files already there are left alone and are not listed in
+    /// the new manifest.json.
     #[arg(long)]
     pub force: bool,
 }
