@@ -18,6 +18,10 @@
 //!   keeps a freshly initialised head (HF init), which the report says.
 //!
 //! Loading is strict otherwise: missing and unexpected tensors are listed, shape mismatches name the tensor.
+//!
+//! Entry points: [`import_pytorch`] / [`import_with_config`] (a whole classifier, ready for
+//! [`crate::checkpoint::save`]), [`import_body`] (the feature extractor alone, also from the seed's stage-2
+//! `qzx_body.*` layout), [`read_state_dict`] (raw tensors, no mapping).
 
 use std::collections::HashMap;
 use std::io::Read;
