@@ -75,6 +75,15 @@ impl Loader {
             )));
         }
         transform.check(&set)?;
+        // A shuffled or augmenting loader is a training loader: never over held-out test data.
+        if set.is_test_split()
+            && (cfg.shuffle || transform.crop_padding.is_some() || transform.hflip)
+        {
+            return Err(DataError::Invalid(format!(
+                "{}: refusing a shuffled/augmenting (training) loader over a test split",
+                set.name
+            )));
+        }
         let pool = if cfg.num_workers > 0 {
             let p = rayon::ThreadPoolBuilder::new()
                 .num_threads(cfg.num_workers)

@@ -103,6 +103,22 @@ fn loader_rejects_bad_configurations() {
     )
     .is_err());
     assert!(Loader::new(Arc::clone(&set), vec![0], t, LoaderConfig::eval(0, 0)).is_err());
+    let test = Arc::new(ImageSet {
+        name: "cifar10/test".into(),
+        ..(*set).clone()
+    });
+    let train_t = Transform::seed_train(DatasetName::Cifar10, 1).unwrap();
+    let e = Loader::all(Arc::clone(&test), train_t, LoaderConfig::eval(2, 0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("refusing"), "{e}");
+    assert!(Loader::all(
+        test,
+        Transform::seed_eval(DatasetName::Cifar10).unwrap(),
+        LoaderConfig::eval(2, 0)
+    )
+    .is_ok());
     let grey = Transform::eval(Normalize::seed(DatasetName::Mnist).unwrap());
     let e = Loader::all(set, grey, LoaderConfig::eval(2, 0))
         .err()
