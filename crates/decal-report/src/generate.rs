@@ -150,29 +150,79 @@ pub struct ReportOutcome {
     pub warnings: Vec<String>,
 }
 
-/// Finds the records files of `inputs` (see the module docs). Errors when an input does not exist or a
-/// directory holds no `metrics.jsonl`.
+/// Records files found by [`find_metrics_files`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Discovery {
+    /// Files to read, in order.
+    pub files: Vec<PathBuf>,
+    /// `metrics.jsonl` files found in directories that hold another kind of JSONL (e.g. a stage-1
+    /// training log), with the reason they were skipped.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Finds the records files of `inputs` (see the module docs). A file named explicitly is always read
+/// (and must parse); a `metrics.jsonl` found in a directory whose first line is a JSON object with
+/// none of the record's field names (e.g. a per-epoch training log) is skipped and listed. Errors when an
+/// input does not exist or a directory holds no metric-records file.
 pub fn find_metrics_files(
     inputs: &[PathBuf],
     skip: Option<&Path>,
-) -> Result<Vec<PathBuf>, ReportError> {
-    let mut files = Vec::new();
+) -> Result<Discovery, ReportError> {
+    let mut found = Discovery::default();
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(ReportError::io(input))?;
         if meta.is_file() {
-            files.push(input.clone());
+            found.files.push(input.clone());
             continue;
         }
-        let before = files.len();
-        walk(input, skip, &mut files)?;
-        if files.len() == before {
+        let mut walked = Vec::new();
+        walk(input, skip, &mut walked)?;
+        let before = found.files.len();
+        for path in walked {
+            match other_schema(&path)? {
+                Some(reason) => found.skipped.push((path, reason)),
+                None => found.files.push(path),
+            }
+        }
+        if found.files.len() == before {
+            let skipped: Vec<String> = found
+                .skipped
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            let also = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (skipped, not metric records: {})", skipped.join(", "))
+            };
             return Err(ReportError::Invalid(format!(
-                "{}: no metrics.jsonl found in this directory or below",
+                "{}: no metrics.jsonl found in this directory or below{also}",
                 input.display()
             )));
         }
     }
-    Ok(files)
+    Ok(found)
+}
+
+/// `Some(reason)` when the file's first non-blank line is a JSON object that is clearly not a
+/// [`MetricRecord`] (none of its field names). Anything else is left to the strict reader.
+fn other_schema(path: &Path) -> Result<Option<String>, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(ReportError::io(path))?;
+    let Some(first) = text.lines().find(|l| !l.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(first)
+    else {
+        return Ok(None);
+    };
+    if crate::record::CSV_HEADER.iter().any(|k| map.contains_key(*k)) {
+        return Ok(None);
+    }
+    let keys: Vec<&str> = map.keys().map(String::as_str).take(4).collect();
+    Ok(Some(format!(
+        "first line has keys {} …, not metric records",
+        keys.join(", ")
+    )))
 }
 
 fn walk(dir: &Path, skip: Option<&Path>, out: &mut Vec<PathBuf>) -> Result<(), ReportError> {
@@ -255,7 +305,13 @@ pub fn generate_report(
     if inputs.is_empty() && options.seed_results.is_empty() {
         return Err(ReportError::Invalid("no runs given".to_string()));
     }
-    let mut files = find_metrics_files(inputs, Some(&options.out_dir))?;
+    let discovery = find_metrics_files(inputs, Some(&options.out_dir))?;
+    let mut warnings: Vec<String> = discovery
+        .skipped
+        .iter()
+        .map(|(p, why)| format!("{}: skipped ({why})", p.display()))
+        .collect();
+    let mut files = discovery.files;
     let mut records: Vec<MetricRecord> = Vec::new();
     for f in &files {
         records.extend(record::read_any(f)?);
@@ -277,7 +333,6 @@ pub fn generate_report(
     decal_core::prepare_output_dir(&options.out_dir, options.force)?;
     let out = &options.out_dir;
     let mut written: Vec<PathBuf> = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
 
     // Tables.
     let main = match Table::paper(
@@ -389,20 +444,52 @@ pub fn generate_report(
     let pooled = pool_reliability(&reliability, &mut warnings)?;
     for (stem_name, series) in &pooled {
         for s in series {
-            let stem = plots.join(names.unique(&format!("reliability {stem_name} {}", s.label)));
-            let title = format!("Reliability: {} ({stem_name})", s.label);
+            // `decal run` writes one file per method (`reliability/tst.csv` holding series "TST"):
+            // then the file name adds nothing to the figure's name or title.
+            let alnum = |t: &str| {
+                t.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_ascii_lowercase()
+            };
+            let redundant = alnum(stem_name) == alnum(base_label(&s.label));
+            let (stem, title) = if redundant {
+                (
+                    format!("reliability {}", s.label),
+                    format!("Reliability: {}", s.label),
+                )
+            } else {
+                (
+                    format!("reliability {stem_name} {}", s.label),
+                    format!("Reliability: {} ({stem_name})", s.label),
+                )
+            };
+            let stem = plots.join(names.unique(&stem));
             let paths = write_reliability_diagram(&stem, std::slice::from_ref(s), &title)?;
             figures.push(reliability_figure(&title, &paths, s));
             written.extend(paths);
         }
     }
-    // Overlays: all series in one diagram when there are 2–4 with distinct labels (e.g. one file per
-    // method, as `decal run` writes them); otherwise one overlay per file holding 2–4 series.
+    // Overlays (at most 4 series stay readable): all series in one diagram when there are 2–4 with
+    // distinct labels (e.g. one file per method, as `decal run` writes them); with more, the first 4
+    // of `method_order`; otherwise one overlay per file holding 2–4 series.
     let all: Vec<ReliabilitySeries> = pooled.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
     let distinct_labels = distinct(all.iter().map(|s| s.label.clone())).len() == all.len();
+    let ordered: Vec<ReliabilitySeries> = options
+        .method_order
+        .iter()
+        .filter_map(|m| {
+            all.iter()
+                .find(|s| base_label(&s.label) == m.as_str())
+                .cloned()
+        })
+        .take(4)
+        .collect();
     let overlays: Vec<(String, Vec<ReliabilitySeries>)> =
         if (2..=4).contains(&all.len()) && distinct_labels {
             vec![("all methods".to_string(), all)]
+        } else if all.len() > 4 && distinct_labels && ordered.len() >= 2 {
+            vec![("selected methods".to_string(), ordered)]
         } else {
             pooled
                 .iter()
@@ -521,6 +608,14 @@ fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// A series label without the `[n runs pooled]` suffix added by pooling.
+fn base_label(label: &str) -> &str {
+    match label.rfind(" [") {
+        Some(i) if label.ends_with(" runs pooled]") => &label[..i],
+        _ => label,
+    }
 }
 
 fn reliability_figure(title: &str, paths: &[PathBuf], s: &ReliabilitySeries) -> ReportFigure {

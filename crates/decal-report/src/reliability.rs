@@ -1,4 +1,5 @@
-//! Reliability diagrams: per-bin accuracy against confidence, with the calibration gap shaded, the
+//! Reliability diagrams: per-bin accuracy against confidence (outlined bars), with the calibration gap
+//! between accuracy and mean confidence shaded (the mean confidence also marked by a tick), the
 //! diagonal of perfect calibration, a confidence histogram (with per-bin counts) below, the caller's
 //! ECE in the legend, and several series overlaid (e.g. "before TS" vs "after TS").
 //!
@@ -391,13 +392,17 @@ impl Figure for ReliabilityFigure<'_> {
                 Some(e) => format!("{} (ECE {})", s.label, plot::pct_label(e)),
                 None => s.label.clone(),
             };
+            // Solid bar up to min(accuracy, confidence); the gap between accuracy and confidence is
+            // shaded in the gap colour on both sides of the diagonal (over white, so an under-confident
+            // bin's gap does not mix with the bar colour); the black outline always spans 0..accuracy.
             let bars: Vec<_> = s
                 .bins
                 .iter()
                 .filter(|b| b.count > 0)
                 .map(|b| {
                     let (x0, x1) = Self::slot(b, j, n);
-                    Rectangle::new([(x0, 0.0), (x1, b.accuracy)], color.mix(0.85).filled())
+                    let top = b.accuracy.min(b.mean_confidence);
+                    Rectangle::new([(x0, 0.0), (x1, top)], color.mix(0.85).filled())
                 })
                 .collect();
             chart
@@ -405,7 +410,15 @@ impl Figure for ReliabilityFigure<'_> {
                 .map_err(de)?
                 .label(label)
                 .legend(move |(x, y)| plot::legend_box(x, y, color.mix(0.85).filled(), scale));
-            // Thin outlines make adjacent bars of one series distinguishable.
+            for fill in [WHITE.filled(), GAP_FILL.mix(0.35).filled()] {
+                chart
+                    .draw_series(s.bins.iter().filter(|b| b.count > 0).map(|b| {
+                        let (x0, x1) = Self::slot(b, j, n);
+                        Rectangle::new([(x0, b.accuracy), (x1, b.mean_confidence)], fill)
+                    }))
+                    .map_err(de)?;
+            }
+            // Thin outlines: the bar's height is the bin's accuracy.
             chart
                 .draw_series(s.bins.iter().filter(|b| b.count > 0).map(|b| {
                     let (x0, x1) = Self::slot(b, j, n);
@@ -415,19 +428,6 @@ impl Figure for ReliabilityFigure<'_> {
                     )
                 }))
                 .map_err(de)?;
-            let gaps: Vec<_> = s
-                .bins
-                .iter()
-                .filter(|b| b.count > 0)
-                .map(|b| {
-                    let (x0, x1) = Self::slot(b, j, n);
-                    Rectangle::new(
-                        [(x0, b.accuracy), (x1, b.mean_confidence)],
-                        GAP_FILL.mix(0.35).filled(),
-                    )
-                })
-                .collect();
-            chart.draw_series(gaps).map_err(de)?;
             // The mean confidence of each bin, as a short solid tick across the bar.
             chart
                 .draw_series(s.bins.iter().filter(|b| b.count > 0).map(|b| {
