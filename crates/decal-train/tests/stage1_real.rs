@@ -81,6 +81,9 @@ fn cnn_and_small_wrn_learn_cifar10() {
         name: "wrn".into(),
         model: "wrn-10-2".into(),
         epochs: 2,
+        // Small batches give enough steps for the seed WRN's BatchNorm running statistics
+        // (momentum 0.01) to settle within two short epochs; eval mode uses them.
+        batch_size: 32,
         limit_train: 5_000,
         limit_val: 1_000,
         schedule: ScheduleConfig::Cosine { min_lr: 0.0 },

@@ -42,8 +42,8 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
     /// Training loss: ce (cross-entropy), fl (focal, fixed gamma), fla (adaptive focal), ls (label smoothing)
     /// [default: ce].
-    #[arg(long, value_parser = ["ce", "fl", "fla", "ls"])]
-    pub loss: Option<String>,
+    #[arg(long, value_enum)]
+    pub loss: Option<LossKind>,
     /// Focal-loss gammas (fl uses the first; fla one per threshold), e.g. `--gammas 5 3`.
     #[arg(long, num_args = 1.., value_name = "G")]
     pub gammas: Option<Vec<f64>>,
@@ -64,8 +64,8 @@ pub struct Args {
     pub lr: Option<f64>,
     /// Optimiser: adam (seed; coupled L2 decay), adamw (decoupled decay, default 0.01), sgd (momentum 0.9,
     /// decay 5e-4 unless given) [default: adam].
-    #[arg(long, value_parser = ["adam", "adamw", "sgd"])]
-    pub optimizer: Option<String>,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
     /// SGD momentum.
     #[arg(long)]
     pub momentum: Option<f64>,
@@ -80,8 +80,8 @@ pub struct Args {
     pub l2: Option<f64>,
     /// Learning-rate schedule: constant (seed), cosine (per step, to --min-lr), multi-step (x --lr-gamma at
     /// each of --milestones epochs).
-    #[arg(long, value_parser = ["constant", "cosine", "multi-step"])]
-    pub schedule: Option<String>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
     /// Final learning rate of the cosine schedule [default: 0].
     #[arg(long)]
     pub min_lr: Option<f64>,
@@ -98,8 +98,8 @@ pub struct Args {
     #[arg(long, value_name = "NORM")]
     pub clip_grad: Option<f64>,
     /// Checkpoint selection: val-nll (default; the authors' recommendation) or val-loss (the seed's criterion).
-    #[arg(long, value_parser = ["val-nll", "val-loss"])]
-    pub selection: Option<String>,
+    #[arg(long, value_enum)]
+    pub selection: Option<SelectionKind>,
     /// Early stopping: stop after this many epochs without improvement (0 = never, the seed's behaviour).
     #[arg(long)]
     pub patience: Option<usize>,
@@ -138,6 +138,50 @@ pub struct Args {
     /// Print the resolved config.toml and exit without training.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// `--loss` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Cross-entropy.
+    Ce,
+    /// Focal loss with a fixed gamma.
+    Fl,
+    /// Adaptive focal loss.
+    Fla,
+    /// Label smoothing.
+    Ls,
+}
+
+/// `--optimizer` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Adam (coupled L2 weight decay).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+    /// SGD with momentum.
+    Sgd,
+}
+
+/// `--schedule` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// Constant learning rate.
+    Constant,
+    /// Cosine annealing per step.
+    Cosine,
+    /// Step decay at milestone epochs.
+    MultiStep,
+}
+
+/// `--selection` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectionKind {
+    /// Validation negative log-likelihood.
+    ValNll,
+    /// Validation value of the training criterion.
+    ValLoss,
 }
 
 /// Runs `decal train`.
@@ -422,23 +466,22 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
     if let Some(v) = a.patience {
         plan.patience = v;
     }
-    if let Some(v) = &a.selection {
-        plan.selection = if v == "val-loss" {
-            Selection::ValLoss
-        } else {
-            Selection::ValNll
+    if let Some(v) = a.selection {
+        plan.selection = match v {
+            SelectionKind::ValLoss => Selection::ValLoss,
+            SelectionKind::ValNll => Selection::ValNll,
         };
     }
     // Loss.
-    if let Some(kind) = &a.loss {
-        plan.loss = match kind.as_str() {
-            "ce" => LossConfig::CrossEntropy,
-            "fl" => {
+    if let Some(kind) = a.loss {
+        plan.loss = match kind {
+            LossKind::Ce => LossConfig::CrossEntropy,
+            LossKind::Fl => {
                 let g = a.gammas.as_ref().and_then(|g| g.first().copied());
                 let gamma = g.context("--loss fl needs --gammas (e.g. --gammas 3 --probs 1)")?;
                 LossConfig::Focal { gamma }
             }
-            "fla" => {
+            LossKind::Fla => {
                 let gammas = a.gammas.clone().context(
                     "--loss fla needs --gammas and --probs (e.g. --gammas 5 3 --probs 0.2 1)",
                 )?;
@@ -452,7 +495,7 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
                     mode: AdaptiveMode::Fixed,
                 }
             }
-            _ => {
+            LossKind::Ls => {
                 let epsilon = a
                     .label_smoothing
                     .context("--loss ls needs --label-smoothing EPS")?;
@@ -463,11 +506,11 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
         bail!("--gammas, --probs and --label-smoothing need --loss fl, fla or ls");
     }
     // Optimiser.
-    if let Some(kind) = &a.optimizer {
-        plan.optimizer = match kind.as_str() {
-            "adam" => OptimizerConfig::seed_adam(),
-            "adamw" => OptimizerConfig::adamw(0.01),
-            _ => OptimizerConfig::sgd(0.9, false, 5e-4),
+    if let Some(kind) = a.optimizer {
+        plan.optimizer = match kind {
+            OptimizerKind::Adam => OptimizerConfig::seed_adam(),
+            OptimizerKind::Adamw => OptimizerConfig::adamw(0.01),
+            OptimizerKind::Sgd => OptimizerConfig::sgd(0.9, false, 5e-4),
         };
     }
     match &mut plan.optimizer {
@@ -498,11 +541,11 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
         }
     }
     // Schedule.
-    if let Some(kind) = &a.schedule {
-        plan.schedule = match kind.as_str() {
-            "constant" => ScheduleConfig::Constant,
-            "cosine" => ScheduleConfig::Cosine { min_lr: 0.0 },
-            _ => ScheduleConfig::MultiStep {
+    if let Some(kind) = a.schedule {
+        plan.schedule = match kind {
+            ScheduleKind::Constant => ScheduleConfig::Constant,
+            ScheduleKind::Cosine => ScheduleConfig::Cosine { min_lr: 0.0 },
+            ScheduleKind::MultiStep => ScheduleConfig::MultiStep {
                 milestones: Vec::new(),
                 gamma: 0.1,
             },
