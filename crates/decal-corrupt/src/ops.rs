@@ -262,23 +262,27 @@ pub fn clipped_zoom(img: &FloatImage, zoom: f64) -> FloatImage {
     let h = img.height;
     let ch = (h as f64 / zoom).ceil() as usize;
     let top = (h - ch.min(h)) / 2;
-    let mut crop = FloatImage::zeros(ch, ch, img.channels);
-    for y in 0..ch {
-        for x in 0..ch {
-            for c in 0..img.channels {
-                *crop.at_mut(y, x, c) = img.at(top + y, top + x, c);
-            }
-        }
-    }
     // SciPy rounds the output shape with Python's round (ties to even).
     let out_n = (ch as f64 * zoom).round_ties_even() as usize;
-    let zoomed = zoom_linear(&crop, out_n, out_n);
     let trim = (out_n.saturating_sub(h)) / 2;
+    // Only the kept `h × h` window of the zoomed crop is computed, with exactly the arithmetic of
+    // `zoom_linear` (same coordinates, same interpolation order), reading the crop in place.
+    let ratio = if out_n > 1 {
+        (ch as f64 - 1.0) / (out_n as f64 - 1.0)
+    } else {
+        1.0
+    };
+    let taps: Vec<(usize, usize, f64)> = (0..h)
+        .map(|o| linear_taps((trim + o) as f64 * ratio, ch))
+        .collect();
     let mut out = FloatImage::zeros(h, h, img.channels);
-    for y in 0..h {
-        for x in 0..h {
+    for (y, &(y0, y1, wy)) in taps.iter().enumerate() {
+        for (x, &(x0, x1, wx)) in taps.iter().enumerate() {
             for c in 0..img.channels {
-                *out.at_mut(y, x, c) = zoomed.at(trim + y, trim + x, c);
+                let p = |yy: usize, xx: usize| img.at(top + yy, top + xx, c);
+                let upper = p(y0, x0) * (1.0 - wx) + p(y0, x1) * wx;
+                let lower = p(y1, x0) * (1.0 - wx) + p(y1, x1) * wx;
+                *out.at_mut(y, x, c) = upper * (1.0 - wy) + lower * wy;
             }
         }
     }
