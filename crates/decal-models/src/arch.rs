@@ -114,6 +114,7 @@ impl ArchConfig {
                     })
                 } else if let Some(variant) = other
                     .strip_prefix("efficientnet-b")
+                    .filter(|v| v.len() == 1)
                     .and_then(|v| v.parse::<usize>().ok())
                 {
                     ArchConfig::TvEfficientNet(
@@ -189,6 +190,57 @@ impl ArchConfig {
             ArchConfig::TvEfficientNet(c) => (c.in_channels, None),
             ArchConfig::Vit(c) => (c.num_channels, Some(c.image_size)),
         }
+    }
+
+    /// Checks that images `[N, C, H, W]` (or `[C, H, W]`) fit this architecture, so a dataset/model mismatch is
+    /// a clear error before any forward pass (libtorch would abort the pass with a shape message instead).
+    /// CNN and ViT need their exact configured size; the convolutional families need at least one pixel left
+    /// after their downsampling (WRN 4, ResNet 8, seed EfficientNet 16, torchvision EfficientNet 32).
+    pub fn check_input_shape(&self, shape: &[i64]) -> Result<(), ModelError> {
+        let chw = match shape {
+            [_, c, h, w] | [c, h, w] => [*c, *h, *w],
+            _ => {
+                return Err(ModelError::invalid(
+                    self.family(),
+                    format!("input shape {shape:?} is not [N, C, H, W] or [C, H, W]"),
+                ))
+            }
+        };
+        let (channels, exact) = self.input_shape();
+        if chw[0] != channels {
+            return Err(ModelError::invalid(
+                self.family(),
+                format!(
+                    "the model takes {channels}-channel images, the input has {} channels",
+                    chw[0]
+                ),
+            ));
+        }
+        if let Some(size) = exact {
+            if chw[1] != size || chw[2] != size {
+                return Err(ModelError::invalid(
+                    self.family(),
+                    format!("the model takes {size}x{size} images, the input is {}x{} (resize it first)", chw[1], chw[2]),
+                ));
+            }
+            return Ok(());
+        }
+        let min = match self {
+            ArchConfig::WideResNet(_) => 4,
+            ArchConfig::ResNet(_) => 8,
+            ArchConfig::EfficientNet(_) => 16,
+            _ => 32,
+        };
+        if chw[1] < min || chw[2] < min {
+            return Err(ModelError::invalid(
+                self.family(),
+                format!(
+                    "images of {}x{} are too small (at least {min}x{min})",
+                    chw[1], chw[2]
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Name of the classifier head's variables (the last layer of the seed's PyTorch module).

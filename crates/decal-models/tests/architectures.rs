@@ -232,6 +232,25 @@ fn unknown_and_invalid_presets_are_errors() {
     let e = ArchConfig::preset("wrn-27-10", 10).unwrap_err().to_string();
     assert!(e.contains("depth 27"), "{e}");
     assert!(ArchConfig::preset("wrn-40-2", 10).is_ok());
+    assert!(ArchConfig::preset("efficientnet-b00", 10).is_err());
+}
+
+#[test]
+fn input_shapes_are_checked_before_forward() {
+    let vit = ArchConfig::preset("vit-b16", 200).unwrap();
+    assert!(vit.check_input_shape(&[8, 3, 224, 224]).is_ok());
+    let e = vit
+        .check_input_shape(&[8, 3, 32, 32])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("224x224") && e.contains("32x32"), "{e}");
+    let cnn = ArchConfig::preset("cnn", 10).unwrap();
+    let e = cnn.check_input_shape(&[1, 28, 28]).unwrap_err().to_string();
+    assert!(e.contains("3-channel") && e.contains("1 channels"), "{e}");
+    let wrn = ArchConfig::preset("wrn-28-10", 10).unwrap();
+    assert!(wrn.check_input_shape(&[2, 3, 32, 32]).is_ok());
+    assert!(wrn.check_input_shape(&[2, 3, 64, 64]).is_ok());
+    assert!(wrn.check_input_shape(&[2, 3]).is_err());
 }
 
 #[test]
