@@ -224,3 +224,65 @@ kind = "vtst"
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("chekpoint"), "{err}");
 }
+
+/// The exact (seed) feature mode trains the head on images passed through the frozen body every epoch;
+/// `seed-bn-drift` without exact mode is refused.
+#[test]
+fn exact_feature_mode_runs_and_bn_drift_needs_it() {
+    if !repo_root().join("data/quickstart/fashion-mnist").exists() {
+        eprintln!("skipping: bundled data/quickstart not present");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = repo_root().join("data/quickstart/fashion-mnist");
+    let config = |features: &str| {
+        format!(
+            "name = \"exact\"\nseeds = [0]\n[data]\ndataset = \"fashion-mnist\"\ndir = \"{}\"\nallow_subset = true\n\
+             limit_train = 600\nlimit_val = 200\nlimit_test = 200\n[backbone.train]\nmodel = \"cnn-mnist\"\nepochs = 1\n\
+             augment = false\n[features]\n{features}\n[[heads]]\nname = \"TST\"\nkind = \"tst\"\nlatent_dim = 8\nepochs = 2\n\
+             [eval]\nbootstrap = 0\n",
+            data.display()
+        )
+    };
+    let path = tmp.path().join("exact.toml");
+    std::fs::write(&path, config("mode = \"exact\"")).unwrap();
+    let out = tmp.path().join("o");
+    let run = decal(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stage 2: TST seed 0: best epoch"),
+        "{stderr}"
+    );
+    let head = std::fs::read_to_string(
+        std::fs::read_dir(out.join("heads/tst"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("config.json"),
+    )
+    .unwrap();
+    assert!(head.contains("\"mode\": \"exact\""), "{head}");
+
+    std::fs::write(&path, config("body = \"seed-bn-drift\"")).unwrap();
+    let bad = decal(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        tmp.path().join("p").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("needs mode = \"exact\""),
+        "{err}"
+    );
+}
