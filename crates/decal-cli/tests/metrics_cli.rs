@@ -560,3 +560,96 @@ fn fortran_order_logits_give_the_same_result_as_c_order() {
     assert_eq!(read_json(&a)["nll"], read_json(&b)["nll"]);
     assert_eq!(read_json(&a)["accuracy"], read_json(&b)["accuracy"]);
 }
+
+#[test]
+fn calibrate_apply_reuses_a_saved_calibrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let z = npy::read(&golden("k10_logits.npy")).unwrap().to_f64_vec();
+    let y = npy::read(&golden("k10_labels.npy"))
+        .unwrap()
+        .to_labels()
+        .unwrap();
+    let vz = put(
+        d,
+        "vz.npy",
+        NpyArray::from_f64(vec![1500, 10], z[..15000].to_vec()),
+    );
+    let vy = put(
+        d,
+        "vy.npy",
+        NpyArray::from_i64(vec![1500], y[..1500].to_vec()),
+    );
+    let tz = put(
+        d,
+        "tz.npy",
+        NpyArray::from_f64(vec![1500, 10], z[15000..].to_vec()),
+    );
+    let ty = put(
+        d,
+        "ty.npy",
+        NpyArray::from_i64(vec![1500], y[1500..].to_vec()),
+    );
+    let (fit, reuse) = (d.join("fit"), d.join("reuse"));
+    let o = decal(&[
+        "calibrate",
+        "--method",
+        "vector",
+        "--val-logits",
+        s(&vz),
+        "--val-labels",
+        s(&vy),
+        "--test-logits",
+        s(&tz),
+        "--test-labels",
+        s(&ty),
+        "--out",
+        s(&fit),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cal = fit.join("calibrator.json");
+    let o = decal(&[
+        "calibrate",
+        "--apply",
+        s(&cal),
+        "--test-logits",
+        s(&tz),
+        "--test-labels",
+        s(&ty),
+        "--out",
+        s(&reuse),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("loaded from"));
+    assert_eq!(
+        npy::read(&fit.join("test_probs.npy")).unwrap(),
+        npy::read(&reuse.join("test_probs.npy")).unwrap()
+    );
+    assert_eq!(
+        read_json(&fit.join("metrics.json"))["after"],
+        read_json(&reuse.join("metrics.json"))["after"]
+    );
+    // --apply and --method are exclusive; a non-calibrator JSON is refused with its name.
+    let o = decal(&[
+        "calibrate",
+        "--apply",
+        s(&cal),
+        "--method",
+        "vector",
+        "--test-logits",
+        s(&tz),
+        "--test-labels",
+        s(&ty),
+    ]);
+    assert!(!o.status.success());
+    let o = decal(&[
+        "calibrate",
+        "--apply",
+        s(&fit.join("metrics.json")),
+        "--test-logits",
+        s(&tz),
+        "--test-labels",
+        s(&ty),
+    ]);
+    assert_fails(&o, &["metrics.json", "not a decal calibrator"]);
+}

@@ -4,6 +4,7 @@
 //! With `--out DIR` it writes `calibrator.json` (the fitted calibrator, re-appliable, plus its inputs),
 //! `test_probs.npy` (calibrated test probabilities, float64 `[N, K]`), `metrics.json` (`before` and `after`
 //! summaries with their definitions) and a before/after reliability diagram `reliability.{svg,png,csv}`.
+//! `--apply DIR/calibrator.json` re-applies a saved calibrator to new test logits instead of fitting.
 //! Nothing is written until every number has been computed; each file is written atomically, and a non-empty
 //! `DIR` is refused without `--force`.
 
@@ -22,14 +23,29 @@ pub struct Args {
     /// Calibration method: `temperature` (exact NLL-optimal T), `temperature-lbfgs` (the seed's LBFGS: T0 1.5,
     /// lr 0.01, 50 iterations), `vector` (per-class scale and bias), `histogram` (one-vs-rest, 15 bins),
     /// `isotonic` (one-vs-rest, scikit-learn semantics).
-    #[arg(long, value_parser = ["temperature", "temperature-lbfgs", "vector", "histogram", "isotonic"])]
-    pub method: String,
+    #[arg(long, value_parser = ["temperature", "temperature-lbfgs", "vector", "histogram", "isotonic"],
+          required_unless_present = "apply", conflicts_with = "apply")]
+    pub method: Option<String>,
+    /// Instead of fitting, re-apply a calibrator saved by an earlier `decal calibrate --out DIR`
+    /// (DIR/calibrator.json) to --test-logits.
+    #[arg(long, value_name = "CALIBRATOR.json")]
+    pub apply: Option<PathBuf>,
     /// Validation logits [N_val, K] (.npy, .npz or .csv) to fit on; must be disjoint from the test set.
-    #[arg(long, value_name = "FILE")]
-    pub val_logits: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "apply",
+        conflicts_with = "apply"
+    )]
+    pub val_logits: Option<PathBuf>,
     /// Validation labels [N_val].
-    #[arg(long, value_name = "FILE")]
-    pub val_labels: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "apply",
+        conflicts_with = "apply"
+    )]
+    pub val_labels: Option<PathBuf>,
     /// Test logits [N_test, K] to calibrate.
     #[arg(long, value_name = "FILE")]
     pub test_logits: PathBuf,
@@ -99,28 +115,13 @@ fn row(name: &str, before: f64, after: f64, percent: bool) -> String {
 
 /// Runs `decal calibrate`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let method = Method::by_name(&args.method)
-        .with_context(|| format!("unknown method '{}'", args.method))?;
     let profile = build_profile(&args.profile, args.bins, args.membership.as_deref())?;
-    let (val_z, val_y, k) = load_split(
-        &args.val_logits,
-        &args.val_labels,
-        args.key.as_deref(),
-        args.labels_key.as_deref(),
-    )?;
-    let (test_z, test_y, k_test) = load_split(
+    let (test_z, test_y, k) = load_split(
         &args.test_logits,
         &args.test_labels,
         args.key.as_deref(),
         args.labels_key.as_deref(),
     )?;
-    if k != k_test {
-        bail!(
-            "{} has {k} classes but {} has {k_test}",
-            args.val_logits.display(),
-            args.test_logits.display()
-        );
-    }
     if let Some(out) = &args.out {
         // Refuse a finished run before spending time on fitting.
         if out.exists()
@@ -132,8 +133,54 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bail!("{} already exists and is not empty; pass --force to overwrite it, or choose another directory", out.display());
         }
     }
-    let calibrator = Calibrator::fit(method, &val_z, &val_y, k)
-        .with_context(|| format!("fitting {} on {}", args.method, args.val_logits.display()))?;
+    let (calibrator, provenance, method_name) = match (
+        &args.apply,
+        &args.method,
+        &args.val_logits,
+        &args.val_labels,
+    ) {
+        (Some(path), _, _, _) => {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", path.display()))?;
+            // Accept the record written by --out ({"calibrator": {...}, ...}) or a bare calibrator.
+            let inner = value.get("calibrator").cloned().unwrap_or(value);
+            let cal: Calibrator = serde_json::from_value(inner)
+                .with_context(|| format!("{}: not a decal calibrator", path.display()))?;
+            let name = match &cal {
+                Calibrator::Temperature(t) => format!("temperature ({})", t.fit_method),
+                Calibrator::Vector(_) => "vector".to_string(),
+                Calibrator::Histogram(_) => "histogram".to_string(),
+                Calibrator::Isotonic(_) => "isotonic".to_string(),
+            };
+            let prov = serde_json::json!({ "applied_from": path.display().to_string() });
+            (cal, prov, name)
+        }
+        (None, Some(method), Some(val_logits), Some(val_labels)) => {
+            let m =
+                Method::by_name(method).with_context(|| format!("unknown method '{method}'"))?;
+            let (val_z, val_y, k_val) = load_split(
+                val_logits,
+                val_labels,
+                args.key.as_deref(),
+                args.labels_key.as_deref(),
+            )?;
+            if k_val != k {
+                bail!(
+                    "{} has {k_val} classes but {} has {k}",
+                    val_logits.display(),
+                    args.test_logits.display()
+                );
+            }
+            let cal = Calibrator::fit(m, &val_z, &val_y, k)
+                .with_context(|| format!("fitting {method} on {}", val_logits.display()))?;
+            let prov = serde_json::json!({
+                "fitted_on": { "logits": val_logits.display().to_string(), "labels": val_labels.display().to_string(), "rows": val_y.len() }
+            });
+            (cal, prov, method.clone())
+        }
+        _ => bail!("give --method with --val-logits and --val-labels, or --apply CALIBRATOR.json"),
+    };
     let test_probs = calibrator
         .apply(&test_z, k)
         .with_context(|| format!("applying the calibrator to {}", args.test_logits.display()))?;
@@ -151,10 +198,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let after: Summary = evaluate(&after_input, &profile);
 
     println!("decal calibrate: {}", calibrator.describe());
+    let origin = match (&args.apply, &args.val_logits) {
+        (Some(p), _) => format!("loaded from {}", p.display()),
+        (None, Some(v)) => format!("fitted on {}", v.display()),
+        (None, None) => String::new(),
+    };
     println!(
-        "fitted on {} ({} rows), applied to {} ({} rows); metrics on the test set, profile {}",
-        args.val_logits.display(),
-        val_y.len(),
+        "{origin}; applied to {} ({} rows); metrics on the test set, profile {}",
         args.test_logits.display(),
         test_y.len(),
         before.definitions.profile
@@ -190,13 +240,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(out) = &args.out {
         decal_core::prepare_output_dir(out, args.force)?;
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "calibrator": &calibrator,
-            "fitted_on": { "logits": args.val_logits.display().to_string(), "labels": args.val_labels.display().to_string(), "rows": val_y.len() },
             "num_classes": k,
-            "apply": "Calibrator::apply(logits [N, K]) -> probabilities [N, K] (decal_calib)",
+            "apply": "decal calibrate --apply calibrator.json, or decal_calib::Calibrator::apply(logits [N, K]) -> probabilities [N, K]",
             "decal_version": env!("CARGO_PKG_VERSION"),
         });
+        if let (Some(obj), Some(prov)) = (record.as_object_mut(), provenance.as_object()) {
+            for (key, value) in prov {
+                obj.insert(key.clone(), value.clone());
+            }
+        }
         decal_core::write_json_atomic(&out.join("calibrator.json"), &record)?;
         decal_io::npy::write(
             &out.join("test_probs.npy"),
@@ -206,17 +260,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &out.join("metrics.json"),
             &serde_json::json!({ "before": before, "after": after }),
         )?;
-        let label = |s: &str| format!("{s} {}", args.method);
+        let label = |s: &str| format!("{s} {method_name}");
         let files = decal_report::reliability::write_reliability_diagram(
             &out.join("reliability"),
             &[
                 reliability_series(&before, &label("before")),
                 reliability_series(&after, &label("after")),
             ],
-            &format!(
-                "Reliability before/after {} ({})",
-                args.method, profile.name
-            ),
+            &format!("Reliability before/after {method_name} ({})", profile.name),
         )?;
         println!("wrote {}", out.join("calibrator.json").display());
         println!("wrote {}", out.join("test_probs.npy").display());
