@@ -394,6 +394,23 @@ mod tests {
     }
 
     #[test]
+    fn bmp_and_grey_jpeg_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/x.bmp");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        image::save_buffer(
+            &p,
+            &[9, 8, 7, 6, 5, 4],
+            2,
+            1,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+        let set = read(dir.path()).unwrap();
+        assert_eq!(set.pixels, vec![9, 8, 7, 6, 5, 4]);
+    }
+
+    #[test]
     fn grey_conversion_matches_pil_formula() {
         // PIL: convert("L") of (255, 0, 0) is 76, of (0, 255, 0) is 150, of (0, 0, 255) is 29.
         assert_eq!(
