@@ -143,7 +143,7 @@ fn main() {
         if seeds.is_empty() {
             seeds.push(Vec::new());
         }
-        let mut rng = Rng(seed ^ name.len() as u64 * 0x9e37_79b9);
+        let mut rng = Rng(seed ^ (name.len() as u64 * 0x9e37_79b9));
         let (mut runs, mut crashes) = (0u64, 0u64);
         let start = Instant::now();
         // Grow a small corpus of inputs that parsed without panicking, to mutate further.
