@@ -358,6 +358,9 @@ pub struct Stage1Data {
     pub mean: Vec<f32>,
     /// Per-channel std for normalisation.
     pub std: Vec<f32>,
+    /// The full seed split (before `limit_train` / `limit_val`, which take prefixes of its two parts);
+    /// written to the run directory as `split.json`.
+    pub manifest: decal_data::split::SplitManifest,
 }
 
 impl Stage1Data {
@@ -370,8 +373,14 @@ impl Stage1Data {
                 set.len()
             )));
         }
-        let (mut train_indices, mut val_indices) =
-            decal_data::split::seed_split(set.len(), plan.train_fraction, plan.split_seed);
+        let manifest = decal_data::split::SplitManifest::seed(
+            &canonical_dataset(&plan.dataset),
+            set.len(),
+            plan.train_fraction,
+            plan.split_seed,
+        )?;
+        let mut train_indices = manifest.train_indices.clone();
+        let mut val_indices = manifest.valid_indices.clone();
         if plan.limit_train > 0 {
             train_indices.truncate(plan.limit_train);
         }
@@ -392,6 +401,7 @@ impl Stage1Data {
             val_indices,
             mean,
             std,
+            manifest,
         })
     }
 
@@ -402,18 +412,10 @@ impl Stage1Data {
         Self::from_set(set, plan)
     }
 
-    /// SHA-256 over the train and validation index lists (little-endian u64s): identifies the split.
+    /// SHA-256 of the full split (`decal_data::split::SplitManifest::sha256`: train then validation
+    /// indices as little-endian u64s).
     pub fn split_hash(&self) -> String {
-        let mut bytes =
-            Vec::with_capacity(8 * (self.train_indices.len() + self.val_indices.len()) + 8);
-        for &i in &self.train_indices {
-            bytes.extend_from_slice(&(i as u64).to_le_bytes());
-        }
-        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        for &i in &self.val_indices {
-            bytes.extend_from_slice(&(i as u64).to_le_bytes());
-        }
-        decal_core::sha256_bytes(&bytes)
+        self.manifest.sha256.clone()
     }
 
     /// SHA-256 over the pixels and labels of the whole set: identifies the data.
@@ -669,6 +671,8 @@ pub mod files {
     pub const METRICS_JSONL: &str = "metrics.jsonl";
     /// Per-epoch metrics as CSV.
     pub const METRICS_CSV: &str = "metrics.csv";
+    /// The train/validation split (`decal_data::split::SplitManifest`).
+    pub const SPLIT: &str = "split.json";
     /// Written when the run finished.
     pub const SUMMARY: &str = "summary.json";
     /// Best checkpoint directory.
@@ -693,7 +697,8 @@ pub struct Stage1Provenance {
     pub precision: String,
     /// SHA-256 of the training set's pixels and labels.
     pub data_sha256: String,
-    /// SHA-256 of the split's index lists.
+    /// SHA-256 of the full split's index lists (as in `split.json`); `limit_train` / `limit_val` in
+    /// `config.toml` say which prefixes were used.
     pub split_sha256: String,
     /// Number of training / validation images.
     pub num_train: usize,
@@ -905,6 +910,7 @@ pub fn train(
         };
         decal_core::write_atomic(&run_dir.join(files::CONFIG), plan.to_toml()?.as_bytes())?;
         decal_core::write_json_atomic(&run_dir.join(files::PROVENANCE), &prov)?;
+        data.manifest.save(&run_dir.join(files::SPLIT))?;
     }
 
     let images = DeviceImages::new(&data.set, &data.mean, &data.std, device);

@@ -90,6 +90,7 @@ fn learns_and_writes_the_run_directory() {
         "metrics.jsonl",
         "metrics.csv",
         "summary.json",
+        "split.json",
     ] {
         assert!(run.path().join(f).is_file(), "missing {f}");
     }
