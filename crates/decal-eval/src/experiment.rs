@@ -307,6 +307,10 @@ pub struct ShiftSpec {
     /// Seed compat (BUG-1): divide per-severity sums by this instead of the number of corruptions.
     #[serde(default)]
     pub severity_divisor: Option<usize>,
+    /// Evaluate every k-th image of each severity block (1 = all). A strided subset keeps the class
+    /// balance of a class-ordered test set (e.g. the CIFAR-10 JPEG copy), unlike a prefix.
+    #[serde(default = "one_usize")]
+    pub every: usize,
 }
 
 /// Evaluation settings.
@@ -1569,17 +1573,19 @@ fn run_shift(
         }
         let per = rows / severities.len();
         let image_len = test_set.image_len();
+        let every = shift.every.max(1);
         for (si, &severity) in severities.iter().enumerate() {
+            let picked: Vec<usize> = (si * per..(si + 1) * per).step_by(every).collect();
             let cell = ImageSet {
                 name: format!("{dataset}/{name}/{severity}"),
                 height: test_set.height,
                 width: test_set.width,
                 channels: test_set.channels,
-                pixels: pixels[si * per * image_len..(si + 1) * per * image_len].to_vec(),
-                labels: labels[si * per..(si + 1) * per]
+                pixels: picked
                     .iter()
-                    .map(|&l| l as u32)
+                    .flat_map(|&r| pixels[r * image_len..(r + 1) * image_len].iter().copied())
                     .collect(),
+                labels: picked.iter().map(|&r| labels[r] as u32).collect(),
                 class_names: test_set.class_names.clone(),
             };
             let images = DeviceImages::new(&cell, &backbone.mean, &backbone.std, device);
@@ -1608,8 +1614,9 @@ fn run_shift(
             }
         }
         log(&format!(
-            "shift: {name} done ({} severities × {per} images) [{:.0}s]",
+            "shift: {name} done ({} severities × {} images) [{:.0}s]",
             severities.len(),
+            per.div_ceil(every),
             t.elapsed().as_secs_f64()
         ));
     }
