@@ -162,6 +162,12 @@ fn synthetic_runs(root: &Path) -> PathBuf {
         write_reliability_csv(&dir.join("reliability/test.csv"), &series).unwrap();
         let hist_csv = decal_report::plot::histogram::histograms_to_csv(&panels);
         decal_core::write_atomic(&dir.join("ood_histograms/msp.csv"), hist_csv.as_bytes()).unwrap();
+        // A stage-1 training log is also called metrics.jsonl (another schema): it must be skipped.
+        decal_core::write_atomic(
+            &dir.join("backbone/metrics.jsonl"),
+            b"{\"epoch\":0,\"train_loss\":1.4,\"val_ece\":0.03}\n",
+        )
+        .unwrap();
         std::fs::write(
             dir.join("config.json"),
             format!("{{\"seed\": {seed}, \"arch\": \"wrn-28-10\"}}\n"),
@@ -198,10 +204,11 @@ fn report_over_three_seeds() {
         "Baseline,TS",
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "stderr: {stderr}");
     assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
+        stderr.contains("seed-1/backbone/metrics.jsonl: skipped (first line has keys epoch"),
+        "{stderr}"
     );
     // The aggregated table: n = 3 seeds, percent with two decimals, the seed's column names.
     assert!(

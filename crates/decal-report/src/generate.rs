@@ -215,7 +215,10 @@ fn other_schema(path: &Path) -> Result<Option<String>, ReportError> {
     else {
         return Ok(None);
     };
-    if crate::record::CSV_HEADER.iter().any(|k| map.contains_key(*k)) {
+    if crate::record::CSV_HEADER
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
         return Ok(None);
     }
     let keys: Vec<&str> = map.keys().map(String::as_str).take(4).collect();
@@ -455,7 +458,7 @@ pub fn generate_report(
             let redundant = alnum(stem_name) == alnum(base_label(&s.label));
             let (stem, title) = if redundant {
                 (
-                    format!("reliability {}", s.label),
+                    format!("reliability {}", base_label(&s.label)),
                     format!("Reliability: {}", s.label),
                 )
             } else {

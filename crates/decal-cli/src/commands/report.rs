@@ -51,7 +51,8 @@ pub struct Args {
     pub title: String,
 
     /// Comma-separated methods to list first, in this order, e.g. "Baseline,TS,TST,V-TST m=1,V-TST m=10";
-    /// other methods follow in order of first appearance.
+    /// other methods follow in order of first appearance. With more than four methods that have
+    /// reliability data, the first four listed here are also overlaid in one reliability diagram.
     #[arg(long, value_name = "LIST")]
     pub method_order: Option<String>,
 
