@@ -653,3 +653,42 @@ fn calibrate_apply_reuses_a_saved_calibrator() {
     ]);
     assert_fails(&o, &["metrics.json", "not a decal calibrator"]);
 }
+
+#[test]
+fn many_small_chunks_give_the_one_chunk_result() {
+    // 3000 rows in chunks of 7 rows (428 full chunks and a remainder), split over 2 threads, streamed from
+    // .npy for both predictions and labels, OOD and bootstrap on: same numbers as one chunk on one thread.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    for (chunk, threads, out) in [("7", "2", &a), ("1000000", "1", &b)] {
+        let o = decal(&[
+            "metrics",
+            "--logits",
+            s(&golden("k10_logits.npy")),
+            "--labels",
+            s(&golden("k10_labels.npy")),
+            "--ood-logits",
+            s(&golden("ood_logits.npy")),
+            "--bootstrap",
+            "20",
+            "--chunk-rows",
+            chunk,
+            "--threads",
+            threads,
+            "--json",
+            s(out),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (a, b) = (read_json(&a), read_json(&b));
+    assert_eq!(a["n"], 3000);
+    assert_eq!(a["accuracy"], b["accuracy"]);
+    assert_eq!(a["ood"], b["ood"]);
+    assert_eq!(a["bootstrap"]["accuracy"], b["bootstrap"]["accuracy"]);
+    for key in ["ece", "mce", "nll", "brier", "ece_em", "classwise_ece"] {
+        assert!(
+            (a[key].as_f64().unwrap() - b[key].as_f64().unwrap()).abs() < 1e-12,
+            "{key}"
+        );
+    }
+}

@@ -94,6 +94,9 @@ pub struct Args {
     /// Worker threads (default: all available cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Rows read from disk per chunk (memory/throughput trade-off; exposed for tests).
+    #[arg(long, value_name = "ROWS", default_value_t = DEFAULT_CHUNK_ROWS, hide = true)]
+    pub chunk_rows: usize,
 }
 
 /// Builds the profile from `--profile` and its overrides; the name records every override.
@@ -273,8 +276,8 @@ impl LabelRows {
     }
 }
 
-/// Rows per chunk read from disk (then split across threads).
-const CHUNK_ROWS: usize = 1 << 18;
+/// Rows per chunk read from disk (then split across threads): 2^18 rows of K = 10 float64 values is 21 MB.
+pub(crate) const DEFAULT_CHUNK_ROWS: usize = 1 << 18;
 
 /// Computes the summary of predictions in `pred_path` against `labels_path`, streaming `.npy` inputs.
 #[allow(clippy::too_many_arguments)]
@@ -287,6 +290,7 @@ pub(crate) fn summarise_files(
     profile: &Profile,
     keep: KeepRows,
     threads: usize,
+    chunk_rows: usize,
 ) -> anyhow::Result<(SummaryAccumulator, usize, usize)> {
     let (mut rows, n, k) = open_predictions(pred_path, key)?;
     let (mut labels, n_labels) = open_labels(labels_path, labels_key)?;
@@ -302,7 +306,7 @@ pub(crate) fn summarise_files(
     let (mut buf, mut lbuf, mut ybuf) = (Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0;
     loop {
-        let got = rows.next_chunk(CHUNK_ROWS, k, &mut buf)?;
+        let got = rows.next_chunk(chunk_rows.max(1), k, &mut buf)?;
         if got == 0 {
             break;
         }
@@ -550,6 +554,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &profile,
         keep,
         worker_threads(args.threads),
+        args.chunk_rows,
     )?;
     let ood_input = match &ood {
         Some((ood_kind, path)) => {
