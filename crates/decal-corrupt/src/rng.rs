@@ -10,7 +10,7 @@
 use crate::corruption::Corruption;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Poisson, StandardNormal};
+use rand_distr::{Distribution, StandardNormal};
 
 /// The random stream of one corrupted image.
 pub fn image_rng(seed: u64, corruption: Corruption, severity: u8, image_index: u64) -> ChaCha8Rng {
@@ -40,17 +40,105 @@ pub fn randint<R: Rng>(rng: &mut R, low: i64, high: i64) -> i64 {
 
 /// `np.random.poisson(lam)`; a rate of 0 (a black pixel) gives 0 as NumPy does.
 pub fn poisson<R: Rng>(rng: &mut R, lam: f64) -> f64 {
-    if lam <= 0.0 {
+    // NumPy's `random_poisson` (numpy/random/src/distributions/distributions.c), which the legacy
+    // `np.random.poisson` of the recipe uses: multiplication of uniforms below rate 10, Hörmann's
+    // PTRS transformed rejection from 10 up. Same algorithm, our uniforms.
+    if lam >= 10.0 {
+        poisson_ptrs(rng, lam) as f64
+    } else if lam <= 0.0 {
+        0.0
+    } else {
+        let enlam = (-lam).exp();
+        let mut x = 0i64;
+        let mut prod = 1.0;
+        loop {
+            prod *= rng.gen::<f64>();
+            if prod > enlam {
+                x += 1;
+            } else {
+                return x as f64;
+            }
+        }
+    }
+}
+
+/// Hörmann (1993) PTRS, as in NumPy's `random_poisson_ptrs`.
+fn poisson_ptrs<R: Rng>(rng: &mut R, lam: f64) -> i64 {
+    let slam = lam.sqrt();
+    let loglam = lam.ln();
+    let b = 0.931 + 2.53 * slam;
+    let a = -0.059 + 0.02483 * b;
+    let invalpha = 1.1239 + 1.1328 / (b - 3.4);
+    let vr = 0.9277 - 3.6224 / (b - 2.0);
+    loop {
+        let u = rng.gen::<f64>() - 0.5;
+        let v = rng.gen::<f64>();
+        let us = 0.5 - u.abs();
+        let k = ((2.0 * a / us + b) * u + lam + 0.43).floor() as i64;
+        if us >= 0.07 && v <= vr {
+            return k;
+        }
+        if k < 0 || (us < 0.013 && v > us) {
+            continue;
+        }
+        if v.ln() + invalpha.ln() - (a / (us * us) + b).ln()
+            <= -lam + k as f64 * loglam - loggam(k as f64 + 1.0)
+        {
+            return k;
+        }
+    }
+}
+
+/// NumPy's `random_loggam`: log Γ(x) by Stirling's series with a shift below 7.
+fn loggam(x: f64) -> f64 {
+    const A: [f64; 10] = [
+        8.333333333333333e-02,
+        -2.777777777777778e-03,
+        7.936507936507937e-04,
+        -5.952380952380952e-04,
+        8.417508417508418e-04,
+        -1.917526917526918e-03,
+        6.41025641025641e-03,
+        -2.955065359477124e-02,
+        1.796443723688307e-01,
+        -1.3924322169059e+00,
+    ];
+    if x == 1.0 || x == 2.0 {
         return 0.0;
     }
-    Poisson::new(lam)
-        .expect("a positive finite rate should be a valid Poisson rate")
-        .sample(rng)
+    let n = if x < 7.0 { (7.0 - x) as i64 } else { 0 };
+    let mut x0 = x + n as f64;
+    let x2 = (1.0 / x0) * (1.0 / x0);
+    let lg2pi = 1.8378770664093453e+00;
+    let mut gl0 = A[9];
+    for k in (0..9).rev() {
+        gl0 *= x2;
+        gl0 += A[k];
+    }
+    let mut gl = gl0 / x0 + 0.5 * lg2pi + (x0 - 0.5) * x0.ln() - x0;
+    if x < 7.0 {
+        for _ in 1..=n {
+            gl -= (x0 - 1.0).ln();
+            x0 -= 1.0;
+        }
+    }
+    gl
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loggam_matches_lgamma() {
+        // ln Γ(n) = ln((n-1)!) for integers; ln Γ(0.5) = ln √π.
+        let mut fact = 1.0f64;
+        for n in 1..30 {
+            assert!((loggam(n as f64) - fact.ln()).abs() < 1e-10, "{n}");
+            fact *= n as f64;
+        }
+        assert!((loggam(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-10);
+    }
 
     #[test]
     fn streams_are_reproducible_and_distinct() {
@@ -79,9 +167,16 @@ mod tests {
             (mean - 0.5).abs() < 0.002 && (var.sqrt() - 0.1).abs() < 0.002,
             "{mean} {var}"
         );
-        let ps: Vec<f64> = (0..n).map(|_| poisson(&mut rng, 50.0)).collect();
-        let pm = ps.iter().sum::<f64>() / n as f64;
-        assert!((pm - 50.0).abs() < 0.2, "{pm}");
+        // Poisson mean and variance both equal the rate, on both sides of NumPy's switch at 10.
+        for lam in [0.7, 4.0, 10.0, 50.0, 450.0] {
+            let ps: Vec<f64> = (0..n).map(|_| poisson(&mut rng, lam)).collect();
+            let pm = ps.iter().sum::<f64>() / n as f64;
+            let pv = ps.iter().map(|p| (p - pm).powi(2)).sum::<f64>() / n as f64;
+            let se = (lam / n as f64).sqrt();
+            assert!((pm - lam).abs() < 5.0 * se, "rate {lam}: mean {pm}");
+            assert!((pv / lam - 1.0).abs() < 0.03, "rate {lam}: variance {pv}");
+            assert!(ps.iter().all(|&p| p >= 0.0 && p.fract() == 0.0));
+        }
         assert!((0..1000).all(|_| (-1..1).contains(&randint(&mut rng, -1, 1))));
         assert_eq!(poisson(&mut rng, 0.0), 0.0);
     }
