@@ -28,7 +28,7 @@ enum Command {
     #[command(subcommand)]
     Data(commands::data::DataCommand),
     /// Stage 1: train a classifier (backbone + linear head).
-    Train(commands::train::Args),
+    Train(Box<commands::train::Args>),
     /// Evaluate a trained or imported classifier (or a run's heads) on a dataset.
     Eval(commands::eval::Args),
     /// Convert a PyTorch state_dict or Lightning checkpoint into a decal checkpoint.
@@ -40,13 +40,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quickstart(a) => commands::quickstart::run(a),
         Command::Metrics(a) => commands::metrics::run(a),
         Command::Calibrate(a) => commands::calibrate::run(a),
         Command::Data(a) => commands::data::run(a),
-        Command::Train(a) => commands::train::run(a),
+        Command::Train(a) => commands::train::run(*a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Import(a) => commands::import::run(a),
         Command::Run(a) => commands::run::run(a),
@@ -60,3 +61,17 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Rust ignores SIGPIPE, so `println!` panics when stdout is closed early (`decal report … | head`).
+/// A command-line tool should instead end quietly like any other Unix filter.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is always a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
