@@ -73,6 +73,9 @@ table.results thead th{border-top:2px solid #222;border-bottom:1px solid #222}
 table.results tbody tr:last-child td,table.results tbody tr:last-child th{border-bottom:2px solid #222}
 table.results tbody th{text-align:left;font-weight:normal}
 table.results tbody tr:nth-child(even){background:#f6f8fa}
+dl.definitions{font-size:.84em;color:#555;display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:.2em 0 1em}
+dl.definitions dt{font-weight:bold}
+dl.definitions dd{margin:0}
 figure{margin:1em 0 2em}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.86em;color:#555;margin-top:.4em}

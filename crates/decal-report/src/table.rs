@@ -467,6 +467,20 @@ impl Table {
 
     /// The caption: spread, n, units, and each column's definition (plain text).
     pub fn caption(&self) -> String {
+        let mut parts = vec![self.caption_head()];
+        let defs: Vec<String> = self
+            .column_definitions()
+            .iter()
+            .map(|(h, d)| format!("{h}: {d}"))
+            .collect();
+        if !defs.is_empty() {
+            parts.push(format!("Definitions. {}.", defs.join("; ")));
+        }
+        parts.join(" ")
+    }
+
+    /// The first part of the caption: spread, n and units.
+    pub fn caption_head(&self) -> String {
         let mut parts = Vec::new();
         let spread = self.spread.describe();
         match self.common_n() {
@@ -483,7 +497,12 @@ impl Table {
         if !pct.is_empty() {
             parts.push(format!("{} in percent.", pct.join(", ")));
         }
-        let mut defs: Vec<String> = Vec::new();
+        parts.join(" ")
+    }
+
+    /// Per column (header, its distinct definitions joined by ` / `), for columns with a definition.
+    pub fn column_definitions(&self) -> Vec<(String, String)> {
+        let mut defs = Vec::new();
         for (j, c) in self.columns.iter().enumerate() {
             let mut col_defs: Vec<&str> = Vec::new();
             for row in &self.cells {
@@ -494,13 +513,10 @@ impl Table {
                 }
             }
             if !col_defs.is_empty() {
-                defs.push(format!("{}: {}", c.header, col_defs.join(" / ")));
+                defs.push((c.header.clone(), col_defs.join(" / ")));
             }
         }
-        if !defs.is_empty() {
-            parts.push(format!("Definitions. {}.", defs.join("; ")));
-        }
-        parts.join(" ")
+        defs
     }
 
     /// GitHub-flavoured Markdown: bold title, the table, the caption.
@@ -601,13 +617,14 @@ impl Table {
         out
     }
 
-    /// An HTML `<table>` with a `<caption>` (for the report; text is escaped).
+    /// An HTML `<table>` with a `<caption>` (spread, n, units) followed by a `<dl>` of the column
+    /// definitions (for the report; text is escaped).
     pub fn to_html(&self) -> String {
         let mut out = String::from("<table class=\"results\">\n");
         out.push_str(&format!(
             "<caption><strong>{}</strong>. {}</caption>\n<thead><tr><th>Method</th>",
             html_escape(&self.title),
-            html_escape(&self.caption())
+            html_escape(&self.caption_head())
         ));
         for c in &self.columns {
             out.push_str(&format!("<th>{}</th>", html_escape(&self.header_text(c))));
@@ -625,6 +642,18 @@ impl Table {
             out.push_str("</tr>\n");
         }
         out.push_str("</tbody>\n</table>\n");
+        let defs = self.column_definitions();
+        if !defs.is_empty() {
+            out.push_str("<dl class=\"definitions\">\n");
+            for (h, d) in defs {
+                out.push_str(&format!(
+                    "<dt>{}</dt><dd>{}</dd>\n",
+                    html_escape(&h),
+                    html_escape(&d)
+                ));
+            }
+            out.push_str("</dl>\n");
+        }
         out
     }
 }
