@@ -67,6 +67,14 @@ pub enum CorruptError {
         /// What went wrong.
         detail: String,
     },
+    /// Writing an output `.npy` file failed.
+    #[error("cannot write {path}: {detail}")]
+    NpyWrite {
+        /// Output path.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
     /// Writing a grid image failed.
     #[error("cannot write image {path}: {detail}")]
     ImageWrite {

@@ -424,9 +424,9 @@ fn write_labels(
 }
 
 fn write_npy(path: &Path, array: NpyArray) -> Result<(), CorruptError> {
-    npy::write(path, &array).map_err(|e| CorruptError::Manifest {
+    npy::write(path, &array).map_err(|e| CorruptError::NpyWrite {
         path: path.to_path_buf(),
-        detail: format!("cannot write .npy: {e}"),
+        detail: e.to_string(),
     })
 }
 

@@ -16,6 +16,11 @@
 //!    Gaussian filter) are re-implemented from their documented algorithms; each module names its
 //!    deviations.
 //!
+//! Bit-identical to the Python on the same input: contrast, pixelate, gaussian_blur, zoom_blur,
+//! defocus_blur, brightness, saturate, jpeg_compression ([`jpeg`] re-implements libjpeg's integer
+//! pipeline) and, for a given angle, motion_blur (`tests/golden.rs`); the random corruptions match
+//! in distribution (`tests/statistics.rs`, `docs/corruptions/README.md`).
+//!
 //! Entry points: [`Corruption`] (names, parsing, parameters), [`corrupt_image`] (one image),
 //! [`generate::generate`] (a whole dataset in the CIFAR-10-C `.npy` layout with a manifest) and
 //! [`grid::write_grid`] (sample grids for visual checks).
