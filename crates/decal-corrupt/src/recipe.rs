@@ -43,7 +43,7 @@ pub struct Assets {
 
 /// Applies `corruption` at `severity` (1..=5) to one RGB image of `height × width` (HWC bytes),
 /// drawing randomness from `rng`. The recipe is defined for 32×32; other sizes run with the same
-/// pixel-unit parameters (callers that generate datasets refuse them, see [`crate::generate`]).
+/// pixel-unit parameters (callers that generate datasets refuse them, see [`mod@crate::generate`]).
 pub fn corrupt_image<R: Rng>(
     corruption: Corruption,
     severity: u8,
