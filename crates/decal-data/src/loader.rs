@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::error::{DataError, Result};
 use crate::split::torch_randperm;
-use crate::transforms::Transform;
+use crate::transforms::{SeedCompat, Transform};
 use crate::{Batch, ImageSet};
 
 /// Loader settings.
@@ -38,6 +38,18 @@ impl LoaderConfig {
             batch_size,
             shuffle: false,
             seed: 0,
+            drop_last: false,
+            num_workers,
+        }
+    }
+
+    /// A training loader: reshuffled every epoch, keeping the last batch (the seed's `drop_last=False`),
+    /// unless [`SeedCompat::unshuffled_training`] (BUG-5) asks for the seed's fixed order.
+    pub fn train(batch_size: usize, seed: u64, compat: SeedCompat, num_workers: usize) -> Self {
+        LoaderConfig {
+            batch_size,
+            shuffle: !compat.unshuffled_training,
+            seed,
             drop_last: false,
             num_workers,
         }

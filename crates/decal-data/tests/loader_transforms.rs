@@ -59,6 +59,22 @@ fn batches_are_identical_for_any_thread_count() {
 }
 
 #[test]
+fn bug5_compat_gives_the_same_order_every_epoch() {
+    use decal_data::transforms::SeedCompat;
+    let set = synthetic(50);
+    let t = Transform::seed_eval(DatasetName::Cifar10).unwrap();
+    let seed_like = Loader::all(
+        Arc::clone(&set),
+        t.clone(),
+        LoaderConfig::train(16, 1, SeedCompat::all(), 0),
+    )
+    .unwrap();
+    assert_eq!(seed_like.order(0), seed_like.order(5));
+    let clean = Loader::all(set, t, LoaderConfig::train(16, 1, SeedCompat::default(), 0)).unwrap();
+    assert_ne!(clean.order(0), clean.order(1));
+}
+
+#[test]
 fn seed_loader_geometry_matches_the_seed_spec() {
     // Seed spec §4.4: CIFAR-10 train @256 = 157 batches, the last of 64; drop_last drops it.
     let idx: Vec<usize> = (0..40_000).map(|i| i % 10).collect();
