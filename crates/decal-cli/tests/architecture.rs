@@ -16,7 +16,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("decal-models", &["decal-core", "decal-io", "decal-pickle"]),
     (
         "decal-train",
-        &["decal-core", "decal-io", "decal-data", "decal-models", "decal-metrics", "decal-calib"],
+        &[
+            "decal-core",
+            "decal-io",
+            "decal-data",
+            "decal-models",
+            "decal-metrics",
+            "decal-calib",
+        ],
     ),
     (
         "decal-eval",
@@ -46,7 +53,10 @@ const TENSOR_FREE: &[&str] = &[
 ];
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Names of the `[dependencies]` (not dev- or build-dependencies) of a crate manifest.
@@ -75,7 +85,11 @@ fn crate_dependency_dag_is_respected() {
             violations.push(format!("{krate} must stay free of tch"));
         }
     }
-    assert!(violations.is_empty(), "architecture violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "architecture violations:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -97,7 +111,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "target" || n == "fixtures" || n == "golden") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "target" || n == "fixtures" || n == "golden")
+            {
                 continue;
             }
             rust_files(&path, out);
@@ -120,5 +137,9 @@ fn every_rust_file_starts_with_a_module_doc() {
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` doc:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` doc:\n{}",
+        missing.join("\n")
+    );
 }

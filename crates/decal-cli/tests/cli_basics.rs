@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn decal(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_decal")).args(args).output().expect("decal binary should run")
+    Command::new(env!("CARGO_BIN_EXE_decal"))
+        .args(args)
+        .output()
+        .expect("decal binary should run")
 }
 
 #[test]
@@ -11,8 +14,21 @@ fn help_lists_every_subcommand() {
     let out = decal(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["quickstart", "metrics", "calibrate", "data", "train", "eval", "import", "run", "report"] {
-        assert!(text.contains(sub), "`decal --help` does not mention {sub}:\n{text}");
+    for sub in [
+        "quickstart",
+        "metrics",
+        "calibrate",
+        "data",
+        "train",
+        "eval",
+        "import",
+        "run",
+        "report",
+    ] {
+        assert!(
+            text.contains(sub),
+            "`decal --help` does not mention {sub}:\n{text}"
+        );
     }
 }
 
@@ -30,5 +46,9 @@ fn libtorch_is_found_through_the_embedded_rpath() {
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -13,7 +13,10 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 
 /// SHA-256 of a file's content, lowercase hex, streamed in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> Result<String, CoreError> {
-    let io = |source| CoreError::Io { path: path.to_path_buf(), source };
+    let io = |source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

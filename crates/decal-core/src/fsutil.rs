@@ -47,7 +47,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -63,9 +66,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
 }
 
 /// Serialises `value` as pretty JSON (with a trailing newline) and writes it atomically.
-pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), CoreError> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|source| CoreError::Serialize { what: path.display().to_string(), source })?;
+pub fn write_json_atomic<T: serde::Serialize + ?Sized>(
+    path: &Path,
+    value: &T,
+) -> Result<(), CoreError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|source| CoreError::Serialize {
+        what: path.display().to_string(),
+        source,
+    })?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }
@@ -74,11 +82,16 @@ pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -
 /// refuses a non-empty directory unless `force` (then it is left in place and files are overwritten
 /// one by one, each atomically).
 pub fn prepare_output_dir(dir: &Path, force: bool) -> Result<(), CoreError> {
-    let io = |source| CoreError::Io { path: dir.to_path_buf(), source };
+    let io = |source| CoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     if dir.exists() {
         let non_empty = std::fs::read_dir(dir).map_err(io)?.next().is_some();
         if non_empty && !force {
-            return Err(CoreError::OutputExists { path: dir.to_path_buf() });
+            return Err(CoreError::OutputExists {
+                path: dir.to_path_buf(),
+            });
         }
     } else {
         std::fs::create_dir_all(dir).map_err(io)?;
