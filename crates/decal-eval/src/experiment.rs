@@ -1143,6 +1143,9 @@ pub fn run(
     // Heads loaded for the evaluation (and kept for the corruption sweep).
     let mut loaded_heads: BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)> =
         BTreeMap::new();
+    // OOD score histograms are drawn for one seed per method (the smallest), so the report shows one
+    // figure per method rather than one per seed.
+    let histogram_seed = units.iter().filter_map(|u| u.seed).min();
     for unit in &units {
         let weights_hash = match &unit.head_dir {
             Some(d) => sha256_file(&d.join(stage2::HEAD_WEIGHTS))
@@ -1235,6 +1238,10 @@ pub fn run(
                     let (r, j) = suite::ood(&ctx, &test_p, &sets);
                     records.extend(r);
                     res.insert("ood".into(), j);
+                    if unit.seed.is_none() || unit.seed == histogram_seed {
+                        write_ood_histogram(out, &unit.method, &test_p, &sets, &ds_name)
+                            .map_err(step(format!("OOD histogram of {}", unit.method)))?;
+                    }
                 }
                 if config.eval.save_predictions {
                     let path = out
@@ -1639,6 +1646,36 @@ fn run_shift(
         results.insert(key, json!({"primary": j, "paper": jp}));
     }
     Ok(json!({"records": records, "results": results, "kind": "generated corruptions", "dir": dir}))
+}
+
+/// Writes the MSP histogram of one method (ID test set vs each OOD set, 20 equal-width bins) to
+/// `ood_histograms/<method>.csv`, the file `decal report` draws as an OOD score histogram.
+fn write_ood_histogram(
+    out: &Path,
+    method: &str,
+    id: &Predictions,
+    sets: &[(String, Predictions)],
+    id_name: &str,
+) -> Result<(), String> {
+    use decal_metrics::ood::scores::msp;
+    let id_scores = msp(&id.probabilities(), id.num_classes);
+    let ood_scores: Vec<(String, Vec<f64>)> = sets
+        .iter()
+        .map(|(name, p)| (name.clone(), msp(&p.probabilities(), p.num_classes)))
+        .collect();
+    let refs: Vec<(&str, &[f64])> = ood_scores
+        .iter()
+        .map(|(name, s)| (name.as_str(), s.as_slice()))
+        .collect();
+    let hist = decal_report::plot::ScoreHistogram::from_scores(
+        method, "MSP", id_name, &id_scores, &refs, 20,
+    )
+    .map_err(|e| e.to_string())?;
+    let path = out
+        .join("ood_histograms")
+        .join(format!("{}.csv", slug(method)));
+    let csv = decal_report::plot::histogram::histograms_to_csv(&[hist]);
+    write_atomic(&path, csv.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// Writes `reliability/<method>.csv` + diagrams, the comparison table (Markdown/LaTeX/CSV) and the HTML report.
