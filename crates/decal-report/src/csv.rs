@@ -4,6 +4,10 @@
 //! white space); a quote inside a quoted field is doubled. Rows end with `\n`. The reader accepts `\r\n`
 //! too, and reports errors with the 1-based line on which the offending record starts.
 
+use std::path::Path;
+
+use crate::ReportError;
+
 /// Appends one CSV row (with its trailing newline) to `out`.
 pub fn write_row<S: AsRef<str>>(out: &mut String, fields: &[S]) {
     for (i, field) in fields.iter().enumerate() {
@@ -35,6 +39,42 @@ pub struct Row {
     pub line: usize,
     /// The unquoted fields.
     pub fields: Vec<String>,
+}
+
+/// Positions of the `names` columns in `header`, which may list them in any order; a missing one is an
+/// error naming the file, the header's line and the column.
+pub(crate) fn column_indices<const N: usize>(
+    header: &Row,
+    names: [&str; N],
+    path: &Path,
+) -> Result<[usize; N], ReportError> {
+    let mut index = [0usize; N];
+    for (slot, name) in index.iter_mut().zip(names) {
+        *slot = header
+            .fields
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                ReportError::parse(path, header.line, format!("header has no `{name}` column"))
+            })?;
+    }
+    Ok(index)
+}
+
+/// Refuses a data row whose field count differs from the header's, naming the file and the row's line.
+pub(crate) fn check_row_width(row: &Row, header: &Row, path: &Path) -> Result<(), ReportError> {
+    if row.fields.len() != header.fields.len() {
+        return Err(ReportError::parse(
+            path,
+            row.line,
+            format!(
+                "{} fields, the header has {}",
+                row.fields.len(),
+                header.fields.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses CSV text into rows. Blank lines are skipped. Errors carry the line number and a message.

@@ -170,26 +170,11 @@ pub fn parse_reliability_csv(
             "empty file: expected a reliability CSV header",
         ));
     };
-    let mut index = [0usize; 10];
-    for (slot, name) in index.iter_mut().zip(CSV_HEADER) {
-        *slot = header
-            .fields
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| {
-                ReportError::parse(path, header.line, format!("header has no `{name}` column"))
-            })?;
-    }
+    let index = csv::column_indices(header, CSV_HEADER, path)?;
     let mut series: Vec<ReliabilitySeries> = Vec::new();
     for row in body {
+        csv::check_row_width(row, header, path)?;
         let err = |m: String| ReportError::parse(path, row.line, m);
-        if row.fields.len() != header.fields.len() {
-            return Err(err(format!(
-                "{} fields, the header has {}",
-                row.fields.len(),
-                header.fields.len()
-            )));
-        }
         let get = |i: usize| row.fields[index[i]].as_str();
         let num = |i: usize| {
             parse_value(get(i))

@@ -191,26 +191,11 @@ pub fn parse_histogram_csv(text: &str, path: &Path) -> Result<Vec<ScoreHistogram
         "upper",
         "count",
     ];
-    let mut index = [0usize; 8];
-    for (slot, name) in index.iter_mut().zip(COLS) {
-        *slot = header
-            .fields
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| {
-                ReportError::parse(path, header.line, format!("header has no `{name}` column"))
-            })?;
-    }
+    let index = csv::column_indices(header, COLS, path)?;
     let mut panels: Vec<ScoreHistogram> = Vec::new();
     for row in body {
+        csv::check_row_width(row, header, path)?;
         let err = |m: String| ReportError::parse(path, row.line, m);
-        if row.fields.len() != header.fields.len() {
-            return Err(err(format!(
-                "{} fields, the header has {}",
-                row.fields.len(),
-                header.fields.len()
-            )));
-        }
         let get = |i: usize| row.fields[index[i]].as_str();
         let num = |i: usize| {
             parse_value(get(i))
