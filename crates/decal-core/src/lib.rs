@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod fsutil;
 pub mod provenance;
+pub mod rng;
 
 pub use checksum::{sha256_bytes, sha256_file};
 pub use fsutil::{prepare_output_dir, write_atomic, write_json_atomic, CoreError};

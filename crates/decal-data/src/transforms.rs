@@ -10,6 +10,7 @@
 //! * The seed's quirks are opt-in: [`SeedCompat::augmented_validation`] (BUG-6) and
 //!   [`SeedCompat::unshuffled_training`] (BUG-5, used by [`crate::loader`]).
 
+use decal_core::rng::splitmix64;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
@@ -161,13 +162,6 @@ pub struct Draws {
     pub left: usize,
     /// Whether the image is mirrored.
     pub flip: bool,
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 impl Transform {

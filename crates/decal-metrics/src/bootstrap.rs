@@ -64,54 +64,8 @@ pub struct BootstrapRows {
     pub brier: Vec<f64>,
 }
 
-/// xoshiro256++ (Blackman & Vigna 2019), seeded through SplitMix64.
-#[derive(Debug, Clone)]
-pub struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    /// A generator whose state is filled from `seed` by SplitMix64.
-    pub fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = (s[0].wrapping_add(s[3])).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform integer in `[0, n)` (Lemire 2019, unbiased).
-    pub fn below(&mut self, n: u64) -> u64 {
-        let mut m = (self.next_u64() as u128) * (n as u128);
-        if (m as u64) < n {
-            let threshold = n.wrapping_neg() % n;
-            while (m as u64) < threshold {
-                m = (self.next_u64() as u128) * (n as u128);
-            }
-        }
-        (m >> 64) as u64
-    }
-}
+/// The bootstrap's generator: xoshiro256++ seeded through SplitMix64 (shared with the rest of decal).
+pub use decal_core::rng::Xoshiro256pp as Rng;
 
 /// numpy `percentile(values, q·100)` with linear interpolation; `sorted` must be ascending.
 pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {

@@ -436,7 +436,7 @@ pub struct SplitMix64(u64);
 impl SplitMix64 {
     /// A generator for `(seed, epoch, stream)`.
     pub fn for_epoch(seed: u64, epoch: usize, stream: u64) -> Self {
-        let mut g = SplitMix64(seed ^ 0x9E37_79B9_7F4A_7C15);
+        let mut g = SplitMix64(seed ^ decal_core::rng::SPLITMIX64_GAMMA);
         let a = g.next_u64() ^ (epoch as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let mut g = SplitMix64(a);
         let b = g.next_u64() ^ stream.wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -445,11 +445,9 @@ impl SplitMix64 {
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        let z = decal_core::rng::splitmix64(self.0);
+        self.0 = self.0.wrapping_add(decal_core::rng::SPLITMIX64_GAMMA);
+        z
     }
 
     /// Uniform integer in `0..n` (Lemire's multiply-shift; the bias is < n/2⁶⁴, negligible here).

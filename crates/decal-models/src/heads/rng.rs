@@ -8,12 +8,13 @@
 //! Generator: xoshiro256++ (Blackman & Vigna, 2019) seeded through splitmix64; normals by the
 //! Box–Muller transform in f64, rounded to f32.
 
+use decal_core::rng::Xoshiro256pp;
 use tch::{Device, Kind, Tensor};
 
 /// A seeded source of standard-normal samples.
 #[derive(Debug, Clone)]
 pub struct NormalRng {
-    state: [u64; 4],
+    bits: Xoshiro256pp,
     /// A second Box–Muller output kept for the next call.
     spare: Option<f64>,
 }
@@ -21,33 +22,15 @@ pub struct NormalRng {
 impl NormalRng {
     /// A generator whose whole stream is determined by `seed`.
     pub fn new(seed: u64) -> Self {
-        let mut sm = seed;
-        let mut next = || {
-            // splitmix64 (Steele, Lea & Flood 2014): the recommended seeder for xoshiro.
-            sm = sm.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = sm;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
         NormalRng {
-            state: [next(), next(), next(), next()],
+            bits: Xoshiro256pp::new(seed),
             spare: None,
         }
     }
 
     /// The next 64 uniformly distributed bits (xoshiro256++).
     pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.state;
-        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
+        self.bits.next_u64()
     }
 
     /// A uniform number in the open interval (0, 1), 53 bits of precision.
