@@ -114,11 +114,15 @@ pub struct ReportOptions {
     /// Seed-repository result files to include, each with the method (row) name to give its models
     /// (see [`crate::seed_results`]).
     pub seed_results: Vec<(PathBuf, String)>,
+    /// Notes and warnings of the caller that readers of the numbers must see (e.g. an OOD set that was
+    /// skipped, a seed-compatibility option in effect). Shown, in order and before the report's own
+    /// warnings, in a "Warnings" section of `index.html` and of `tables/main.md`.
+    pub notes: Vec<String>,
 }
 
 impl ReportOptions {
     /// Defaults: every format, `± std`, title "decal results", no method order, no force, no
-    /// provenance, no seed results.
+    /// provenance, no seed results, no notes.
     pub fn new(out_dir: impl Into<PathBuf>) -> ReportOptions {
         ReportOptions {
             out_dir: out_dir.into(),
@@ -129,6 +133,7 @@ impl ReportOptions {
             force: false,
             provenance: None,
             seed_results: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
@@ -140,13 +145,16 @@ pub struct ReportOutcome {
     pub inputs: Vec<PathBuf>,
     /// Number of records read.
     pub num_records: usize,
-    /// The main table as Markdown (also printed by `decal report`).
+    /// The main table as Markdown, followed by the "Warnings" section when there are notes or
+    /// warnings: the text of `tables/main.md` (also printed by `decal report`).
     pub markdown: String,
     /// `index.html`, when html was requested.
     pub index_html: Option<PathBuf>,
     /// Every file written.
     pub files: Vec<PathBuf>,
-    /// Things the user should know (e.g. reliability data that could not be pooled).
+    /// Things the user should know: files skipped during discovery, then the report's own warnings
+    /// (e.g. reliability data that could not be pooled). The latter, after [`ReportOptions::notes`],
+    /// also appear in the reports' "Warnings" sections; skipped files are listed under provenance.
     pub warnings: Vec<String>,
 }
 
@@ -309,11 +317,14 @@ pub fn generate_report(
         return Err(ReportError::Invalid("no runs given".to_string()));
     }
     let discovery = find_metrics_files(inputs, Some(&options.out_dir))?;
-    let mut warnings: Vec<String> = discovery
+    // Skipped files (e.g. training logs also named metrics.jsonl) are expected in run directories:
+    // reported to the caller and listed under provenance, but not alarming enough for "Warnings".
+    let skipped: Vec<String> = discovery
         .skipped
         .iter()
         .map(|(p, why)| format!("{}: skipped ({why})", p.display()))
         .collect();
+    let mut warnings: Vec<String> = Vec::new();
     let mut files = discovery.files;
     let mut records: Vec<MetricRecord> = Vec::new();
     for f in &files {
@@ -354,9 +365,10 @@ pub fn generate_report(
     };
     let tables_dir = out.join("tables");
     let mut table_files = Vec::new();
-    let markdown = main.to_markdown();
+    // main.md ends with the "Warnings" section, known only once the figures are drawn: written below.
+    let main_md = tables_dir.join("main.md");
     if options.formats.markdown {
-        table_files.push(write(&tables_dir.join("main.md"), &markdown)?);
+        table_files.push(main_md.clone());
     }
     if options.formats.latex {
         table_files.push(write(
@@ -527,6 +539,13 @@ pub fn generate_report(
         written.extend(paths);
     }
 
+    let notes: Vec<String> = options.notes.iter().chain(&warnings).cloned().collect();
+    let mut markdown = main.to_markdown();
+    markdown.push_str(&warnings_markdown(&notes));
+    if options.formats.markdown {
+        written.push(write(&main_md, &markdown)?);
+    }
+
     // HTML.
     let mut index_html = None;
     if options.formats.html {
@@ -560,6 +579,12 @@ pub fn generate_report(
             label: "runs and seeds".to_string(),
             text: runs.join("\n"),
         });
+        if !skipped.is_empty() {
+            provenance.push(ProvenanceItem {
+                label: "files skipped (not metric records)".to_string(),
+                text: skipped.join("\n"),
+            });
+        }
         for f in &side_inputs {
             for item in side_configs(f)? {
                 provenance.push(item);
@@ -583,7 +608,7 @@ pub fn generate_report(
             files: other_files,
             provenance,
         };
-        let path = crate::html::write_report(out, &input)?;
+        let path = crate::html::write_report_with_warnings(out, &input, &notes)?;
         written.push(path.clone());
         index_html = Some(path);
     }
@@ -594,8 +619,22 @@ pub fn generate_report(
         markdown,
         index_html,
         files: written,
-        warnings,
+        warnings: skipped.into_iter().chain(warnings).collect(),
     })
+}
+
+/// The Markdown "Warnings" section (empty when there is nothing to say): a bold heading and one
+/// bullet per item, each on one line.
+pub fn warnings_markdown(items: &[String]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n**Warnings**\n\n");
+    for item in items {
+        let line: Vec<&str> = item.split_whitespace().collect();
+        out.push_str(&format!("- {}\n", line.join(" ")));
+    }
+    out
 }
 
 fn write(path: &Path, text: &str) -> Result<PathBuf, ReportError> {

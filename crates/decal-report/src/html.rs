@@ -83,13 +83,25 @@ figcaption{font-size:.86em;color:#555;margin-top:.4em}
 .files a{margin-right:1em}
 details{margin:.4em 0}
 summary{cursor:pointer;font-family:monospace}
+.warnings{background:#fff4e5;border-left:4px solid #E69F00;padding:.2em 1em .4em;margin:1em 0}
+.warnings h2{margin-top:.4em;border:none}
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.82em;max-height:30em}
 ";
 
 /// Writes `out_dir/index.html` atomically and returns its path. PNGs are read and embedded; every
 /// other path is linked relative to `out_dir` (paths outside it are linked as given).
 pub fn write_report(out_dir: &Path, input: &ReportInput) -> Result<PathBuf, ReportError> {
-    let html = render(out_dir, input)?;
+    write_report_with_warnings(out_dir, input, &[])
+}
+
+/// [`write_report`] with a "Warnings" section (one item per entry) between the summary and the
+/// contents, so that notes which qualify the numbers cannot be missed. Empty `warnings`: no section.
+pub fn write_report_with_warnings(
+    out_dir: &Path,
+    input: &ReportInput,
+    warnings: &[String],
+) -> Result<PathBuf, ReportError> {
+    let html = render_with_warnings(out_dir, input, warnings)?;
     let path = out_dir.join("index.html");
     decal_core::write_atomic(&path, html.as_bytes())?;
     Ok(path)
@@ -123,6 +135,15 @@ fn anchor(prefix: &str, i: usize) -> String {
 
 /// Renders the page (see [`write_report`]).
 pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError> {
+    render_with_warnings(out_dir, input, &[])
+}
+
+/// Renders the page with a "Warnings" section (see [`write_report_with_warnings`]).
+pub fn render_with_warnings(
+    out_dir: &Path,
+    input: &ReportInput,
+    warnings: &[String],
+) -> Result<String, ReportError> {
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
@@ -133,6 +154,14 @@ pub fn render(out_dir: &Path, input: &ReportInput) -> Result<String, ReportError
     out.push_str(&format!("<h1>{}</h1>\n", html_escape(&input.title)));
     for p in &input.summary {
         out.push_str(&format!("<p>{}</p>\n", html_escape(p)));
+    }
+
+    if !warnings.is_empty() {
+        out.push_str("<section id=\"warnings\" class=\"warnings\">\n<h2>Warnings</h2>\n<ul>\n");
+        for w in warnings {
+            out.push_str(&format!("<li>{}</li>\n", html_escape(w)));
+        }
+        out.push_str("</ul>\n</section>\n");
     }
 
     out.push_str("<nav><strong>Contents</strong>\n<ul>\n");

@@ -164,3 +164,67 @@ fn errors_name_the_input() {
         "{err}"
     );
 }
+
+#[test]
+fn notes_and_warnings_are_shown_in_html_and_markdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = runs(tmp.path());
+    // A third run whose reliability bins differ: it cannot be pooled, which is a warning of the report.
+    let dir = exp.join("seed-3");
+    write_jsonl(
+        &dir.join("metrics.jsonl"),
+        &[rec(3, "TST", "accuracy", 0.92)],
+    )
+    .unwrap();
+    let mut odd = series("TST", 3);
+    odd.bins[0].upper = 0.25;
+    odd.bins[1].lower = 0.25;
+    write_reliability_csv(&dir.join("reliability/tst.csv"), &[odd]).unwrap();
+
+    let mut options = ReportOptions::new(tmp.path().join("out"));
+    options.notes = vec![
+        "OOD set svhn missing: skipped".into(),
+        "seed compat <BUG-5> in effect".into(),
+    ];
+    let outcome = generate_report(std::slice::from_ref(&exp), &options).unwrap();
+    // Skipped training logs stay out of the Warnings section (they are listed under provenance).
+    let own: Vec<&String> = outcome
+        .warnings
+        .iter()
+        .filter(|w| !w.contains("skipped (first line"))
+        .collect();
+    assert_eq!(own.len(), 1, "{:?}", outcome.warnings);
+    assert!(own[0].contains("not pooled"), "{own:?}");
+
+    let md = std::fs::read_to_string(options.out_dir.join("tables/main.md")).unwrap();
+    assert_eq!(md, outcome.markdown);
+    let section = md
+        .split("\n**Warnings**\n\n")
+        .nth(1)
+        .expect("no Warnings section");
+    let items: Vec<&str> = section.lines().collect();
+    assert_eq!(items.len(), 3, "{section}");
+    assert_eq!(items[0], "- OOD set svhn missing: skipped");
+    assert_eq!(items[1], "- seed compat <BUG-5> in effect");
+    assert!(items[2].starts_with("- ") && items[2].contains("not pooled"));
+
+    let html = std::fs::read_to_string(options.out_dir.join("index.html")).unwrap();
+    let start = html.find("<h2>Warnings</h2>").expect("no Warnings section");
+    assert!(
+        start < html.find("<nav>").unwrap(),
+        "warnings come before the contents"
+    );
+    let section = &html[start..start + html[start..].find("</section>").unwrap()];
+    assert_eq!(section.matches("<li>").count(), 3, "{section}");
+    assert!(section.contains("<li>seed compat &lt;BUG-5&gt; in effect</li>"));
+    assert!(html.contains("<summary>files skipped (not metric records)</summary>"));
+
+    // Without notes or warnings there is no section at all.
+    let mut quiet = ReportOptions::new(tmp.path().join("quiet"));
+    quiet.notes.clear();
+    generate_report(&[exp.join("seed-1/metrics.jsonl")], &quiet).unwrap();
+    let html = std::fs::read_to_string(quiet.out_dir.join("index.html")).unwrap();
+    assert!(!html.contains("Warnings"));
+    let md = std::fs::read_to_string(quiet.out_dir.join("tables/main.md")).unwrap();
+    assert!(!md.contains("Warnings"));
+}

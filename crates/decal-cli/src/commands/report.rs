@@ -59,6 +59,11 @@ pub struct Args {
     /// Overwrite an existing, non-empty output directory.
     #[arg(long)]
     pub force: bool,
+
+    /// A note for the report's "Warnings" section (index.html and tables/main.md), e.g. a caveat
+    /// about how the runs were made. Repeatable; shown in the order given.
+    #[arg(long, value_name = "TEXT")]
+    pub note: Vec<String>,
 }
 
 /// Runs `decal report`.
@@ -102,6 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         force: args.force,
         provenance: Some(decal_core::Provenance::capture()),
         seed_results,
+        notes: args.note,
     };
     let outcome = generate_report(&args.runs, &options)?;
     for w in &outcome.warnings {
