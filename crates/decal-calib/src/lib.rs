@@ -8,6 +8,7 @@
 //! |----------------------|---------------------|-----------|
 //! | `temperature`        | logits              | exact NLL optimum over T (Newton + bisection on β = 1/T) |
 //! | `temperature-lbfgs`  | logits              | the seed's `torch.optim.LBFGS` (T₀ 1.5, lr 0.01, 50 iterations) |
+//! | (library only) [`TemperatureScaler::fit_sampled`] | per-sample logits `[m, N, K]` of a Monte-Carlo predictive (V-TST) | NLL of `(1/m) Σ_s softmax(z_s / T)`: grid scan + safeguarded Newton on log T |
 //! | `vector`             | logits              | per-class scale and bias, Newton on the NLL |
 //! | `histogram`          | softmax probabilities | one-vs-rest equal-width histogram binning (15 bins) |
 //! | `isotonic`           | softmax probabilities | one-vs-rest isotonic regression (sklearn semantics) |
@@ -171,8 +172,10 @@ impl Calibrator {
     pub fn describe(&self) -> String {
         match self {
             Calibrator::Temperature(t) => format!(
-                "temperature ({}): T = {:.6}, {} iterations, converged = {}, val NLL {:.6} -> {:.6}",
-                t.fit_method, t.temperature, t.iterations, t.converged, t.nll_before, t.nll_after
+                "temperature ({}{}): T = {:.6}, {} iterations, converged = {}, val NLL {:.6} -> {:.6}",
+                t.fit_method,
+                if t.num_samples > 1 { format!(", {}-sample predictive", t.num_samples) } else { String::new() },
+                t.temperature, t.iterations, t.converged, t.nll_before, t.nll_after
             ),
             Calibrator::Vector(v) => format!(
                 "vector scaling: {} classes, {} Newton iterations, converged = {}, val NLL {:.6} -> {:.6}",

@@ -11,6 +11,13 @@
 //!   tolerance_change 1e-9) on the scalar `T` initialised at 1.5, one `step` call (gpleiss
 //!   `ModelWithTemperature.set_temperature`). With lr 0.01 it usually stops well short of the optimum; that
 //!   is what the paper's "TS" rows used.
+//! - [`TemperatureScaler::fit_sampled`]: temperature scaling of a Monte-Carlo predictive such as V-TST's
+//!   (seed-system.md §9, BUG-16 fixed). T divides every sample's logits before the softmax average,
+//!   `p_T(y|x) = (1/m) Σ_s softmax(z_s / T)`, and is fitted by minimising the validation NLL of that
+//!   m-sample predictive. For m > 1 this NLL is not guaranteed convex in `1/T` (it is a log of a sum of
+//!   softmaxes), so the fit scans a grid on `u = log T` for the best point, brackets a sign change of
+//!   `dL/du` next to it, and solves `dL/du = 0` by Newton steps safeguarded by bisection. With m = 1 it
+//!   reaches the same optimum as `fit_exact`.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +46,14 @@ pub struct TemperatureScaler {
     pub nll_after: f64,
     /// Why the fit stopped, in words.
     pub stop_reason: String,
+    /// Samples m of the predictive T was fitted on (1 for ordinary logits; see
+    /// [`TemperatureScaler::fit_sampled`]). Calibrators saved before this field existed read as 1.
+    #[serde(default = "one_sample")]
+    pub num_samples: usize,
+}
+
+fn one_sample() -> usize {
+    1
 }
 
 /// Mean NLL and its derivative with respect to β (the logits are multiplied by β).
@@ -153,6 +168,7 @@ impl TemperatureScaler {
             nll_before,
             nll_after,
             stop_reason: reason,
+            num_samples: 1,
         })
     }
 
@@ -199,6 +215,7 @@ impl TemperatureScaler {
             nll_before,
             nll_after,
             stop_reason: out.reason,
+            num_samples: 1,
         })
     }
 
@@ -214,6 +231,318 @@ impl TemperatureScaler {
             &self.scale_logits(logits),
             self.num_classes,
         ))
+    }
+}
+
+/// Checks per-sample logits `[m, N, K]` (sample-major, row-major within a sample) and, when given, their
+/// labels `[N]`; returns N.
+fn check_sampled(
+    logits: &[f64],
+    num_samples: usize,
+    labels: Option<&[i64]>,
+    num_classes: usize,
+) -> Result<usize, CalibError> {
+    if num_samples == 0 {
+        return Err(CalibError::Invalid(
+            "number of samples m must be at least 1".into(),
+        ));
+    }
+    if num_classes == 0 {
+        return Err(CalibError::Invalid(
+            "number of classes must be at least 1".into(),
+        ));
+    }
+    if logits.is_empty() || labels.is_some_and(|l| l.is_empty()) {
+        return Err(CalibError::Empty);
+    }
+    let rows = labels.map_or(logits.len() / (num_samples * num_classes), <[i64]>::len);
+    if logits.len() != num_samples * rows * num_classes {
+        return Err(CalibError::Shape {
+            what: "per-sample logits",
+            len: logits.len(),
+            rows: num_samples * rows,
+            num_classes,
+        });
+    }
+    // Labels (and the first sample's values) as for ordinary logits, then every sample's values; rows of
+    // a non-finite value are counted over all samples (row `s·N + i`).
+    check_inputs(
+        "per-sample logits",
+        &logits[..rows * num_classes],
+        labels,
+        num_classes,
+    )?;
+    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+        return Err(CalibError::NonFinite {
+            what: "per-sample logits",
+            row: i / num_classes,
+            col: i % num_classes,
+            value: logits[i],
+        });
+    }
+    Ok(rows)
+}
+
+/// Mean NLL of the m-sample predictive `(1/m) Σ_s softmax(β z_s)` and its first two derivatives with
+/// respect to β. `logits` is `[m, N, K]`.
+///
+/// Per example, with `a_s = log softmax(β z_s)[y]`, `g_s = da_s/dβ = z_{s,y} − E_s[z]` and
+/// `v_s = Var_s[z]` (moments under `softmax(β z_s)`), the log predictive is `LSE_s(a_s) − log m`, whose
+/// derivatives are `G = Σ_s w_s g_s` and `H = Σ_s w_s (g_s² − v_s) − G²` with `w_s = softmax_s(a)`.
+fn sampled_loss_and_dbeta(
+    logits: &[f64],
+    num_samples: usize,
+    labels: &[i64],
+    k: usize,
+    beta: f64,
+) -> (f64, f64, f64) {
+    let n = labels.len();
+    let mut scaled = vec![0.0; k];
+    let mut a = vec![0.0; num_samples];
+    let mut g = vec![0.0; num_samples];
+    let mut v = vec![0.0; num_samples];
+    let ln_m = (num_samples as f64).ln();
+    let (mut loss, mut d1, mut d2) = (0.0, 0.0, 0.0);
+    for (i, &y) in labels.iter().enumerate() {
+        let y = y as usize;
+        for s in 0..num_samples {
+            let z = &logits[(s * n + i) * k..(s * n + i + 1) * k];
+            for (sc, &zv) in scaled.iter_mut().zip(z) {
+                *sc = beta * zv;
+            }
+            let lse = logsumexp(&scaled);
+            let (mut m1, mut m2) = (0.0, 0.0);
+            for (&sc, &zv) in scaled.iter().zip(z) {
+                let p = (sc - lse).exp();
+                m1 += p * zv;
+                m2 += p * zv * zv;
+            }
+            a[s] = scaled[y] - lse;
+            g[s] = z[y] - m1;
+            v[s] = (m2 - m1 * m1).max(0.0);
+        }
+        let lse_a = logsumexp(&a);
+        let (mut big_g, mut second) = (0.0, 0.0);
+        for s in 0..num_samples {
+            let w = (a[s] - lse_a).exp();
+            big_g += w * g[s];
+            second += w * (g[s] * g[s] - v[s]);
+        }
+        loss -= lse_a - ln_m;
+        d1 -= big_g;
+        d2 -= second - big_g * big_g;
+    }
+    let nf = n as f64;
+    (loss / nf, d1 / nf, d2 / nf)
+}
+
+/// Loss and its first two derivatives with respect to `u = log T` (β = e^{−u}).
+fn sampled_loss_du(
+    logits: &[f64],
+    num_samples: usize,
+    labels: &[i64],
+    k: usize,
+    u: f64,
+) -> (f64, f64, f64) {
+    let beta = (-u).exp();
+    let (l, d1, d2) = sampled_loss_and_dbeta(logits, num_samples, labels, k, beta);
+    // dβ/du = −β and d²β/du² = β.
+    (l, -beta * d1, beta * beta * d2 + beta * d1)
+}
+
+/// Mean NLL of the m-sample predictive `(1/m) Σ_s softmax(z_s / t)`; `logits` is `[m, N, K]`.
+pub fn sampled_nll_at_temperature(
+    logits: &[f64],
+    num_samples: usize,
+    labels: &[i64],
+    k: usize,
+    t: f64,
+) -> f64 {
+    sampled_loss_and_dbeta(logits, num_samples, labels, k, 1.0 / t).0
+}
+
+/// Grid of the bracketing scan on `u = log T`: T from 1/64 to 64 in steps of 2^{1/4}.
+const GRID_HALF_WIDTH: i32 = 24;
+const GRID_STEP: f64 = std::f64::consts::LN_2 / 4.0;
+/// The scan extends beyond the grid up to T ∈ [1e-12, 1e12] before declaring the optimum degenerate.
+const LOG_T_LIMIT: f64 = 27.631_021_115_928_547; // ln(1e12)
+
+impl TemperatureScaler {
+    /// Fits T on the m-sample predictive `p_T(y|x) = (1/m) Σ_s softmax(z_s / T)` (module docs), where
+    /// `logits` holds the per-sample logits `[m, N, K]` (sample `s` of example `i` at row `s·N + i`).
+    ///
+    /// Errors like [`TemperatureScaler::fit_exact`] on empty, single-class or invalid input, and when the
+    /// NLL keeps decreasing towards T → 0 or T → ∞ within `[1e-12, 1e12]`.
+    pub fn fit_sampled(
+        logits: &[f64],
+        num_samples: usize,
+        labels: &[i64],
+        num_classes: usize,
+    ) -> Result<Self, CalibError> {
+        check_sampled(logits, num_samples, Some(labels), num_classes)?;
+        let k = num_classes;
+        let eval = |u: f64| sampled_loss_du(logits, num_samples, labels, k, u);
+        let mut evals = 0usize;
+        // 1. Scan: the best grid point, with the derivative at every point.
+        let mut grid: Vec<(f64, f64, f64)> = (-GRID_HALF_WIDTH..=GRID_HALF_WIDTH)
+            .map(|j| {
+                let u = j as f64 * GRID_STEP;
+                let (l, d, _) = eval(u);
+                (u, l, d)
+            })
+            .collect();
+        evals += grid.len();
+        let nll_before = grid[GRID_HALF_WIDTH as usize].1;
+        let best = grid
+            .iter()
+            .enumerate()
+            .fold(0, |b, (j, p)| if p.1 < grid[b].1 { j } else { b });
+        // 2. Bracket a sign change of dL/du (− then +) next to the best point, extending the scan outwards
+        //    (steps doubling) when it runs off the grid.
+        // An objective flat over the whole scan (T from 1/64 to 64) means the logits do not depend on the
+        // class in a way T could sharpen or soften (e.g. equal logits): there is no optimum to report.
+        let worst = grid.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        if worst - grid[best].1 <= 1e-12 * (1.0 + worst.abs()) {
+            return Err(CalibError::Degenerate(
+                "validation predictions carry no information about the labels (NLL does not change with T)"
+                    .into(),
+            ));
+        }
+        // A derivative of exactly 0 at the scan's edge is underflow (e.g. a separable set at tiny T), not
+        // an optimum: the scan continues outwards there.
+        let d_best = grid[best].2;
+        let last = grid.len() - 1;
+        let (mut lo, mut hi) = if d_best == 0.0 && best != 0 && best != last {
+            (grid[best].0, grid[best].0)
+        } else if d_best < 0.0 || (d_best == 0.0 && best == last) {
+            let mut j = best;
+            loop {
+                if j + 1 == grid.len() {
+                    let (u_last, _, _) = grid[j];
+                    let step = (u_last - grid[j - 1].0) * 2.0;
+                    let u = u_last + step;
+                    if u > LOG_T_LIMIT {
+                        return Err(CalibError::Degenerate(
+                            "validation predictions carry no information about the labels (NLL keeps decreasing as T -> infinity)".into(),
+                        ));
+                    }
+                    let (l, d, _) = eval(u);
+                    evals += 1;
+                    grid.push((u, l, d));
+                }
+                j += 1;
+                if grid[j].2 >= 0.0 {
+                    break (grid[j - 1].0, grid[j].0);
+                }
+            }
+        } else {
+            let mut j = best;
+            loop {
+                if j == 0 {
+                    let step = (grid[1].0 - grid[0].0) * 2.0;
+                    let u = grid[0].0 - step;
+                    if u < -LOG_T_LIMIT {
+                        return Err(CalibError::Degenerate(
+                            "validation set is perfectly separated by the predictions: NLL keeps decreasing as T -> 0".into(),
+                        ));
+                    }
+                    let (l, d, _) = eval(u);
+                    evals += 1;
+                    grid.insert(0, (u, l, d));
+                    j = 1;
+                }
+                j -= 1;
+                if grid[j].2 < 0.0 {
+                    break (grid[j].0, grid[j + 1].0);
+                }
+            }
+        };
+        let grid_best = grid
+            .iter()
+            .map(|p| (p.0, p.1))
+            .fold((0.0, f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
+        // 3. Safeguarded Newton on dL/du inside [lo, hi] (dL/du(lo) < 0 < dL/du(hi)).
+        let mut u = if lo == hi { lo } else { 0.5 * (lo + hi) };
+        let mut iterations = 0;
+        let mut converged = lo == hi;
+        let mut reason = if converged {
+            "dL/dlogT is exactly 0 at a grid point".to_string()
+        } else {
+            "max iterations (200) reached".to_string()
+        };
+        while !converged && iterations < 200 {
+            iterations += 1;
+            let (_, d1, d2) = eval(u);
+            evals += 1;
+            if d1.abs() <= 1e-14 * (1.0 + d2.abs()) {
+                converged = true;
+                reason = "|dL/dlogT| below 1e-14".into();
+                break;
+            }
+            if d1 < 0.0 {
+                lo = u;
+            } else {
+                hi = u;
+            }
+            let newton = if d2 > 0.0 { u - d1 / d2 } else { f64::NAN };
+            u = if newton.is_finite() && newton > lo && newton < hi {
+                newton
+            } else {
+                0.5 * (lo + hi)
+            };
+            if (hi - lo) <= 4.0 * f64::EPSILON * (1.0 + u.abs()) {
+                converged = true;
+                reason = "bracket on log T narrowed to machine precision".into();
+                break;
+            }
+        }
+        let (mut nll_after, _, _) = eval(u);
+        evals += 1;
+        // The root is a local minimum next to the best grid point; should the objective's shape make it
+        // worse than that grid point, keep the grid point (and say so).
+        if nll_after > grid_best.1 {
+            u = grid_best.0;
+            nll_after = grid_best.1;
+            converged = false;
+            reason =
+                "local optimum worse than the best scanned point; kept the scanned point".into();
+        }
+        Ok(TemperatureScaler {
+            temperature: u.exp(),
+            num_classes: k,
+            fit_method: "sampled-log-t-newton".into(),
+            iterations,
+            function_evals: evals,
+            converged,
+            nll_before,
+            nll_after,
+            stop_reason: reason,
+            num_samples,
+        })
+    }
+
+    /// Calibrated m-sample predictive `(1/m) Σ_s softmax(z_s / T)` for per-sample logits `[m, N, K]`,
+    /// returned as `[N, K]`.
+    pub fn apply_sampled(
+        &self,
+        logits: &[f64],
+        num_samples: usize,
+    ) -> Result<Vec<f64>, CalibError> {
+        let rows = check_sampled(logits, num_samples, None, self.num_classes)?;
+        let k = self.num_classes;
+        let mut out = vec![0.0; rows * k];
+        let mut row = vec![0.0; k];
+        for (s, sample) in logits.chunks_exact(rows * k).enumerate() {
+            debug_assert!(s < num_samples);
+            for (z, o) in sample.chunks_exact(k).zip(out.chunks_exact_mut(k)) {
+                let scaled: Vec<f64> = z.iter().map(|v| v / self.temperature).collect();
+                decal_metrics::scoring::softmax_into(&scaled, &mut row);
+                for (acc, p) in o.iter_mut().zip(&row) {
+                    *acc += p / num_samples as f64;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
