@@ -27,6 +27,15 @@ pub enum ReportError {
         /// What is wrong with the line.
         message: String,
     },
+    /// The output directory holds something other than a report decal-report wrote (see
+    /// [`crate::manifest`]), and `force` was not given.
+    #[error("{path}: {reason}; choose another output directory, or pass --force to write into it (same-named files are overwritten, others kept)")]
+    OutputInUse {
+        /// The output directory.
+        path: PathBuf,
+        /// What is in the way.
+        reason: String,
+    },
     /// The input to a table, plot or report is unusable (empty, inconsistent).
     #[error("{0}")]
     Invalid(String),

@@ -22,12 +22,17 @@
 //! tables/aggregates.csv               every group: mean, std, se, n, min, max, definition (lossless)
 //! tables/records.csv                  all input records in one tidy CSV (if csv is requested)
 //! plots/<name>.{svg,png,csv}          severity plots, reliability diagrams, OOD score histograms
+//! report.json                         manifest: inputs and every file above, with SHA-256
 //! ```
+//!
+//! An output directory that holds a previous report (recognised by its `report.json`, unchanged) is
+//! replaced; one that holds anything else is refused without `force` ([`crate::manifest`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::html::{ProvenanceItem, ReportFigure, ReportInput, ReportTable};
+use crate::manifest::{self, FileEntry, OutputState};
 use crate::plot::histogram::{read_histogram_csv, ScoreHistogram};
 use crate::plot::{severity_lines, write_score_histograms, write_severity_plot};
 use crate::record::{self, MetricRecord};
@@ -107,7 +112,9 @@ pub struct ReportOptions {
     pub title: String,
     /// Methods to list first, in this order (the rest follow in order of appearance).
     pub method_order: Vec<String>,
-    /// Overwrite a non-empty output directory.
+    /// Write into an output directory that holds something other than a report decal-report wrote
+    /// (same-named files are overwritten, others kept). A previous report recognised by its
+    /// `report.json` is replaced without it (see [`crate::manifest`]).
     pub force: bool,
     /// Provenance of the process writing the report (shown in the report), if wanted.
     pub provenance: Option<decal_core::Provenance>,
@@ -152,6 +159,9 @@ pub struct ReportOutcome {
     pub index_html: Option<PathBuf>,
     /// Every file written.
     pub files: Vec<PathBuf>,
+    /// One-line notices that are not problems, e.g. that a previous report in the output directory
+    /// (recognised by its `report.json`, see [`crate::manifest`]) was replaced.
+    pub notices: Vec<String>,
     /// Things the user should know: files skipped during discovery, then the report's own warnings
     /// (e.g. reliability data that could not be pooled). The latter, after [`ReportOptions::notes`],
     /// also appear in the reports' "Warnings" sections; skipped files are listed under provenance.
@@ -344,8 +354,24 @@ pub fn generate_report(
         )));
     }
     let aggregates = aggregate(&records)?;
-    decal_core::prepare_output_dir(&options.out_dir, options.force)?;
-    let out = &options.out_dir;
+    let previous = manifest::check_output_dir(&options.out_dir, options.force)?;
+    let input_entries = files
+        .iter()
+        .map(|f| {
+            Ok(FileEntry {
+                path: f.display().to_string(),
+                sha256: decal_core::sha256_file(f)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
+    // Everything is written into a hidden staging folder first and moved into place at the end, so
+    // a failure leaves the previous report whole (the next call clears the folder).
+    let staging = options.out_dir.join(manifest::STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(ReportError::io(&staging))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(ReportError::io(&staging))?;
+    let out = &staging;
     let mut written: Vec<PathBuf> = Vec::new();
 
     // Tables.
@@ -567,9 +593,8 @@ pub fn generate_report(
         ];
         let mut provenance = Vec::new();
         let mut listing = String::new();
-        for f in &files {
-            let sha = decal_core::sha256_file(f)?;
-            listing.push_str(&format!("{sha}  {}\n", f.display()));
+        for e in &input_entries {
+            listing.push_str(&format!("{}  {}\n", e.sha256, e.path));
         }
         provenance.push(ProvenanceItem {
             label: "input records (sha256)".to_string(),
@@ -613,13 +638,43 @@ pub fn generate_report(
         index_html = Some(path);
     }
 
+    let old = match &previous {
+        OutputState::Fresh => None,
+        OutputState::Previous(m) => Some(m),
+        OutputState::Forced(m) => m.as_ref(),
+    };
+    let (_, removed) = manifest::commit(
+        &staging,
+        &options.out_dir,
+        &options.title,
+        input_entries,
+        old,
+    )?;
+    let mut notices = Vec::new();
+    if let OutputState::Previous(m) = &previous {
+        notices.push(format!(
+            "{}: replaced the report decal report wrote there before ({} files per its {}{})",
+            options.out_dir.display(),
+            m.files.len(),
+            manifest::MANIFEST,
+            if removed > 0 {
+                format!("; {removed} no longer produced, removed")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let moved = |p: PathBuf| manifest::final_path(&staging, &options.out_dir, &p);
+    let mut files_written: Vec<PathBuf> = written.into_iter().map(moved).collect();
+    files_written.push(options.out_dir.join(manifest::MANIFEST));
     Ok(ReportOutcome {
         inputs: files,
         num_records: records.len(),
         markdown,
-        index_html,
-        files: written,
+        index_html: index_html.map(moved),
+        files: files_written,
         warnings: skipped.into_iter().chain(warnings).collect(),
+        notices,
     })
 }
 

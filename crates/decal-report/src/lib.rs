@@ -12,6 +12,7 @@
 //! - [`plot`]: ECE-vs-severity and OOD score-histogram figures.
 //! - [`html`]: the self-contained `index.html` report.
 //! - [`seed_results`]: the seed repository's result files as records (to tabulate its numbers alongside).
+//! - [`manifest`]: `report.json`, how a report directory is recognised and safely regenerated.
 //! - [`generate`]: `decal report` as a library call (find records, write tables, figures, HTML).
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ mod error;
 pub mod format;
 pub mod generate;
 pub mod html;
+pub mod manifest;
 pub mod plot;
 pub mod record;
 pub mod reliability;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use decal_report::generate::{find_metrics_files, generate_report, Formats, ReportOptions};
+use decal_report::manifest;
 use decal_report::record::{write_jsonl, MetricRecord};
 use decal_report::reliability::{write_reliability_csv, BinStat, ReliabilitySeries};
 
@@ -130,14 +131,127 @@ fn writes_tables_figures_and_html_deterministically() {
         );
     }
 
-    // Never overwrite a finished report silently.
+    // The report's own directory is regenerated (with a notice); fewer formats remove the files
+    // that are no longer produced.
+    let before = manifest::list_files(out).unwrap();
+    assert!(before.contains(&"report.json".to_string()));
+    let again = generate_report(std::slice::from_ref(&exp), &options).unwrap();
+    assert_eq!(again.notices.len(), 1, "{:?}", again.notices);
+    assert!(again.notices[0].contains("replaced the report"));
+    assert_eq!(manifest::list_files(out).unwrap(), before);
+    options.formats = Formats::parse("md").unwrap();
+    let md_only = generate_report(std::slice::from_ref(&exp), &options).unwrap();
+    assert!(
+        md_only.notices[0].contains("no longer produced, removed"),
+        "{:?}",
+        md_only.notices
+    );
+    assert!(!out.join("index.html").exists() && !out.join("tables/main.tex").exists());
+    assert!(
+        out.join("tables/main.md").is_file() && out.join("plots/reliability-tst.svg").is_file()
+    );
+    let m = manifest::read_manifest(out).unwrap().unwrap();
+    let mut listed: Vec<String> = m.files.iter().map(|f| f.path.clone()).collect();
+    listed.push("report.json".into());
+    listed.sort();
+    assert_eq!(manifest::list_files(out).unwrap(), listed);
+    assert_eq!(m.inputs.len(), 2);
+    assert_eq!(
+        m.inputs[0].sha256,
+        decal_core::sha256_file(&exp.join("seed-1/metrics.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn a_directory_with_other_files_stays_protected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = runs(tmp.path());
+    let out = tmp.path().join("out");
+    let options = ReportOptions::new(&out);
+
+    // A directory of the user's: refused, untouched.
+    decal_core::write_atomic(&out.join("notes.txt"), b"mine").unwrap();
     let err = generate_report(std::slice::from_ref(&exp), &options)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("--force"), "{err}");
-    options.force = true;
-    options.formats = Formats::parse("md").unwrap();
+    assert!(
+        err.contains("no report.json") && err.contains("--force") && err.contains("out"),
+        "{err}"
+    );
+    assert_eq!(manifest::list_files(&out).unwrap(), vec!["notes.txt"]);
+    // --force writes into it and keeps the user's file, also when regenerating later.
+    let mut forced = options.clone();
+    forced.force = true;
+    generate_report(std::slice::from_ref(&exp), &forced).unwrap();
+    assert!(out.join("index.html").is_file());
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"mine");
+    let err = generate_report(std::slice::from_ref(&exp), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("holds notes.txt, which decal report did not write"),
+        "{err}"
+    );
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
     generate_report(std::slice::from_ref(&exp), &options).unwrap();
+
+    // A file of the report edited by hand, or one added in a subfolder: refused, nothing changed.
+    std::fs::write(out.join("tables/main.md"), "edited").unwrap();
+    let err = generate_report(std::slice::from_ref(&exp), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tables/main.md was changed after decal report wrote it"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("tables/main.md")).unwrap(),
+        "edited"
+    );
+    // --force overwrites the same-named file but keeps an edited stale one.
+    std::fs::write(out.join("tables/main.tex"), "edited tex").unwrap();
+    let mut md_forced = forced.clone();
+    md_forced.formats = Formats::parse("md,html").unwrap();
+    generate_report(std::slice::from_ref(&exp), &md_forced).unwrap();
+    assert_ne!(
+        std::fs::read_to_string(out.join("tables/main.md")).unwrap(),
+        "edited"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("tables/main.tex")).unwrap(),
+        "edited tex"
+    );
+    std::fs::remove_file(out.join("tables/main.tex")).unwrap();
+    generate_report(std::slice::from_ref(&exp), &options).unwrap();
+    decal_core::write_atomic(&out.join("plots/extra/mine.png"), b"png").unwrap();
+    let err = generate_report(std::slice::from_ref(&exp), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds plots/extra/mine.png"), "{err}");
+
+    // A broken manifest is not trusted.
+    let other = tmp.path().join("other");
+    decal_core::write_atomic(&other.join("report.json"), b"{\"files\": []}").unwrap();
+    let err = generate_report(std::slice::from_ref(&exp), &ReportOptions::new(&other))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("report.json is not a decal-report manifest"),
+        "{err}"
+    );
+
+    // A failed generation (here: an unreadable figure input) leaves the previous report intact, and
+    // its leftovers do not block the next run.
+    let clean = tmp.path().join("clean");
+    generate_report(std::slice::from_ref(&exp), &ReportOptions::new(&clean)).unwrap();
+    let index = std::fs::read(clean.join("index.html")).unwrap();
+    let bad = exp.join("seed-2/reliability/broken.csv");
+    std::fs::write(&bad, "not,a,reliability,csv\n").unwrap();
+    assert!(generate_report(std::slice::from_ref(&exp), &ReportOptions::new(&clean)).is_err());
+    assert_eq!(std::fs::read(clean.join("index.html")).unwrap(), index);
+    std::fs::remove_file(&bad).unwrap();
+    generate_report(std::slice::from_ref(&exp), &ReportOptions::new(&clean)).unwrap();
+    assert!(!clean.join(manifest::STAGING).exists());
 }
 
 #[test]

@@ -19,7 +19,7 @@ severity, metric) and summarised over runs/seeds as mean ± sample std (ddof = 1
 always with the true n. Next to each metrics.jsonl, reliability/*.csv (reliability bins) and \
 ood_histograms/*.csv (OOD score histograms) are drawn, and *.json / *.toml files are shown as provenance.\n\n\
 Writes into --out: tables/main.{md,tex,csv}, tables/aggregates.csv, tables/records.csv, \
-plots/*.{svg,png,csv} and index.html; prints the Markdown table and the report's path.")]
+plots/*.{svg,png,csv}, index.html and report.json (the manifest: inputs and files with SHA-256); prints the Markdown table and the report's path. An existing report in --out is regenerated when its report.json shows decal report wrote every file there; any other non-empty directory needs --force.")]
 pub struct Args {
     /// Run directories (searched recursively for metrics.jsonl) or record files (.jsonl or .csv).
     #[arg(required_unless_present = "seed_results", value_name = "RUN")]
@@ -56,7 +56,10 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     pub method_order: Option<String>,
 
-    /// Overwrite an existing, non-empty output directory.
+    /// Write into an output directory that holds other files than a report written by decal report
+    /// (same-named files are overwritten, the others kept). Not needed to regenerate a report: a
+    /// directory with decal report's report.json manifest, none of its files changed and no other
+    /// file added, is replaced with a notice.
     #[arg(long)]
     pub force: bool,
 
@@ -110,6 +113,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         notes: args.note,
     };
     let outcome = generate_report(&args.runs, &options)?;
+    for n in &outcome.notices {
+        eprintln!("note: {n}");
+    }
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
