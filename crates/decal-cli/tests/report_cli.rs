@@ -421,9 +421,9 @@ fn seed_result_files_join_the_table() {
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The seed row has its own cells (n = 1, so each cell states n) next to the synthetic methods.
+    // The seed row has its own cells (n = 1, in the n column) next to the synthetic methods.
     assert!(
-        stdout.contains("| WRN base (seed repo) | 92.52 (n=1) | 6.06 (n=1) | 36.28 (n=1) | 0.5124 (n=1) | 0.1031 (n=1) |"),
+        stdout.contains("| WRN base (seed repo) | 1 | 92.52 | 6.06 | 36.28 | 0.5124 | 0.1031 |"),
         "{stdout}"
     );
     // Only the seed file: no RUN needed, default output next to it.

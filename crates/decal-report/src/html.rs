@@ -66,12 +66,15 @@ h1{font-size:1.7em;border-bottom:2px solid #0072B2;padding-bottom:.3em}
 h2{font-size:1.3em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 h3{font-size:1.08em;margin:1.4em 0 .4em}
 nav ul{columns:2;font-size:.93em}
-table.results{border-collapse:collapse;margin:1em 0;font-size:.92em;font-variant-numeric:tabular-nums}
-table.results caption{caption-side:bottom;text-align:left;font-size:.86em;color:#555;padding-top:.6em;max-width:100%}
-table.results th,table.results td{padding:.35em .8em;text-align:right;white-space:nowrap}
-table.results thead th{border-top:2px solid #222;border-bottom:1px solid #222}
+div.results{margin:1em 0}
+table.results{display:inline-table;vertical-align:top;border-collapse:collapse;margin:0 2.5em 1.2em 0;font-size:.92em;font-variant-numeric:tabular-nums}
+table.results caption{caption-side:top;text-align:left;font-weight:bold;font-size:.95em;padding-bottom:.3em}
+table.results th,table.results td{padding:.3em .6em;text-align:right;white-space:nowrap}
+table.results thead th{white-space:normal;vertical-align:bottom;border-top:2px solid #222;border-bottom:1px solid #222}
+p.caption{font-size:.86em;color:#555;margin:.2em 0 .4em}
 table.results tbody tr:last-child td,table.results tbody tr:last-child th{border-bottom:2px solid #222}
-table.results tbody th{text-align:left;font-weight:normal}
+table.results tbody th,table.results thead th:first-child{text-align:left;font-weight:normal}
+table.results thead th:first-child{font-weight:bold}
 table.results tbody tr:nth-child(even){background:#f6f8fa}
 dl.definitions{font-size:.84em;color:#555;display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:.2em 0 1em}
 dl.definitions dt{font-weight:bold}

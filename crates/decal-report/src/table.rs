@@ -452,13 +452,44 @@ impl Table {
         ns.all(|n| n == first).then_some(first)
     }
 
-    fn cell_text(&self, a: &Aggregate, markup: Markup) -> String {
+    /// Whether the table has an `n` column: when its cells do not all share one n (otherwise the
+    /// caption states n once).
+    pub fn has_n_column(&self) -> bool {
+        self.common_n().is_none()
+    }
+
+    /// The n of row `row` over the columns `cols`: `Some((min, max))` of its cells there (equal when
+    /// the row is uniform), `None` when the row has no cell there.
+    fn row_n(&self, row: usize, cols: &[usize]) -> Option<(usize, usize)> {
+        let ns: Vec<usize> = cols
+            .iter()
+            .filter_map(|&j| self.cells[row][j].as_ref().map(|a| a.n))
+            .collect();
+        Some((*ns.iter().min()?, *ns.iter().max()?))
+    }
+
+    /// The `n` column's text for a row: its n, or `min-max` when its cells differ (then each cell
+    /// carries its own n).
+    fn row_n_text(n: (usize, usize)) -> String {
+        if n.0 == n.1 {
+            n.0.to_string()
+        } else {
+            format!("{}-{}", n.0, n.1)
+        }
+    }
+
+    /// A cell: mean ± spread, plus ` (n=k)` where the row's cells (over `row_n`) differ in n.
+    fn cell_text(&self, a: &Aggregate, markup: Markup, row_n: Option<(usize, usize)>) -> String {
         let fmt = format::metric_format(&a.metric);
         let mut text = format::mean_spread(a.mean, a.spread(self.spread), fmt, markup);
-        if self.common_n().is_none() {
+        if self.has_n_column() && row_n.is_some_and(|(lo, hi)| lo != hi) {
             text.push_str(&format!(" (n={})", a.n));
         }
         text
+    }
+
+    fn all_columns(&self) -> Vec<usize> {
+        (0..self.columns.len()).collect()
     }
 
     fn header_text(&self, c: &Column) -> String {
@@ -486,7 +517,7 @@ impl Table {
         match self.common_n() {
             Some(1) => parts.push("Single run per cell (n = 1): no spread.".to_string()),
             Some(n) => parts.push(format!("Mean ± {spread} over n = {n} runs per cell.")),
-            None => parts.push(format!("Mean ± {spread}; n (runs per cell) differs between cells and is given in each cell; cells with n = 1 show no spread.")),
+            None => parts.push(format!("Mean ± {spread}; n (runs per cell) differs between methods and is given in the n column (where a method's cells differ, as a range there and in each cell); cells with n = 1 show no spread.")),
         }
         let pct: Vec<&str> = self
             .columns
@@ -522,21 +553,34 @@ impl Table {
     /// GitHub-flavoured Markdown: bold title, the table, the caption.
     pub fn to_markdown(&self) -> String {
         let mut out = format!("**{}**\n\n", self.title);
-        out.push_str("| Method |");
+        let with_n = self.has_n_column();
+        let all = self.all_columns();
+        out.push_str(if with_n {
+            "| Method | n |"
+        } else {
+            "| Method |"
+        });
         for c in &self.columns {
             out.push_str(&format!(" {} |", md_escape(&self.header_text(c))));
         }
-        out.push_str("\n|:---|");
+        out.push_str(if with_n { "\n|:---|---:|" } else { "\n|:---|" });
         for _ in &self.columns {
             out.push_str("---:|");
         }
         out.push('\n');
-        for (m, row) in self.methods.iter().zip(&self.cells) {
+        for (i, (m, row)) in self.methods.iter().zip(&self.cells).enumerate() {
+            let n = self.row_n(i, &all);
             out.push_str(&format!("| {} |", md_escape(m)));
+            if with_n {
+                out.push_str(&format!(
+                    " {} |",
+                    n.map(Self::row_n_text).unwrap_or_default()
+                ));
+            }
             for cell in row {
                 let text = cell
                     .as_ref()
-                    .map(|a| self.cell_text(a, Markup::Text))
+                    .map(|a| self.cell_text(a, Markup::Text, n))
                     .unwrap_or_else(|| "—".into());
                 out.push_str(&format!(" {text} |"));
             }
@@ -555,21 +599,31 @@ impl Table {
             latex_escape(&self.caption()),
             label
         ));
+        let with_n = self.has_n_column();
+        let all = self.all_columns();
         out.push_str(&format!(
-            "\\begin{{tabular}}{{l{}}}\n\\toprule\n",
+            "\\begin{{tabular}}{{l{}{}}}\n\\toprule\n",
+            if with_n { "r" } else { "" },
             "r".repeat(self.columns.len())
         ));
-        out.push_str("Method");
+        out.push_str(if with_n { "Method & $n$" } else { "Method" });
         for c in &self.columns {
             out.push_str(&format!(" & {}", latex_escape(&self.header_text(c))));
         }
         out.push_str(" \\\\\n\\midrule\n");
-        for (m, row) in self.methods.iter().zip(&self.cells) {
+        for (i, (m, row)) in self.methods.iter().zip(&self.cells).enumerate() {
+            let n = self.row_n(i, &all);
             out.push_str(&latex_escape(m));
+            if with_n {
+                out.push_str(&format!(
+                    " & {}",
+                    n.map(Self::row_n_text).unwrap_or_default()
+                ));
+            }
             for cell in row {
                 let text = cell
                     .as_ref()
-                    .map(|a| self.cell_text(a, Markup::Latex))
+                    .map(|a| self.cell_text(a, Markup::Latex, n))
                     .unwrap_or_else(|| "--".into());
                 out.push_str(&format!(" & {text}"));
             }
@@ -617,31 +671,93 @@ impl Table {
         out
     }
 
-    /// An HTML `<table>` with a `<caption>` (spread, n, units) followed by a `<dl>` of the column
-    /// definitions (for the report; text is escaped).
+    /// The column blocks of the HTML rendering, each shown as a table of its own so that the page
+    /// needs no horizontal scrolling: in-distribution (test and train splits), distribution shift,
+    /// OOD detection, then any other split, each in order of first appearance; a block of more than
+    /// [`HTML_MAX_COLUMNS`] columns is cut into near-equal parts ("(1 of 2)", ...). Every column is in
+    /// exactly one block.
+    pub fn column_groups(&self) -> Vec<ColumnGroup> {
+        let mut blocks: Vec<(String, Vec<usize>)> = Vec::new();
+        for (j, c) in self.columns.iter().enumerate() {
+            let label = match c.split.as_str() {
+                "test" | "train" => "In-distribution".to_string(),
+                "shift" => "Distribution shift".to_string(),
+                "ood" => "OOD detection".to_string(),
+                other => format!("Split {other}"),
+            };
+            match blocks.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, cols)) => cols.push(j),
+                None => blocks.push((label, vec![j])),
+            }
+        }
+        let mut groups = Vec::new();
+        for (label, cols) in blocks {
+            let parts = cols.len().div_ceil(HTML_MAX_COLUMNS);
+            let base = cols.len() / parts;
+            let extra = cols.len() % parts;
+            let mut start = 0;
+            for p in 0..parts {
+                let len = base + usize::from(p < extra);
+                groups.push(ColumnGroup {
+                    label: if parts == 1 {
+                        label.clone()
+                    } else {
+                        format!("{label} ({} of {parts})", p + 1)
+                    },
+                    columns: cols[start..start + len].to_vec(),
+                });
+                start += len;
+            }
+        }
+        groups
+    }
+
+    /// HTML for the report (text escaped): one `<table>` per [`Table::column_groups`] block, each
+    /// with the method column (and the n column when n differs) and only the methods that have a cell
+    /// in it; then the caption (title, spread, n, units) and a `<dl>` of the column definitions.
     pub fn to_html(&self) -> String {
-        let mut out = String::from("<table class=\"results\">\n");
+        let with_n = self.has_n_column();
+        let mut out = String::from("<div class=\"results\">\n");
+        for g in self.column_groups() {
+            out.push_str(&format!(
+                "<table class=\"results\">\n<caption>{}</caption>\n<thead><tr><th>Method</th>",
+                html_escape(&g.label)
+            ));
+            if with_n {
+                out.push_str("<th>n</th>");
+            }
+            for &j in &g.columns {
+                out.push_str(&format!(
+                    "<th>{}</th>",
+                    html_escape(&self.header_text(&self.columns[j]))
+                ));
+            }
+            out.push_str("</tr></thead>\n<tbody>\n");
+            for (i, m) in self.methods.iter().enumerate() {
+                // A method without a number in this block has no row here (nothing is lost).
+                let Some(n) = self.row_n(i, &g.columns) else {
+                    continue;
+                };
+                out.push_str(&format!("<tr><th>{}</th>", html_escape(m)));
+                if with_n {
+                    out.push_str(&format!("<td>{}</td>", Self::row_n_text(n)));
+                }
+                for &j in &g.columns {
+                    let text = self.cells[i][j]
+                        .as_ref()
+                        .map(|a| self.cell_text(a, Markup::Html, Some(n)))
+                        .unwrap_or_else(|| "—".into());
+                    out.push_str(&format!("<td>{text}</td>"));
+                }
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</tbody>\n</table>\n");
+        }
         out.push_str(&format!(
-            "<caption><strong>{}</strong>. {}</caption>\n<thead><tr><th>Method</th>",
+            "<p class=\"caption\"><strong>{}</strong>. {}</p>\n",
             html_escape(&self.title),
             html_escape(&self.caption_head())
         ));
-        for c in &self.columns {
-            out.push_str(&format!("<th>{}</th>", html_escape(&self.header_text(c))));
-        }
-        out.push_str("</tr></thead>\n<tbody>\n");
-        for (m, row) in self.methods.iter().zip(&self.cells) {
-            out.push_str(&format!("<tr><th>{}</th>", html_escape(m)));
-            for cell in row {
-                let text = cell
-                    .as_ref()
-                    .map(|a| self.cell_text(a, Markup::Html))
-                    .unwrap_or_else(|| "—".into());
-                out.push_str(&format!("<td>{text}</td>"));
-            }
-            out.push_str("</tr>\n");
-        }
-        out.push_str("</tbody>\n</table>\n");
         let defs = self.column_definitions();
         if !defs.is_empty() {
             out.push_str("<dl class=\"definitions\">\n");
@@ -654,8 +770,22 @@ impl Table {
             }
             out.push_str("</dl>\n");
         }
+        out.push_str("</div>\n");
         out
     }
+}
+
+/// Most metric columns in one HTML table (with the method and n columns, six columns of
+/// `0.4326 ± 0.0059` fit a 1280 px window at the report's font size).
+pub const HTML_MAX_COLUMNS: usize = 6;
+
+/// A block of columns rendered as one HTML table ([`Table::column_groups`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnGroup {
+    /// Shown above the table, e.g. "OOD detection".
+    pub label: String,
+    /// Indices into [`Table::columns`].
+    pub columns: Vec<usize>,
 }
 
 /// Escapes Markdown table metacharacters.

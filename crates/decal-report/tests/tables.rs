@@ -239,12 +239,12 @@ fn csv_snapshot() {
 
 const MIXED: &str = "**Mixed**
 
-| Method | Acc (%) | OOD AUROC (svhn) | OOD AUROC (tinyimagenet) |
-|:---|---:|---:|---:|
-| Baseline | 92.52 (n=1) | 0.8744 (n=1) | — |
-| TST | 92.55 ± 0.01 (n=3) | 0.8831 ± 0.0001 (n=3) | 0.9012 (n=1) |
+| Method | n | Acc (%) | OOD AUROC (svhn) | OOD AUROC (tinyimagenet) |
+|:---|---:|---:|---:|---:|
+| Baseline | 1 | 92.52 | 0.8744 | — |
+| TST | 1-3 | 92.55 ± 0.01 (n=3) | 0.8831 ± 0.0001 (n=3) | 0.9012 (n=1) |
 
-Mean ± sample standard deviation (ddof = 1); n (runs per cell) differs between cells and is given in each cell; cells with n = 1 show no spread. Acc in percent. Definitions. Acc: top-1; OOD AUROC (svhn): MSP, ID positive; OOD AUROC (tinyimagenet): MSP, ID positive.
+Mean ± sample standard deviation (ddof = 1); n (runs per cell) differs between methods and is given in the n column (where a method's cells differ, as a range there and in each cell); cells with n = 1 show no spread. Acc in percent. Definitions. Acc: top-1; OOD AUROC (svhn): MSP, ID positive; OOD AUROC (tinyimagenet): MSP, ID positive.
 ";
 
 #[test]
