@@ -387,3 +387,46 @@ fn shipped_stage1_configs_resolve() {
         dir.display()
     );
 }
+
+#[test]
+fn precision_flag_bf16_trains_and_fp16_on_cpu_is_refused() {
+    let Some(ds) = datasets() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    small_cifar(&ds, &data, 12);
+    let out = tmp.path().join("runs");
+
+    let mut bf16 = train_args(&data, &out, "bf16", 1);
+    bf16.extend(["--precision".into(), "bf16".into()]);
+    let text = run_ok(&bf16);
+    assert!(text.contains("precision bf16"), "{text}");
+    let config = std::fs::read_to_string(out.join("bf16/config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
+    let best = tensors(&out.join("bf16/best/model.safetensors"));
+    assert!(best.values().flatten().all(|v| v.is_finite()));
+    // Precision cannot change on resume.
+    let err = run_err(&[
+        "train".into(),
+        "--resume".into(),
+        out.join("bf16").display().to_string(),
+        "--epochs".into(),
+        "2".into(),
+        "--precision".into(),
+        "fp32".into(),
+    ]);
+    assert!(err.contains("--precision"), "{err}");
+
+    // fp16 on the CPU: one line, points to bf16, and creates no run directory.
+    let mut fp16 = train_args(&data, &out, "fp16", 1);
+    fp16.extend(["--precision".into(), "fp16".into()]);
+    let err = run_err(&fp16);
+    assert!(
+        err.contains("fp16") && err.contains("bf16") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!out.join("fp16").exists());
+    let mut bad = train_args(&data, &out, "fp8", 1);
+    bad.extend(["--precision".into(), "fp8".into()]);
+    let err = run_err(&bad);
+    assert!(err.contains("--precision") && err.contains("fp8"), "{err}");
+}

@@ -87,6 +87,9 @@ pub struct EpochRecord {
     pub train_images_per_sec: f64,
     /// True when this epoch became the new best checkpoint.
     pub is_best: bool,
+    /// Optimiser steps skipped by fp16 loss scaling because gradients were inf/NaN (0 otherwise).
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 /// Everything besides tensors that a resumed run needs.
@@ -110,6 +113,9 @@ pub struct TrainState {
     pub model_sha256: String,
     /// SHA-256 of `optimizer.safetensors`.
     pub optimizer_sha256: String,
+    /// fp16 loss-scaler state (`None` in fp32 / bf16 runs).
+    #[serde(default)]
+    pub grad_scaler: Option<crate::precision::GradScalerState>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

@@ -1,7 +1,7 @@
 //! Stage-1 (classifier) and stage-2 (TST / V-TST heads) training on tch/libtorch.
 //!
-//! Stage 1: [`losses`], [`optim`], [`schedule`], the loop in [`stage1`], resumable training state in
-//! [`checkpoint`] and the `best/` classifier files in [`model_io`]. Stage 2: [`features`], [`stage2`].
+//! Stage 1: [`losses`], [`optim`], [`schedule`], mixed precision in [`precision`], the loop in [`stage1`],
+//! resumable training state in [`checkpoint`] and the `best/` classifier files in [`model_io`]. Stage 2: [`features`], [`stage2`].
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -9,6 +9,7 @@ pub mod features;
 pub mod losses;
 pub mod model_io;
 pub mod optim;
+pub mod precision;
 pub mod schedule;
 pub mod stage1;
 pub mod stage2;

@@ -18,7 +18,10 @@
 //!    ([`crate::checkpoint`]); a run resumed after `kill -9` ends with the same weights as an
 //!    uninterrupted one.
 //! 5. **Failure**: a non-finite loss stops training before the optimiser step, names the epoch and step,
-//!    and leaves the last good `last/` and `best/` in place.
+//!    and leaves the last good `last/` and `best/` in place. With fp16 loss scaling
+//!    ([`crate::precision`]) non-finite steps are skipped instead, and
+//!    [`crate::precision::MAX_CONSECUTIVE_SKIPS`] of them in a row is divergence; an epoch that ends inside
+//!    such a streak does not replace `last/`.
 //!
 //! Run directory: `config.toml`, `provenance.json`, `metrics.jsonl`, `metrics.csv`, `last/`, `best/`
 //! (a `decal_models` checkpoint), and `summary.json` once finished.
@@ -31,6 +34,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use crate::checkpoint::{self, CheckpointError, EpochRecord, TrainState};
 use crate::losses::{self, AdaptiveMode, LossConfig, LossError};
 use crate::optim::{named_trainable, OptimError, Optimizer, OptimizerConfig};
+use crate::precision::{Autocast, GradScaler, GradScalerConfig, Precision};
 use crate::schedule::{Schedule, ScheduleConfig};
 use decal_data::ImageSet;
 use decal_models::ArchConfig;
@@ -198,6 +202,9 @@ pub struct Stage1Plan {
     pub selection: Selection,
     /// Stop after this many epochs without improvement of the selection criterion (0 = never; seed: never).
     pub patience: usize,
+    /// Training precision: `fp32` (seed), `bf16` (autocast, fast on AMX CPUs and recent GPUs) or `fp16`
+    /// (autocast + dynamic loss scaling, CUDA). See [`crate::precision`].
+    pub precision: Precision,
 }
 
 impl Default for Stage1Plan {
@@ -229,6 +236,7 @@ impl Default for Stage1Plan {
             augment_val: false,
             selection: Selection::ValNll,
             patience: 0,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -691,7 +699,7 @@ pub struct Stage1Provenance {
     pub device: String,
     /// libtorch CPU threads.
     pub threads: usize,
-    /// Mixed precision: decal trains in float32 everywhere (autocast is not used).
+    /// Training precision ([`Precision::describe`]).
     pub precision: String,
     /// SHA-256 of the training set's pixels and labels.
     pub data_sha256: String,
@@ -707,13 +715,13 @@ pub struct Stage1Provenance {
 fn write_metrics(run_dir: &Path, history: &[EpochRecord]) -> Result<(), Stage1Error> {
     let mut jsonl = String::new();
     let mut csv = String::from(
-        "epoch,step,lr,train_loss,train_accuracy,val_loss,val_nll,val_accuracy,val_ece,seconds,train_images_per_sec,is_best\n",
+        "epoch,step,lr,train_loss,train_accuracy,val_loss,val_nll,val_accuracy,val_ece,seconds,train_images_per_sec,is_best,skipped_steps\n",
     );
     for r in history {
         jsonl.push_str(&serde_json::to_string(r).expect("epoch records serialise"));
         jsonl.push('\n');
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.epoch,
             r.step,
             r.lr,
@@ -725,7 +733,8 @@ fn write_metrics(run_dir: &Path, history: &[EpochRecord]) -> Result<(), Stage1Er
             r.val_ece,
             r.seconds,
             r.train_images_per_sec,
-            r.is_best
+            r.is_best,
+            r.skipped_steps
         ));
     }
     decal_core::write_atomic(&run_dir.join(files::METRICS_JSONL), jsonl.as_bytes())?;
@@ -831,6 +840,9 @@ fn seed_torch_for_epoch(seed: u64, epoch: usize) {
 
 /// Trains a classifier as `plan` says, writing into `run_dir` (created by the caller with
 /// `decal_core::prepare_output_dir`). With `resume`, continues from the newest complete `last/`.
+///
+/// Reproducibility needs one training at a time per process: weight initialisation and dropout draw from
+/// libtorch's process-wide generator, which this function seeds.
 pub fn train(
     plan: &Stage1Plan,
     data: &Stage1Data,
@@ -865,6 +877,16 @@ pub fn train(
         plan.warmup_epochs,
     );
 
+    // Fails early (before writing anything) when autocast is unavailable on this device.
+    if let Some(kind) = plan.precision.autocast_kind() {
+        drop(Autocast::enter(device, kind).map_err(Stage1Error::Plan)?);
+    }
+    let scaler_config = GradScalerConfig::default();
+    let mut scaler = plan
+        .precision
+        .uses_loss_scaling()
+        .then(|| GradScaler::new(scaler_config.clone()));
+
     let mut state = TrainState {
         epochs_completed: 0,
         global_step: 0,
@@ -875,11 +897,15 @@ pub fn train(
         history: Vec::new(),
         model_sha256: String::new(),
         optimizer_sha256: String::new(),
+        grad_scaler: None,
     };
     if resume {
         match checkpoint::find_latest(run_dir)? {
             Some((dir, saved)) => {
                 checkpoint::load_into(&dir, &saved, &mut vs, &mut opt)?;
+                if let Some(s) = &saved.grad_scaler {
+                    scaler = scaler.map(|sc| GradScaler::from_state(sc.config, s.clone()));
+                }
                 progress.message(&format!(
                     "resuming {} after epoch {} (global step {}) from {}",
                     plan.name,
@@ -900,7 +926,7 @@ pub fn train(
             libtorch: libtorch_version(),
             device: format!("{device:?}"),
             threads: tch::get_num_threads().max(0) as usize,
-            precision: "float32 (no autocast)".into(),
+            precision: plan.precision.describe(&scaler_config),
             data_sha256: data.data_hash(),
             split_sha256: data.split_hash(),
             num_train: data.train_indices.len(),
@@ -936,6 +962,7 @@ pub fn train(
         let steps = order.len().div_ceil(plan.batch_size);
         progress.epoch_start(epoch, plan.epochs, steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+        let skipped_before = scaler.as_ref().map_or(0, |s| s.state.skipped_steps);
         let mut lr = schedule.lr_at(state.global_step);
         for (step, chunk) in order.chunks(plan.batch_size).enumerate() {
             lr = schedule.lr_at(state.global_step);
@@ -948,29 +975,65 @@ pub fn train(
                 },
             );
             opt.zero_grad();
-            let logits = model.forward_t(&x, true);
+            // Only the forward pass is autocast; the loss is computed in float32 (crate::precision).
+            let logits = crate::precision::with_autocast(plan.precision, device, || {
+                model.forward_t(&x, true)
+            })
+            .map_err(Stage1Error::Plan)?
+            .to_kind(Kind::Float);
             let mut loss = loss_fn.compute(&logits, &y)?;
             if plan.l2 > 0.0 {
                 loss += losses::l2_penalty(&params, plan.l2);
             }
             let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                return Err(Stage1Error::NonFinite {
-                    value,
-                    epoch,
-                    step,
-                    global_step: state.global_step,
-                    run_dir: run_dir.display().to_string(),
-                });
+            let diverged = |value: f64| Stage1Error::NonFinite {
+                value,
+                epoch,
+                step,
+                global_step: state.global_step,
+                run_dir: run_dir.display().to_string(),
+            };
+            match scaler.as_mut() {
+                None => {
+                    if !value.is_finite() {
+                        return Err(diverged(value));
+                    }
+                    loss.backward();
+                    if plan.clip_grad > 0.0 {
+                        opt.clip_grad_norm(plan.clip_grad);
+                    }
+                    opt.step(lr);
+                }
+                Some(scaler) => {
+                    // fp16: an overflow in the forward pass shows as a non-finite loss and in the backward
+                    // pass as non-finite gradients; both skip the step and lower the scale, as
+                    // torch.amp.GradScaler does. Persistent failure at every scale is divergence.
+                    let found_inf = if value.is_finite() {
+                        scaler.scale(&loss).backward();
+                        scaler.unscale(&params)
+                    } else {
+                        true
+                    };
+                    if !found_inf {
+                        if plan.clip_grad > 0.0 {
+                            opt.clip_grad_norm(plan.clip_grad);
+                        }
+                        opt.step(lr);
+                    }
+                    scaler.update(found_inf);
+                    if scaler.gave_up() {
+                        return Err(diverged(value));
+                    }
+                }
             }
-            loss.backward();
-            if plan.clip_grad > 0.0 {
-                opt.clip_grad_norm(plan.clip_grad);
-            }
-            opt.step(lr);
             state.global_step += 1;
             let b = chunk.len();
-            loss_sum += value * b as f64;
+            // A non-finite loss reaches this point only as a skipped fp16 step; it is left out of the mean.
+            loss_sum += if value.is_finite() {
+                value * b as f64
+            } else {
+                0.0
+            };
             correct += tch::no_grad(|| {
                 logits
                     .argmax(1, false)
@@ -1033,14 +1096,28 @@ pub fn train(
             seconds: epoch_start.elapsed().as_secs_f64(),
             train_images_per_sec: seen as f64 / train_secs,
             is_best: improved,
+            skipped_steps: scaler.as_ref().map_or(0, |s| s.state.skipped_steps) - skipped_before,
         };
         state.history.push(record.clone());
         state.epochs_completed += 1;
+        state.grad_scaler = scaler.as_ref().map(|s| s.state.clone());
         if plan.patience > 0 && state.epochs_without_improvement >= plan.patience {
             state.stopped_early = true;
         }
-        checkpoint::save_last(run_dir, &vs, &opt, &state)?;
-        write_metrics(run_dir, &state.history)?;
+        // fp16: an epoch that ends inside a run of skipped steps does not replace `last/` (unless it is the
+        // final epoch): if the streak turns out to be divergence, `last/` still holds weights from before
+        // it. A resumed run recomputes the unsaved epoch bit-identically.
+        let finished = state.epochs_completed >= plan.epochs || state.stopped_early;
+        if finished || !scaler.as_ref().is_some_and(GradScaler::in_skip_streak) {
+            checkpoint::save_last(run_dir, &vs, &opt, &state)?;
+            write_metrics(run_dir, &state.history)?;
+        } else {
+            progress.message(&format!(
+                "epoch {epoch} ended in a run of {} skipped fp16 steps; last/ keeps epoch {}",
+                scaler.as_ref().map_or(0, |s| s.state.consecutive_skips),
+                epoch.saturating_sub(1)
+            ));
+        }
         progress.epoch_end(&record);
     }
 

@@ -10,6 +10,14 @@ use decal_train::stage1::{self, Compat, NoProgress, Stage1Data, Stage1Error, Sta
 use std::path::Path;
 use tch::{Device, Tensor};
 
+/// libtorch's default generator (weight init, dropout) is process-wide and `stage1::train` seeds it, so
+/// tests that compare runs must not train concurrently (cargo runs tests on parallel threads).
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// 4 classes, 32×32 RGB: each class has its own colour bias and bright quadrant, plus noise.
 fn synthetic(n: usize) -> ImageSet {
     let mut pixels = Vec::with_capacity(n * 32 * 32 * 3);
@@ -71,6 +79,7 @@ fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn learns_and_writes_the_run_directory() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let p = plan("learn", 4);
     let data = Stage1Data::from_set(synthetic(320), &p).unwrap();
@@ -138,6 +147,7 @@ fn learns_and_writes_the_run_directory() {
 
 #[test]
 fn resume_is_bit_exact() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let set = synthetic(160);
     let full = plan("full", 2);
@@ -200,6 +210,7 @@ fn resume_is_bit_exact() {
 
 #[test]
 fn divergence_stops_and_keeps_last_good_checkpoint() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let mut p = plan("diverge", 3);
     p.optimizer = decal_train::optim::OptimizerConfig::sgd(0.0, false, 0.0);
@@ -233,6 +244,7 @@ fn divergence_stops_and_keeps_last_good_checkpoint() {
 
 #[test]
 fn seed_compat_runs_and_is_recorded() {
+    let _serial = serial();
     tch::set_num_threads(1);
     let mut p = plan("compat", 1);
     p.loss = decal_train::losses::LossConfig::AdaptiveFocal {
@@ -258,6 +270,7 @@ fn seed_compat_runs_and_is_recorded() {
 
 #[test]
 fn early_stopping_after_patience_epochs_without_improvement() {
+    let _serial = serial();
     tch::set_num_threads(1);
     // A learning rate so small that the weights (and so the validation NLL) do not change: epoch 0 is the
     // best, epoch 1 is not strictly better (ties keep the earlier epoch), so patience 1 stops after it.
