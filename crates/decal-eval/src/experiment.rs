@@ -236,6 +236,19 @@ pub struct HeadSpec {
     /// V-TST test-time sample counts m, one table row each (0 = decode μ).
     #[serde(default = "default_eval_samples")]
     pub eval_samples: Vec<usize>,
+    /// Also evaluate the head temperature-scaled: one more row `TS + <row>` per row of this head, with T
+    /// fitted per seed by minimising the validation split's NLL of that row's predictive. For V-TST with
+    /// m ≥ 1 the predictive is `(1/m) Σ_s softmax(z_s / T)` (T divides every sample's logits; fitted on
+    /// the same m and the same ε stream as the untempered row; seed-system.md BUG-16 fixed); for TST,
+    /// REINIT and V-TST `mean` it is the ordinary exact fit on the head's logits.
+    #[serde(default)]
+    pub temperature_scaling: bool,
+    /// Seed compatibility (seed-system.md §9, BUG-15/16): also a row `TS (seed LBFGS) + <row>` for the
+    /// single-prediction rows (TST, REINIT, V-TST m = 1): T from the seed's one LBFGS step (T₀ 1.5, lr 0.01)
+    /// on one stochastic sample of validation logits, applied to one sample. The seed cannot
+    /// temperature-scale m > 1, so there is no such row for it.
+    #[serde(default)]
+    pub temperature_scaling_seed_lbfgs: bool,
 }
 
 fn default_latent() -> i64 {
@@ -425,9 +438,21 @@ impl ExperimentConfig {
         }
         let mut names: Vec<&str> = Vec::new();
         for h in &self.heads {
-            if names.contains(&h.name.as_str()) || matches!(h.name.as_str(), "Baseline" | "TS") {
+            if names.contains(&h.name.as_str())
+                || matches!(h.name.as_str(), "Baseline" | "TS")
+                || h.name.starts_with("TS ")
+            {
                 return Err(format!(
-                    "head name {:?} is used twice (Baseline and TS are reserved)",
+                    "head name {:?} is used twice or reserved (Baseline, TS and names starting with \"TS \" name temperature-scaled rows)",
+                    h.name
+                ));
+            }
+            if h.temperature_scaling_seed_lbfgs
+                && h.kind == HeadKind::Vtst
+                && !h.eval_samples.contains(&1)
+            {
+                return Err(format!(
+                    "head {:?}: temperature_scaling_seed_lbfgs reproduces the seed's single-sample TS and needs m = 1 in eval_samples (the seed cannot scale m > 1)",
                     h.name
                 ));
             }
@@ -731,8 +756,97 @@ struct MethodUnit {
     head_dir: Option<PathBuf>,
     /// V-TST m.
     num_samples: usize,
-    /// Temperature for the linear head (TS), 1 for the baseline.
+    /// Fitted temperature of a temperature-scaled row (baseline or head); None = untempered.
     temperature: Option<f64>,
+}
+
+/// Loaded stage-2 heads by checkpoint directory: variables, head, SHA-256 of the weights.
+type LoadedHeads = BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)>;
+
+/// Loads the head in `dir` unless it is loaded already.
+fn ensure_head_loaded(
+    heads: &mut LoadedHeads,
+    dir: &Path,
+    device: Device,
+) -> Result<(), ExperimentError> {
+    if heads.contains_key(dir) {
+        return Ok(());
+    }
+    let weights_hash = sha256_file(&dir.join(stage2::HEAD_WEIGHTS))
+        .map_err(step(format!("{}: head weights", dir.display())))?;
+    let (vs, head, _) =
+        stage2::load_head(dir, device).map_err(step(format!("loading head {}", dir.display())))?;
+    heads.insert(dir.to_path_buf(), (vs, head, weights_hash));
+    Ok(())
+}
+
+/// The evaluation ε seed of a stage-2 seed's rows (the validation split adds salt 3, test 1).
+fn unit_eval_seed(config: &ExperimentConfig, seed: Option<u64>) -> u64 {
+    config.eval.eval_seed ^ seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// How a head row's temperature is fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+enum HeadTsFit {
+    /// Exact NLL optimum of the row's own predictive (m-sample for V-TST, logits otherwise).
+    Exact,
+    /// The seed's single LBFGS step on one sample's logits.
+    SeedLbfgs,
+}
+
+/// Fits (or reuses from `eval/`) the temperature of the head row `method` for one seed, on the validation
+/// split's per-sample logits drawn with the row's ε stream (salt 3, as the row's own validation predictions).
+#[allow(clippy::too_many_arguments)]
+fn fit_head_temperature(
+    edir: &Path,
+    method: &str,
+    seed: u64,
+    head: &decal_models::heads::Head,
+    weights_hash: &str,
+    num_samples: usize,
+    fit: HeadTsFit,
+    val: &FeatureSet,
+    val_key: &CacheKey,
+    eval_seed: u64,
+    force: bool,
+    device: Device,
+) -> Result<(decal_calib::TemperatureScaler, bool), ExperimentError> {
+    let hash = hash_json(&json!({
+        "method": method, "fit": fit, "m": num_samples, "eval_seed": eval_seed, "weights": weights_hash,
+        "val": val_key, "version": 1,
+    }));
+    let file = edir.join(format!(
+        "ts-{}-seed{seed}-{}.json",
+        slug(method),
+        short(&hash)
+    ));
+    if file.exists() && !force {
+        if let Some(scaler) = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            return Ok((scaler, true));
+        }
+    }
+    let what = format!("temperature scaling of {method} seed {seed}");
+    let (z, k) = crate::predict::sample_logits(head, num_samples, eval_seed ^ 3, val, device)
+        .map_err(step(&what))?;
+    // Sampled V-TST rows (m ≥ 1) are fitted on their m-sample predictive (for m = 1 the same optimum as the
+    // exact fit on that sample's logits, recorded as a fit of the sampled predictive); deterministic rows
+    // on their logits.
+    let sampled = head.is_stochastic() && num_samples > 0;
+    let scaler = match fit {
+        HeadTsFit::SeedLbfgs => {
+            decal_calib::TemperatureScaler::fit_seed_lbfgs(&z[..val.len() * k], &val.labels, k)
+        }
+        HeadTsFit::Exact if sampled => {
+            decal_calib::TemperatureScaler::fit_sampled(&z, num_samples, &val.labels, k)
+        }
+        HeadTsFit::Exact => decal_calib::TemperatureScaler::fit_exact(&z, &val.labels, k),
+    }
+    .map_err(step(&what))?;
+    write_json_atomic(&file, &scaler).map_err(step(&what))?;
+    Ok((scaler, false))
 }
 
 /// Runs the experiment into `out`.
@@ -972,6 +1086,10 @@ pub fn run(
         "train": train_key, "val": val_key,
         "train_sha": hash_json(&train_f.labels.len()), "mode": config.features.mode, "body": config.features.body,
     });
+    let mut calibration = serde_json::Map::new();
+    let edir = out.join("eval");
+    // Heads loaded for temperature fits and the evaluation (and kept for the corruption sweep).
+    let mut loaded_heads: LoadedHeads = BTreeMap::new();
     let mut units: Vec<MethodUnit> = vec![MethodUnit {
         method: "Baseline".into(),
         seed: None,
@@ -1073,16 +1191,70 @@ pub fn run(
                     spec.name.clone()
                 };
                 units.push(MethodUnit {
-                    method,
+                    method: method.clone(),
                     seed: Some(seed),
                     head_dir: Some(dir.clone()),
                     num_samples: m,
                     temperature: None,
                 });
+                let mut fits = Vec::new();
+                if spec.temperature_scaling {
+                    fits.push(("TS", HeadTsFit::Exact));
+                }
+                let single = spec.kind != HeadKind::Vtst || m == 1;
+                if spec.temperature_scaling_seed_lbfgs && single {
+                    fits.push(("TS (seed LBFGS)", HeadTsFit::SeedLbfgs));
+                }
+                for (prefix, fit) in fits {
+                    ensure_head_loaded(&mut loaded_heads, &dir, device)?;
+                    let (_, head, weights_hash) = &loaded_heads[&dir];
+                    let ts_method = format!("{prefix} + {method}");
+                    let t = Instant::now();
+                    let (scaler, was_reused) = fit_head_temperature(
+                        &edir,
+                        &ts_method,
+                        seed,
+                        head,
+                        weights_hash,
+                        m,
+                        fit,
+                        &val_f,
+                        &val_key,
+                        unit_eval_seed(config, Some(seed)),
+                        options.force,
+                        device,
+                    )?;
+                    if was_reused {
+                        reused += 1;
+                    } else {
+                        computed += 1;
+                    }
+                    log(&format!(
+                        "{ts_method} seed {seed}: T = {:.4} (validation NLL {:.4} → {:.4}, {}{} on {} images{}) [{:.1}s]",
+                        scaler.temperature,
+                        scaler.nll_before,
+                        scaler.nll_after,
+                        scaler.fit_method,
+                        if scaler.num_samples > 1 { format!(", m = {}", scaler.num_samples) } else { String::new() },
+                        val_f.len(),
+                        if was_reused { ", reused" } else { "" },
+                        t.elapsed().as_secs_f64()
+                    ));
+                    calibration.insert(
+                        format!("{ts_method} seed {seed}"),
+                        serde_json::to_value(&scaler).unwrap_or(Value::Null),
+                    );
+                    units.push(MethodUnit {
+                        method: ts_method,
+                        seed: Some(seed),
+                        head_dir: Some(dir.clone()),
+                        num_samples: m,
+                        temperature: Some(scaler.temperature),
+                    });
+                }
             }
         }
     }
-    let mut calibration = serde_json::Map::new();
     if config.temperature_scaling {
         // Both fits minimise the validation NLL of the baseline's logits (decal-calib): "TS" is the exact
         // minimiser, "TS (seed LBFGS)" the seed's single LBFGS step from T = 1.5 (seed-system.md §9).
@@ -1139,17 +1311,15 @@ pub fn run(
     let mut results = serde_json::Map::new();
     let mut reliability: BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>> =
         BTreeMap::new();
-    let edir = out.join("eval");
-    // Heads loaded for the evaluation (and kept for the corruption sweep).
-    let mut loaded_heads: BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)> =
-        BTreeMap::new();
     // OOD score histograms are drawn for one seed per method (the smallest), so the report shows one
     // figure per method rather than one per seed.
     let histogram_seed = units.iter().filter_map(|u| u.seed).min();
     for unit in &units {
+        if let Some(d) = &unit.head_dir {
+            ensure_head_loaded(&mut loaded_heads, d, device)?;
+        }
         let weights_hash = match &unit.head_dir {
-            Some(d) => sha256_file(&d.join(stage2::HEAD_WEIGHTS))
-                .map_err(step(format!("{}: head weights", unit.method)))?,
+            Some(d) => loaded_heads[d].2.clone(),
             None => backbone.hash.clone(),
         };
         let unit_hash = hash_json(&json!({
@@ -1162,13 +1332,6 @@ pub fn run(
             slug(&unit.method),
             short(&unit_hash)
         ));
-        if let Some(d) = &unit.head_dir {
-            if !loaded_heads.contains_key(d) {
-                let (vs, head, _) = stage2::load_head(d, device)
-                    .map_err(step(format!("loading head {}", d.display())))?;
-                loaded_heads.insert(d.clone(), (vs, head, weights_hash.clone()));
-            }
-        }
         let cached_result: Option<Value> = if file.exists() && !options.force {
             std::fs::read_to_string(&file)
                 .ok()
@@ -1183,8 +1346,7 @@ pub fn run(
             }
             None => {
                 let t = Instant::now();
-                let eval_seed = config.eval.eval_seed
-                    ^ unit.seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let eval_seed = unit_eval_seed(config, unit.seed);
                 let ctx = RecordContext {
                     run: config.name.clone(),
                     seed: unit.seed,
@@ -1198,10 +1360,12 @@ pub fn run(
                             head,
                             num_samples,
                             eval_seed,
+                            temperature,
                         } => Predictor::Head {
                             head,
                             num_samples: *num_samples,
                             eval_seed: eval_seed ^ salt,
+                            temperature: *temperature,
                         },
                         Predictor::Linear {
                             weight,
@@ -1371,7 +1535,7 @@ pub fn run(
         }
         v
     };
-    let (table_markdown, report) = write_report(
+    let report = write_report(
         config,
         out,
         &all_records,
@@ -1380,14 +1544,17 @@ pub fn run(
         &warnings,
     )
     .map_err(step("report"))?;
+    for m in &report.messages {
+        log(&format!("report: {m}"));
+    }
     log(&format!(
         "done in {:.1}s: {computed} units computed, {reused} reused",
         started.elapsed().as_secs_f64()
     ));
     Ok(RunSummary {
-        table_markdown,
+        table_markdown: report.table_markdown,
         metrics,
-        report,
+        report: report.index_html,
         warnings,
         computed,
         reused,
@@ -1439,6 +1606,7 @@ fn make_predictor<'a>(
             head,
             num_samples: unit.num_samples,
             eval_seed,
+            temperature: unit.temperature.unwrap_or(1.0),
         },
         None => Predictor::Linear {
             weight: &backbone.classifier.head.ws,
@@ -1474,7 +1642,7 @@ fn run_shift(
     shift: &ShiftSpec,
     backbone: &Backbone,
     units: &[MethodUnit],
-    heads: &BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)>,
+    heads: &LoadedHeads,
     test_set: &ImageSet,
     device: Device,
     log: &mut dyn FnMut(&str),
@@ -1678,7 +1846,30 @@ fn write_ood_histogram(
     write_atomic(&path, csv.as_bytes()).map_err(|e| e.to_string())
 }
 
-/// Writes `reliability/<method>.csv` + diagrams, the comparison table (Markdown/LaTeX/CSV) and the HTML report.
+/// Files of the report directory written by `decal run` before it used `decal_report::generate` (no
+/// `report.json`); removed once so that a regenerated `report/` holds only the current report.
+const LEGACY_REPORT_FILES: &[&str] = &[
+    "results.tex",
+    "results.csv",
+    "reliability.svg",
+    "reliability.png",
+    "reliability.csv",
+];
+
+/// What [`write_report`] produced.
+struct ReportFiles {
+    /// The comparison table (Markdown), as printed.
+    table_markdown: String,
+    /// `report/index.html`.
+    index_html: PathBuf,
+    /// The report's own warnings (e.g. reliability series that could not be pooled) and notices.
+    messages: Vec<String>,
+}
+
+/// Writes `reliability/<method>.csv` (each method's bins pooled over seeds), then the report in `report/`
+/// through [`decal_report::generate::generate_report`] — the same tables, reliability diagrams,
+/// ECE-vs-severity plots, OOD score histograms and HTML as `decal report <run>` — with the run's warnings
+/// in its Warnings section, and `report/results.md`, the comparison table `decal run` prints.
 fn write_report(
     config: &ExperimentConfig,
     out: &Path,
@@ -1686,25 +1877,27 @@ fn write_report(
     reliability: &BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
     method_order: &[String],
     warnings: &[String],
-) -> Result<(String, PathBuf), String> {
-    let rdir = out.join("report");
-    std::fs::create_dir_all(&rdir).map_err(|e| format!("{}: {e}", rdir.display()))?;
-    let aggregates = aggregate(records).map_err(|e| e.to_string())?;
-    let title = format!(
-        "{}: calibration of baseline, TS, TST and V-TST",
-        config.name
-    );
-    let table =
-        Table::paper(&title, &aggregates, Spread::Std, method_order).map_err(|e| e.to_string())?;
-    let md = table.to_markdown();
-    let md_path = rdir.join("results.md");
-    let tex_path = rdir.join("results.tex");
-    let csv_path = rdir.join("results.csv");
-    write_atomic(&md_path, md.as_bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&tex_path, table.to_latex("tab:results").as_bytes()).map_err(|e| e.to_string())?;
-    write_atomic(&csv_path, table.to_csv().as_bytes()).map_err(|e| e.to_string())?;
+) -> Result<ReportFiles, String> {
+    // The report draws every CSV in `reliability/` and `ood_histograms/`: those of methods that are no
+    // longer in the config (an earlier config in the same run directory) go first.
+    let current: Vec<String> = method_order.iter().map(|m| slug(m)).collect();
+    for sub in ["reliability", "ood_histograms"] {
+        let dir = out.join(sub);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let stale = path.extension().is_some_and(|e| e == "csv")
+                && path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|s| !current.iter().any(|c| c == s));
+            if stale && path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+    }
     // Reliability: bins summed over seeds (each seed evaluates the same test images).
-    let mut series = Vec::new();
     for method in method_order {
         let Some(list) = reliability.get(method) else {
             continue;
@@ -1756,60 +1949,46 @@ fn write_report(
             std::slice::from_ref(&s),
         )
         .map_err(|e| e.to_string())?;
-        series.push(s);
     }
-    let mut figures = Vec::new();
-    if !series.is_empty() {
-        let stem = rdir.join("reliability");
-        let files = decal_report::write_reliability_diagram(
-            &stem,
-            &series,
-            &format!("{}: reliability (test set, all seeds pooled)", config.name),
-        )
-        .map_err(|e| e.to_string())?;
-        let png = files
-            .iter()
-            .find(|p| p.extension().is_some_and(|e| e == "png"))
-            .cloned();
-        if let Some(png) = png {
-            figures.push(decal_report::html::ReportFigure {
-                title: "Reliability diagram".into(),
-                caption: "Top-label reliability on the test set, primary metric profile, predictions of all seeds pooled per method.".into(),
-                png,
-                files: files.clone(),
-            });
+    let title = format!(
+        "{}: calibration of baseline, TS, TST and V-TST",
+        config.name
+    );
+    let aggregates = aggregate(records).map_err(|e| e.to_string())?;
+    let table_markdown = Table::paper(&title, &aggregates, Spread::Std, method_order)
+        .map_err(|e| e.to_string())?
+        .to_markdown();
+    // `report/` belongs to the run (regenerated on every run, so `force`): a report decal-report wrote there
+    // is replaced, stale files it lists removed; files of the pre-manifest layout are removed here.
+    let rdir = out.join("report");
+    if !rdir.join(decal_report::manifest::MANIFEST).exists() {
+        for name in LEGACY_REPORT_FILES {
+            let p = rdir.join(name);
+            if p.is_file() {
+                std::fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
         }
     }
-    let mut summary = vec![if config.description.is_empty() {
-        config.name.clone()
-    } else {
-        config.description.clone()
-    }];
-    summary.extend(warnings.iter().map(|w| format!("Warning: {w}")));
-    let input = decal_report::html::ReportInput {
-        title: title.clone(),
-        summary,
-        tables: vec![decal_report::html::ReportTable {
-            table,
-            files: vec![md_path.clone(), tex_path, csv_path],
-        }],
-        figures,
-        files: vec![
-            (
-                out.join("metrics.jsonl"),
-                "every metric record (JSONL)".into(),
-            ),
-            (out.join("metrics.csv"), "every metric record (CSV)".into()),
-            (
-                out.join("results.json"),
-                "nested results with definitions".into(),
-            ),
-        ],
-        provenance: vec![decal_report::html::ProvenanceItem {
-            label: "experiment config (resolved)".into(),
-            text: toml::to_string_pretty(config).unwrap_or_default(),
-        }],
-    };
-    let report = decal_report::html::write_report(&rdir, &input).map_err(|e| e.to_string())?;
-    Ok((md, report))
+    let mut options = decal_report::generate::ReportOptions::new(&rdir);
+    options.title = title;
+    options.method_order = method_order.to_vec();
+    options.force = true;
+    options.provenance = Some(Provenance::capture());
+    options.notes = warnings.to_vec();
+    let outcome = decal_report::generate::generate_report(&[out.join("metrics.jsonl")], &options)
+        .map_err(|e| e.to_string())?;
+    let md_path = rdir.join("results.md");
+    write_atomic(&md_path, table_markdown.as_bytes()).map_err(|e| e.to_string())?;
+    let index_html = outcome
+        .index_html
+        .ok_or_else(|| "report: no index.html written".to_string())?;
+    Ok(ReportFiles {
+        table_markdown,
+        index_html,
+        messages: outcome
+            .warnings
+            .into_iter()
+            .chain(outcome.notices)
+            .collect(),
+    })
 }

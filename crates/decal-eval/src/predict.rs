@@ -7,11 +7,14 @@
 //! | TST / REINIT | `softmax(head(f))` | §6.4 |
 //! | V-TST m ≥ 1 | `(1/m) Σ_s softmax(decoder(μ + σ ε_s))` — mean of probabilities | §6.4 |
 //! | V-TST m = 0 | `softmax(decoder(μ))` (decal's deterministic option, Q-7) | — |
+//! | TS + head | the head's rule with every logit divided by T: `(1/m) Σ_s softmax(z_s / T)` for V-TST | §9, BUG-16 fixed |
 //!
 //! [`Predictions::logits`] holds, per example, values whose softmax is the predictive distribution: real
 //! logits for deterministic methods ([`LogitKind::Logits`], so max-logit and energy scores exist), and
 //! log predictive probabilities for sampled V-TST ([`LogitKind::LogProbs`]). V-TST sampling is seeded by an
-//! explicit evaluation seed (fixes Q-7) and does not depend on the chunk size.
+//! explicit evaluation seed (fixes Q-7) and does not depend on the chunk size; a temperature does not change
+//! the draws, so a tempered V-TST row sees exactly the ε of its untempered row. [`sample_logits`] returns
+//! the per-sample logits `[m, N, K]` of the same draws, on which a temperature is fitted.
 
 use decal_models::heads::{mean_of_softmaxes_log, Head, NormalRng};
 use decal_train::features::FeatureSet;
@@ -39,6 +42,8 @@ pub enum Predictor<'a> {
         num_samples: usize,
         /// Seed of the evaluation ε stream.
         eval_seed: u64,
+        /// T > 0 dividing every (per-sample) logit before the softmax; 1 = the head as trained.
+        temperature: f64,
     },
 }
 
@@ -182,10 +187,20 @@ pub fn predict(
                     x.linear(weight, *bias).to_kind(Kind::Double) / *temperature
                 }
                 Predictor::Head {
-                    head, num_samples, ..
+                    head,
+                    num_samples,
+                    temperature,
+                    ..
                 } => {
                     if kind == LogitKind::LogProbs {
                         let samples = head.forward_samples(&x, *num_samples, &mut rng).logits; // [S, n, K]
+                                                                                               // Untempered rows keep the head crate's predictive unchanged (bit-identical to earlier
+                                                                                               // runs); tempered rows divide every sample's logits in double precision.
+                        let samples = if *temperature == 1.0 {
+                            samples
+                        } else {
+                            samples.to_kind(Kind::Double) / *temperature
+                        };
                         if with_mi {
                             let probs = to_f64(&samples.softmax(-1, Kind::Double));
                             let k = samples.size()[2] as usize;
@@ -195,9 +210,13 @@ pub fn predict(
                                 k,
                             ));
                         }
-                        mean_of_softmaxes_log(&samples.to_kind(Kind::Double))
+                        if *temperature == 1.0 {
+                            mean_of_softmaxes_log(&samples.to_kind(Kind::Double))
+                        } else {
+                            mean_of_softmaxes_log_f64(&samples)
+                        }
                     } else {
-                        head.deterministic_logits(&x).to_kind(Kind::Double)
+                        head.deterministic_logits(&x).to_kind(Kind::Double) / *temperature
                     }
                 }
             };
@@ -213,6 +232,64 @@ pub fn predict(
         labels: features.labels.clone(),
         neg_mutual_information: with_mi.then_some(mi),
     })
+}
+
+/// `log((1/S) Σ_s softmax(logits[s]))` in double precision, `[S, N, K]` → `[N, K]`.
+fn mean_of_softmaxes_log_f64(logits: &Tensor) -> Tensor {
+    let num_samples = logits.size()[0] as f64;
+    logits
+        .log_softmax(-1, Kind::Double)
+        .logsumexp([0i64].as_slice(), false)
+        - num_samples.ln()
+}
+
+/// Per-sample logits of a head on `features`, flat `[m, N, K]` (sample `s` of example `i` at row
+/// `s·N + i`), from the ε stream of `eval_seed`: the same draws [`predict`] makes for this head, m and seed.
+/// Deterministic heads (and V-TST with m = 0, which decodes μ) give their logits once (`[1, N, K]`).
+/// Returns the logits and K.
+pub fn sample_logits(
+    head: &Head,
+    num_samples: usize,
+    eval_seed: u64,
+    features: &FeatureSet,
+    device: Device,
+) -> Result<(Vec<f64>, usize), EvalError> {
+    let n = features.len();
+    let f = features.feature_dim;
+    let mut rng = NormalRng::new(eval_seed);
+    let sampled = head.is_stochastic() && num_samples > 0;
+    let m = if sampled { num_samples } else { 1 };
+    let mut chunks: Vec<(usize, usize, Vec<f64>)> = Vec::new();
+    let mut num_classes = 0usize;
+    tch::no_grad(|| {
+        for start in (0..n).step_by(CHUNK) {
+            let rows = CHUNK.min(n - start);
+            let x = Tensor::from_slice(&features.features[start * f..(start + rows) * f])
+                .reshape([rows as i64, f as i64])
+                .to_device(device);
+            let logits = if sampled {
+                head.forward_samples(&x, num_samples, &mut rng).logits // [m, rows, K]
+            } else {
+                head.deterministic_logits(&x).unsqueeze(0) // [1, rows, K]
+            };
+            num_classes = logits.size()[2] as usize;
+            chunks.push((start, rows, to_f64(&logits)));
+        }
+    });
+    if n == 0 {
+        return Err(EvalError::Mismatch(
+            "no examples to compute per-sample logits on".into(),
+        ));
+    }
+    let k = num_classes;
+    let mut out = vec![0.0; m * n * k];
+    for (start, rows, values) in chunks {
+        for s in 0..m {
+            let src = &values[s * rows * k..(s + 1) * rows * k];
+            out[(s * n + start) * k..(s * n + start + rows) * k].copy_from_slice(src);
+        }
+    }
+    Ok((out, k))
 }
 
 #[cfg(test)]
@@ -282,6 +359,7 @@ mod tests {
                     head: &head,
                     num_samples: 4,
                     eval_seed: seed,
+                    temperature: 1.0,
                 },
                 &set,
                 Device::Cpu,
@@ -316,5 +394,89 @@ mod tests {
         let mi = a.neg_mutual_information.as_ref().unwrap();
         assert_eq!(mi.len(), set.len());
         assert!(mi.iter().all(|v| *v <= 1e-12));
+    }
+    /// A tempered V-TST row uses the untempered row's ε: its predictive equals decal-calib's
+    /// `(1/m) Σ_s softmax(z_s / T)` on [`sample_logits`] of the same seed, and T = 1 gives the untempered row.
+    #[test]
+    fn tempered_vtst_uses_the_same_draws_as_sample_logits() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let head = HeadConfig::vtst(6, 3, 3).build(&vs.root()).unwrap();
+        let set = features(CHUNK + 5);
+        let pred = |t: f64| {
+            predict(
+                &Predictor::Head {
+                    head: &head,
+                    num_samples: 5,
+                    eval_seed: 11,
+                    temperature: t,
+                },
+                &set,
+                Device::Cpu,
+            )
+            .unwrap()
+        };
+        let (z, k) = sample_logits(&head, 5, 11, &set, Device::Cpu).unwrap();
+        assert_eq!((z.len(), k), (5 * set.len() * 3, 3));
+        for t in [0.7, 2.5] {
+            let scaler = decal_calib::TemperatureScaler {
+                temperature: t,
+                num_classes: 3,
+                fit_method: "fixed".into(),
+                iterations: 0,
+                function_evals: 0,
+                converged: true,
+                nll_before: 0.0,
+                nll_after: 0.0,
+                stop_reason: String::new(),
+                num_samples: 5,
+            };
+            let want = scaler.apply_sampled(&z, 5).unwrap();
+            let got = pred(t).probabilities();
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12, "T = {t}: {g} vs {w}");
+            }
+        }
+        // Temperature 1 through the tempered (double) formula vs the head crate's predictive.
+        let untempered = pred(1.0).probabilities();
+        let scaler_one = decal_calib::TemperatureScaler {
+            temperature: 1.0,
+            num_classes: 3,
+            fit_method: "fixed".into(),
+            iterations: 0,
+            function_evals: 0,
+            converged: true,
+            nll_before: 0.0,
+            nll_after: 0.0,
+            stop_reason: String::new(),
+            num_samples: 5,
+        };
+        for (a, b) in untempered
+            .iter()
+            .zip(&scaler_one.apply_sampled(&z, 5).unwrap())
+        {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // Deterministic heads: one "sample", the logits divided by T.
+        let tst = HeadConfig::tst(6, 4, 3)
+            .build(&vs.root().sub("tst"))
+            .unwrap();
+        let (zt, _) = sample_logits(&tst, 10, 0, &set, Device::Cpu).unwrap();
+        assert_eq!(zt.len(), set.len() * 3);
+        let p = predict(
+            &Predictor::Head {
+                head: &tst,
+                num_samples: 10,
+                eval_seed: 0,
+                temperature: 2.0,
+            },
+            &set,
+            Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(p.kind, LogitKind::Logits);
+        for (a, b) in p.logits.iter().zip(&zt) {
+            assert!((a - b / 2.0).abs() < 1e-12);
+        }
     }
 }

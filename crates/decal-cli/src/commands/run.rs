@@ -13,9 +13,17 @@ use decal_eval::experiment::{self, ExperimentConfig, RunOptions};
 decal run configs/experiments/cifar10-cnn-cpu.toml --out runs/c10 --device cuda\n\n\
 The output directory receives backbone-<hash>/ (stage 1), features/ (the feature cache), heads/<head>/seed-<s>-<hash>/ \
 (head checkpoints), eval/ (one result file per method and seed), metrics.jsonl + metrics.csv (tidy records), \
-results.json (nested, with metric definitions), reliability/<method>.csv, predictions/<method>/test_probs.npy and \
-report/index.html + report/results.md. Running the same command again reuses every finished unit; after a \
-kill it continues where it stopped. Changing the config adds new units next to the old ones."
+results.json (nested, with metric definitions and every fitted temperature), reliability/<method>.csv, \
+ood_histograms/<method>.csv, predictions/<method>/test_probs.npy and report/ (regenerated on every run by the \
+same code as `decal report <run>`: index.html, tables/, plots/ with reliability, ECE-vs-severity and OOD score \
+figures, report.json; warnings about skipped inputs in its Warnings section; results.md is the printed table). \
+Running the same command again reuses every finished unit; after a kill it continues where it stopped. \
+Changing the config adds new units next to the old ones.\n\n\
+Temperature scaling: top-level `temperature_scaling = true` adds the baseline rows TS and TS (seed LBFGS); \
+`temperature_scaling = true` in a [[heads]] table adds a row \"TS + <row>\" per row of that head, T fitted per \
+seed on the validation split's predictive of the row (V-TST: the m-sample predictive (1/m) sum_s softmax(z_s/T) \
+with the row's m and draws); `temperature_scaling_seed_lbfgs = true` adds the seed's single-sample LBFGS fit \
+as \"TS (seed LBFGS) + <row>\" for TST and V-TST m=1."
 )]
 pub struct Args {
     /// Experiment file (TOML): [data], [backbone], [[heads]], [[ood]], [shift], [eval]; see configs/experiments/.
