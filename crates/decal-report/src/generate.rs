@@ -451,7 +451,7 @@ pub fn generate_report(
                 subset
                     .iter()
                     .filter(|r| r.split == "shift" && r.metric == metric && r.severity.is_some())
-                    .map(|r| r.definition.clone()),
+                    .map(|r| crate::definitions::shorten(metric, &r.definition)),
             );
             let max_n = lines
                 .iter()
@@ -589,7 +589,7 @@ pub fn generate_report(
                 methods.len(),
                 methods.join(", ")
             ),
-            "Numbers are read from the runs' metric records and only grouped and formatted here; see each caption for the metric definitions and n.".to_string(),
+            "Numbers are read from the runs' metric records and only grouped and formatted here; see each caption for the metric definitions (in short; the full strings are in tables/aggregates.csv) and n.".to_string(),
         ];
         let mut provenance = Vec::new();
         let mut listing = String::new();
@@ -721,7 +721,7 @@ fn reliability_figure(title: &str, paths: &[PathBuf], s: &ReliabilitySeries) -> 
         caption: format!(
             "Per-bin accuracy (bars) against confidence, mean confidence per bin (tick), gap to the diagonal shaded; lower panel: fraction of the {} samples per bin with counts. {}",
             s.total(),
-            s.definition
+            crate::definitions::shorten("ece", &s.definition)
         ),
         png: paths[1].clone(),
         files: vec![paths[0].clone(), paths[2].clone()],

@@ -8,6 +8,7 @@
 //! - [`record`]: the tidy record type and its JSONL / CSV readers and writers.
 //! - [`reliability`]: reliability diagrams (SVG + PNG + CSV) and their CSV format.
 //! - [`table`]: group-by over seeds (mean, sample std, SE, n) rendered as Markdown, LaTeX and CSV.
+//! - [`definitions`]: concise, exact renderings of metric definitions for captions.
 //! - [`format`]: the single place that decides how numbers are printed.
 //! - [`plot`]: ECE-vs-severity and OOD score-histogram figures.
 //! - [`html`]: the self-contained `index.html` report.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod csv;
+pub mod definitions;
 mod error;
 pub mod format;
 pub mod generate;

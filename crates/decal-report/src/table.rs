@@ -496,18 +496,38 @@ impl Table {
         format!("{}{}", c.header, c.unit_suffix())
     }
 
-    /// The caption: spread, n, units, and each column's definition (plain text).
+    /// The caption: spread, n, units, and the columns' definitions in concise form
+    /// ([`Table::caption_definitions`]), one sentence each (plain text).
     pub fn caption(&self) -> String {
         let mut parts = vec![self.caption_head()];
         let defs: Vec<String> = self
-            .column_definitions()
+            .caption_definitions()
             .iter()
-            .map(|(h, d)| format!("{h}: {d}"))
+            .map(|(h, d)| format!("{h}: {d}."))
             .collect();
         if !defs.is_empty() {
-            parts.push(format!("Definitions. {}.", defs.join("; ")));
+            parts.push(format!("Definitions. {}", defs.join(" ")));
         }
         parts.join(" ")
+    }
+
+    /// The columns' definitions as captions show them: shortened but exact, shared parts stated once
+    /// (see [`crate::definitions`]); `(label, text)` per entry.
+    pub fn caption_definitions(&self) -> Vec<(String, String)> {
+        let full = self.column_definitions();
+        let columns: Vec<(String, String, String)> = full
+            .into_iter()
+            .map(|(h, d)| {
+                let metric = self
+                    .columns
+                    .iter()
+                    .find(|c| c.header == h)
+                    .map(|c| c.metric.clone())
+                    .unwrap_or_default();
+                (h, metric, d)
+            })
+            .collect();
+        crate::definitions::caption_entries(&columns)
     }
 
     /// The first part of the caption: spread, n and units.
@@ -758,7 +778,7 @@ impl Table {
             html_escape(&self.title),
             html_escape(&self.caption_head())
         ));
-        let defs = self.column_definitions();
+        let defs = self.caption_definitions();
         if !defs.is_empty() {
             out.push_str("<dl class=\"definitions\">\n");
             for (h, d) in defs {

@@ -185,7 +185,7 @@ const MARKDOWN: &str = "**WRN-28-10, CIFAR-10**
 | TST | 92.55 ± 0.01 | 3.34 ± 0.02 | 0.2516 ± 0.0004 | 75.78 ± 0.01 | 0.8831 ± 0.0001 |
 | V-TST m=10 | 92.44 ± 0.02 | 1.38 ± 0.02 | 0.2579 ± 0.0004 | 75.87 ± 0.02 | 0.8510 ± 0.0005 |
 
-Mean ± sample standard deviation (ddof = 1) over n = 3 runs per cell. Acc, ECE, Shift Acc in percent. Definitions. Acc: top-1; ECE: top-label, 10 bins, torchmetrics membership; NLL: nats, sklearn log_loss; Shift Acc: top-1; OOD AUROC: MSP, ID positive.
+Mean ± sample standard deviation (ddof = 1) over n = 3 runs per cell. Acc, ECE, Shift Acc in percent. Definitions. Acc, Shift Acc: top-1. ECE: top-label, 10 bins, torchmetrics membership. NLL: nats, sklearn log_loss. OOD AUROC: MSP, ID positive.
 ";
 
 #[test]
@@ -197,7 +197,7 @@ fn markdown_snapshot() {
 
 const LATEX: &str = r"\begin{table}[t]
 \centering
-\caption{WRN-28-10, CIFAR-10. Mean $\pm$ standard error of the mean (sample std with ddof = 1 divided by the square root of n) over n = 3 runs per cell. Acc, ECE, Shift Acc in percent. Definitions. Acc: top-1; ECE: top-label, 10 bins, torchmetrics membership; NLL: nats, sklearn log\_loss; Shift Acc: top-1; OOD AUROC: MSP, ID positive.}
+\caption{WRN-28-10, CIFAR-10. Mean $\pm$ standard error of the mean (sample std with ddof = 1 divided by the square root of n) over n = 3 runs per cell. Acc, ECE, Shift Acc in percent. Definitions. Acc, Shift Acc: top-1. ECE: top-label, 10 bins, torchmetrics membership. NLL: nats, sklearn log\_loss. OOD AUROC: MSP, ID positive.}
 \label{tab:main}
 \begin{tabular}{lrrrrr}
 \toprule
@@ -244,7 +244,7 @@ const MIXED: &str = "**Mixed**
 | Baseline | 1 | 92.52 | 0.8744 | — |
 | TST | 1-3 | 92.55 ± 0.01 (n=3) | 0.8831 ± 0.0001 (n=3) | 0.9012 (n=1) |
 
-Mean ± sample standard deviation (ddof = 1); n (runs per cell) differs between methods and is given in the n column (where a method's cells differ, as a range there and in each cell); cells with n = 1 show no spread. Acc in percent. Definitions. Acc: top-1; OOD AUROC (svhn): MSP, ID positive; OOD AUROC (tinyimagenet): MSP, ID positive.
+Mean ± sample standard deviation (ddof = 1); n (runs per cell) differs between methods and is given in the n column (where a method's cells differ, as a range there and in each cell); cells with n = 1 show no spread. Acc in percent. Definitions. Acc: top-1. OOD AUROC (svhn), OOD AUROC (tinyimagenet): MSP, ID positive.
 ";
 
 #[test]
