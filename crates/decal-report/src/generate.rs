@@ -125,11 +125,17 @@ pub struct ReportOptions {
     /// skipped, a seed-compatibility option in effect). Shown, in order and before the report's own
     /// warnings, in a "Warnings" section of `index.html` and of `tables/main.md`.
     pub notes: Vec<String>,
+    /// Files of the caller to put into the report directory with the report, as (path relative to
+    /// `out_dir`, contents): e.g. `decal run`'s `results.md`. They are written and replaced together
+    /// with the report and listed in its manifest, so that a later `decal report` recognises the
+    /// directory as a report (and removes them as stale unless it is given them too). A path must be
+    /// plain relative (no `..`) and must not be one of the report's own files.
+    pub extra_files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 impl ReportOptions {
     /// Defaults: every format, `± std`, title "decal results", no method order, no force, no
-    /// provenance, no seed results, no notes.
+    /// provenance, no seed results, no notes, no extra files.
     pub fn new(out_dir: impl Into<PathBuf>) -> ReportOptions {
         ReportOptions {
             out_dir: out_dir.into(),
@@ -141,6 +147,7 @@ impl ReportOptions {
             provenance: None,
             seed_results: Vec::new(),
             notes: Vec::new(),
+            extra_files: Vec::new(),
         }
     }
 }
@@ -638,6 +645,24 @@ pub fn generate_report(
         index_html = Some(path);
     }
 
+    for (rel, bytes) in &options.extra_files {
+        let name = manifest::relative(Path::new(""), rel);
+        let path = out.join(&name);
+        if !manifest::is_plain_relative(&name) || rel.is_absolute() || name == manifest::MANIFEST {
+            return Err(ReportError::Invalid(format!(
+                "{}: an extra file of the report must be a plain relative path inside it",
+                rel.display()
+            )));
+        }
+        if path.exists() {
+            return Err(ReportError::Invalid(format!(
+                "{}: the extra file {name} would replace a file of the report",
+                options.out_dir.display()
+            )));
+        }
+        decal_core::write_atomic(&path, bytes)?;
+        written.push(path);
+    }
     let old = match &previous {
         OutputState::Fresh => None,
         OutputState::Previous(m) => Some(m),

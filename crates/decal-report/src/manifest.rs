@@ -156,7 +156,8 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>, ReportError> {
     Ok(Some(manifest))
 }
 
-fn is_plain_relative(path: &str) -> bool {
+/// Whether `path` is a non-empty `/`-separated relative path without `.`, `..` or empty components.
+pub fn is_plain_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\\')

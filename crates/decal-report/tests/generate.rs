@@ -342,3 +342,45 @@ fn notes_and_warnings_are_shown_in_html_and_markdown() {
     let md = std::fs::read_to_string(quiet.out_dir.join("tables/main.md")).unwrap();
     assert!(!md.contains("Warnings"));
 }
+
+#[test]
+fn extra_files_of_the_caller_belong_to_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = runs(tmp.path());
+    let out = tmp.path().join("report");
+    // As `decal run` does: its own results.md next to the report, force on every run.
+    let mut run = ReportOptions::new(&out);
+    run.force = true;
+    run.extra_files = vec![("results.md".into(), b"| table |\n".to_vec())];
+    generate_report(std::slice::from_ref(&exp), &run).unwrap();
+    generate_report(std::slice::from_ref(&exp), &run).unwrap();
+    assert_eq!(
+        std::fs::read(out.join("results.md")).unwrap(),
+        b"| table |\n"
+    );
+    let m = manifest::read_manifest(&out).unwrap().unwrap();
+    assert!(m.files.iter().any(|f| f.path == "results.md"));
+    // `decal report` into the same directory (no force) recognises it and replaces it; results.md,
+    // not produced this time, goes with the old report.
+    let again = generate_report(std::slice::from_ref(&exp), &ReportOptions::new(&out)).unwrap();
+    assert!(
+        again.notices[0].contains("1 no longer produced, removed"),
+        "{:?}",
+        again.notices
+    );
+    assert!(!out.join("results.md").exists());
+    // Paths must stay inside and must not replace a report file.
+    for (bad, why) in [
+        ("../x.md", "plain relative path"),
+        ("index.html", "would replace a file of the report"),
+        ("report.json", "plain relative path"),
+    ] {
+        let mut o = run.clone();
+        o.extra_files = vec![(bad.into(), Vec::new())];
+        let err = generate_report(std::slice::from_ref(&exp), &o)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    assert!(out.join("index.html").is_file());
+}

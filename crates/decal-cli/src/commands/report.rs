@@ -111,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         provenance: Some(decal_core::Provenance::capture()),
         seed_results,
         notes: args.note,
+        extra_files: Vec::new(),
     };
     let outcome = generate_report(&args.runs, &options)?;
     for n in &outcome.notices {
