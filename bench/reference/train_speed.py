@@ -5,7 +5,9 @@ depth 16 / width 4), same work per step: forward in train mode, cross-entropy, b
 step (single-tensor path, as decal's optimiser); inference = no-grad forward in eval mode. Random
 normalised 32x32 inputs, so data loading is excluded.
 
-Usage: python train_speed.py <preset: cnn | wrn-16-4> <batch> <threads> <train_steps> <infer_steps>
+Usage: python train_speed.py <preset: cnn | wrn-16-4> <batch> <threads> <train_steps> <infer_steps> [precision]
+precision: fp32 (default) or bf16 (torch.autocast("cpu", torch.bfloat16) around the forward passes, as
+decal's --precision bf16).
 """
 import json
 import sys
@@ -70,6 +72,8 @@ class WRN(nn.Module):
 
 def main():
     preset, batch, threads, train_steps, infer_steps = sys.argv[1], *map(int, sys.argv[2:6])
+    precision = sys.argv[6] if len(sys.argv) > 6 else "fp32"
+    amp = dict(device_type="cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = CNN() if preset == "cnn" else WRN(*map(int, preset.split("-")[1:]))
@@ -79,7 +83,9 @@ def main():
 
     def train_step():
         opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast(**amp):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
         opt.step()
 
     model.train()
@@ -90,14 +96,15 @@ def main():
         train_step()
     train_ips = train_steps * batch / (time.perf_counter() - t)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(**amp):
         for _ in range(2):
             model(x).sum().item()
         t = time.perf_counter()
         for _ in range(infer_steps):
             model(x).sum().item()
         infer_ips = infer_steps * batch / (time.perf_counter() - t)
-    print(json.dumps({"impl": "pytorch " + torch.__version__, "model": preset, "batch": batch, "threads": threads,
+    print(json.dumps({"impl": "pytorch " + torch.__version__, "model": preset, "precision": precision,
+                      "batch": batch, "threads": threads,
                       "train_images_per_sec": round(train_ips, 1), "infer_images_per_sec": round(infer_ips, 1)}))
 
 

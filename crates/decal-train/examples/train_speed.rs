@@ -4,11 +4,13 @@
 //! random normalised 32×32 inputs so that data loading is excluded. The PyTorch twin is
 //! `bench/reference/train_speed.py`.
 //!
-//! Usage: `train_speed <preset> <batch_size> <threads> <train_steps> <infer_steps> [device]`; prints one
-//! JSON object per measurement.
+//! Usage: `train_speed <preset> <batch_size> <threads> <train_steps> <infer_steps> [device] [precision]`
+//! (device `cpu` | `cuda`, precision `fp32` | `bf16` | `fp16`: the forward passes under that autocast, as
+//! `decal train --precision`); prints one JSON object per measurement.
 
 use decal_train::losses::cross_entropy;
 use decal_train::optim::{named_trainable, Optimizer, OptimizerConfig};
+use decal_train::precision::{with_autocast, Precision};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -29,6 +31,11 @@ fn main() {
         Some("cuda") => Device::Cuda(0),
         _ => Device::Cpu,
     };
+    let precision =
+        Precision::parse(args.get(7).map_or("fp32", String::as_str)).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
     tch::set_num_threads(threads);
     tch::manual_seed(0);
     let arch = decal_models::ArchConfig::preset(preset, 10).expect("known preset");
@@ -45,7 +52,9 @@ fn main() {
     };
     let mut train_step = || {
         opt.zero_grad();
-        let loss = cross_entropy(&model.forward_t(&x, true), &y);
+        let logits = with_autocast(precision, device, || model.forward_t(&x, true))
+            .expect("autocast on cpu/cuda");
+        let loss = cross_entropy(&logits.to_kind(Kind::Float), &y);
         loss.backward();
         opt.step(1e-4);
     };
@@ -61,8 +70,8 @@ fn main() {
     let train_ips = (train_steps as f64 * batch as f64) / t.elapsed().as_secs_f64();
     let infer = || {
         tch::no_grad(|| {
-            model
-                .forward_t(&x, false)
+            with_autocast(precision, device, || model.forward_t(&x, false))
+                .expect("autocast on cpu/cuda")
                 .sum(Kind::Float)
                 .double_value(&[])
         })
@@ -76,7 +85,7 @@ fn main() {
     }
     let infer_ips = (infer_steps as f64 * batch as f64) / t.elapsed().as_secs_f64();
     println!(
-        "{{\"impl\": \"decal\", \"model\": \"{preset}\", \"batch\": {batch}, \"threads\": {threads}, \
+        "{{\"impl\": \"decal\", \"model\": \"{preset}\", \"precision\": \"{precision}\", \"batch\": {batch}, \"threads\": {threads}, \
          \"train_images_per_sec\": {train_ips:.1}, \"infer_images_per_sec\": {infer_ips:.1}}}"
     );
 }
