@@ -397,8 +397,6 @@ impl TemperatureScaler {
             .iter()
             .enumerate()
             .fold(0, |b, (j, p)| if p.1 < grid[b].1 { j } else { b });
-        // 2. Bracket a sign change of dL/du (− then +) next to the best point, extending the scan outwards
-        //    (steps doubling) when it runs off the grid.
         // An objective flat over the whole scan (T from 1/64 to 64) means the logits do not depend on the
         // class in a way T could sharpen or soften (e.g. equal logits): there is no optimum to report.
         let worst = grid.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
@@ -408,6 +406,8 @@ impl TemperatureScaler {
                     .into(),
             ));
         }
+        // 2. Bracket a sign change of dL/du (− then +) next to the best point, extending the scan outwards
+        //    (steps doubling) when it runs off the grid.
         // A derivative of exactly 0 at the scan's edge is underflow (e.g. a separable set at tiny T), not
         // an optimum: the scan continues outwards there.
         let d_best = grid[best].2;
