@@ -824,6 +824,10 @@ pub fn latex_escape(text: &str) -> String {
                 out.push(c);
             }
             '~' => out.push_str("\\textasciitilde{}"),
+            // In LaTeX's default OT1 font encoding these print as other glyphs ("->" as "-¿").
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
+            '|' => out.push_str("\\textbar{}"),
             '^' => out.push_str("\\textasciicircum{}"),
             '±' => out.push_str("$\\pm$"),
             '—' => out.push_str("---"),

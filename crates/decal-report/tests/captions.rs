@@ -104,3 +104,23 @@ fn real_definitions_are_concise_and_exact() {
     // The full strings are still in the lossless aggregates (not this module's concern to shorten).
     assert!(t.column_definitions().iter().any(|(_, d)| d == ECE));
 }
+
+#[test]
+fn latex_caption_escapes_definition_characters() {
+    let tex = table().to_latex("tab:q");
+    assert!(
+        tex.contains("MCE: max \\textbar{}acc - conf\\textbar{} over non-empty bins"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("argmax ties -\\textgreater{} lowest index"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("exact mean -ln p\\_y (log-softmax), nats"),
+        "{tex}"
+    );
+    // Only ASCII in the caption (plus nothing LaTeX needs a package for).
+    let caption = &tex[tex.find("\\caption{").unwrap()..tex.find("\\label").unwrap()];
+    assert!(caption.is_ascii(), "{caption}");
+}
