@@ -219,6 +219,19 @@ fn ts_head_rows_are_fitted_on_the_rows_predictive_and_reported() {
         records
     );
     assert!(report.join("report.json").is_file());
+    // `report/` is a report decal report recognises (results.md is listed in its manifest): regenerating it
+    // with `decal report` needs no --force.
+    let again = decal(&[
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     // Dropping the compatibility rows drops their reliability files and figures from the report.
     std::fs::write(

@@ -1975,10 +1975,13 @@ fn write_report(
     options.force = true;
     options.provenance = Some(Provenance::capture());
     options.notes = warnings.to_vec();
+    // The printed table, also as `report/results.md` (listed in the report's manifest).
+    options.extra_files = vec![(
+        PathBuf::from("results.md"),
+        table_markdown.as_bytes().to_vec(),
+    )];
     let outcome = decal_report::generate::generate_report(&[out.join("metrics.jsonl")], &options)
         .map_err(|e| e.to_string())?;
-    let md_path = rdir.join("results.md");
-    write_atomic(&md_path, table_markdown.as_bytes()).map_err(|e| e.to_string())?;
     let index_html = outcome
         .index_html
         .ok_or_else(|| "report: no index.html written".to_string())?;
