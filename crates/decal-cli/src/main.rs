@@ -42,6 +42,10 @@ enum Command {
 fn main() -> ExitCode {
     restore_default_sigpipe();
     let cli = Cli::parse();
+    if let Err(err) = check_libtorch(decal_core::provenance::loaded_libtorch().as_ref()) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Quickstart(a) => commands::quickstart::run(a),
         Command::Metrics(a) => commands::metrics::run(a),
@@ -62,6 +66,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `scripts/versions.env`, the single place the libtorch version is pinned.
+const VERSIONS_ENV: &str = include_str!("../../../scripts/versions.env");
+
+/// The pinned libtorch release, e.g. `2.11.0`.
+fn pinned_libtorch() -> &'static str {
+    VERSIONS_ENV
+        .lines()
+        .find_map(|l| l.strip_prefix("TORCH_VERSION="))
+        .map_or("", str::trim)
+}
+
+/// Refuses to run on a libtorch other than the pinned release (e.g. the venv was replaced after the build):
+/// results would not be those of the tested engine, and a mismatched library can crash later.
+fn check_libtorch(loaded: Option<&decal_core::provenance::LibtorchInfo>) -> Result<(), String> {
+    let pinned = pinned_libtorch();
+    match loaded {
+        Some(info) if info.version != "unknown" => {
+            let release = info.version.split('+').next().unwrap_or_default();
+            if release == pinned {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: libtorch {} is loaded, but decal is built and tested for libtorch {pinned} \
+                     (scripts/versions.env); rebuild with scripts/cargo, which sets up the pinned venv",
+                    info.library.display(),
+                    info.version
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Rust ignores SIGPIPE, so `println!` panics when stdout is closed early (`decal report … | head`).
 /// A command-line tool should instead end quietly like any other Unix filter.
 #[cfg(unix)]
@@ -75,3 +112,30 @@ fn restore_default_sigpipe() {
 
 #[cfg(not(unix))]
 fn restore_default_sigpipe() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use decal_core::provenance::LibtorchInfo;
+
+    #[test]
+    fn libtorch_version_check() {
+        assert_eq!(pinned_libtorch(), "2.11.0");
+        let info = |v: &str| LibtorchInfo {
+            version: v.into(),
+            cuda: None,
+            library: "/x/torch/lib/libtorch_cpu.so".into(),
+        };
+        assert!(check_libtorch(Some(&info("2.11.0+cu130"))).is_ok());
+        assert!(check_libtorch(Some(&info("2.11.0"))).is_ok());
+        assert!(check_libtorch(Some(&info("unknown"))).is_ok());
+        assert!(check_libtorch(None).is_ok());
+        let err = check_libtorch(Some(&info("2.10.1+cpu"))).unwrap_err();
+        assert!(
+            err.contains("2.10.1+cpu") && err.contains("2.11.0") && err.contains("libtorch_cpu.so"),
+            "{err}"
+        );
+        // That the real binary loads the pinned libtorch is checked through provenance.json in
+        // tests/train_cli.rs (this test binary need not map libtorch at all).
+    }
+}

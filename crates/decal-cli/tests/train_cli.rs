@@ -402,6 +402,25 @@ fn precision_flag_bf16_trains_and_fp16_on_cpu_is_refused() {
     assert!(text.contains("precision bf16"), "{text}");
     let config = std::fs::read_to_string(out.join("bf16/config.toml")).unwrap();
     assert!(config.contains("precision = \"bf16\""), "{config}");
+    // Provenance names the libtorch the process really loaded, and the precision.
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bf16/provenance.json")).unwrap())
+            .unwrap();
+    let version = prov["libtorch"]["version"].as_str().unwrap_or_default();
+    assert!(version.starts_with("2.11.0"), "{prov}");
+    assert!(prov["libtorch"]["library"]
+        .as_str()
+        .unwrap()
+        .ends_with("libtorch_cpu.so"));
+    assert!(
+        prov["precision"].as_str().unwrap().starts_with("bf16"),
+        "{prov}"
+    );
+    assert_eq!(
+        prov["git_commit"].as_str().map(str::len),
+        Some(40),
+        "{prov}"
+    );
     let best = tensors(&out.join("bf16/best/model.safetensors"));
     assert!(best.values().flatten().all(|v| v.is_finite()));
     // Precision cannot change on resume.

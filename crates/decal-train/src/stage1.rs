@@ -690,11 +690,9 @@ pub mod files {
 /// Provenance of a stage-1 run (`provenance.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage1Provenance {
-    /// Process provenance (version, git commit, command line, time).
+    /// Process provenance (version, git commit, command line, time, the loaded libtorch and its version).
     #[serde(flatten)]
     pub process: decal_core::Provenance,
-    /// libtorch version tch was built against.
-    pub libtorch: String,
     /// The device trained on.
     pub device: String,
     /// libtorch CPU threads.
@@ -923,7 +921,6 @@ pub fn train(
     } else {
         let prov = Stage1Provenance {
             process: decal_core::Provenance::capture(),
-            libtorch: libtorch_version(),
             device: format!("{device:?}"),
             threads: tch::get_num_threads().max(0) as usize,
             precision: plan.precision.describe(&scaler_config),
@@ -1143,13 +1140,6 @@ pub fn train(
     };
     decal_core::write_json_atomic(&run_dir.join(files::SUMMARY), &summary)?;
     Ok(summary)
-}
-
-/// The libtorch version tch was built against (from torch-sys's build; `unknown` when absent).
-pub fn libtorch_version() -> String {
-    option_env!("DECAL_LIBTORCH_VERSION")
-        .unwrap_or("2.11.0 (tch 0.24)")
-        .to_string()
 }
 
 #[cfg(test)]
