@@ -11,8 +11,8 @@
 //!    percent column (the header's "(%)" states the unit). Text it does not know is kept verbatim.
 //! 2. [`caption_entries`] lays out a table's columns: a profile named by every column that names one is
 //!    stated once; columns with the same definition share one entry; a definition that extends an
-//!    earlier one reads "as ECE; <the extra clauses>"; one that ends like an earlier one (at least 40
-//!    characters in common) reads "<its own clauses>; rest as OOD AUROC".
+//!    earlier one reads `as ECE; <the extra clauses>`; one that ends like an earlier one (at least 40
+//!    characters in common) reads `<its own clauses>; rest as OOD AUROC`.
 //!
 //! The full strings stay in the records and in `tables/aggregates.csv`; only captions change.
 

@@ -9,7 +9,7 @@
 //! - [`reliability`]: reliability diagrams (SVG + PNG + CSV) and their CSV format.
 //! - [`table`]: group-by over seeds (mean, sample std, SE, n) rendered as Markdown, LaTeX and CSV.
 //! - [`definitions`]: concise, exact renderings of metric definitions for captions.
-//! - [`format`]: the single place that decides how numbers are printed.
+//! - [`format`](mod@format): the single place that decides how numbers are printed.
 //! - [`plot`]: ECE-vs-severity and OOD score-histogram figures.
 //! - [`html`]: the self-contained `index.html` report.
 //! - [`seed_results`]: the seed repository's result files as records (to tabulate its numbers alongside).

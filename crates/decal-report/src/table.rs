@@ -10,7 +10,10 @@
 //!    column per dataset.
 //! 3. [`Table::to_markdown`], [`Table::to_latex`] (booktabs), [`Table::to_csv`] and [`Table::to_html`]
 //!    render it; every number goes through [`crate::format`]. The caption states the spread (std or SE),
-//!    the ddof, n, the units and each column's metric definition.
+//!    the ddof, n, the units and each column's metric definition (concise, see [`crate::definitions`]).
+//!    When cells differ in n, an `n` column gives each method's n (a range, and n in each cell, where a
+//!    method's own cells differ). The HTML splits the columns into in-distribution, shift and OOD
+//!    tables ([`Table::column_groups`]) so that a typical table needs no horizontal scrolling.
 //!
 //! Note on the seed: its summary files report SE = population std (ddof = 0) / √n, with n taken from the
 //! current run rather than the file (seed-system.md §10.6, BUG-20). Here n is always the number of
