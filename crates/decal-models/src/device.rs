@@ -3,6 +3,13 @@
 //! No code path in decal assumes the CPU: tensors are created on the VarStore's device and inputs are moved
 //! to it by the callers. Parsing refuses a CUDA device that is not present, instead of failing later inside
 //! libtorch with a less helpful message.
+//!
+//! Reproducibility on CUDA: a parsed CUDA device also switches cuDNN to deterministic algorithms with
+//! auto-tuning off ([`deterministic_cudnn`]; PyTorch's `torch.backends.cudnn.deterministic = True`,
+//! `benchmark = False`) and sets `CUBLAS_WORKSPACE_CONFIG=:4096:8` unless the user set it, so the same
+//! config and seed give the same numbers on the same GPU. tch 0.24 exposes only the benchmark switch, so
+//! `at::Context`'s setters are declared by their mangled names (non-virtual members: `this` is the first
+//! argument in the Itanium C++ ABI); `determinism_flags_round_trip` pins them on any machine.
 
 use tch::Device;
 
@@ -51,8 +58,53 @@ pub fn parse(spec: &str) -> Result<Device, ModelError> {
                     count - 1
                 )));
             }
+            deterministic_cudnn();
             Ok(Device::Cuda(index))
         }
+    }
+}
+
+#[allow(unsafe_code)]
+mod ffi {
+    use std::ffi::c_void;
+    extern "C" {
+        #[link_name = "_ZN2at13globalContextEv"]
+        pub fn global_context() -> *mut c_void;
+        #[link_name = "_ZN2at7Context21setDeterministicCuDNNEb"]
+        pub fn set_deterministic_cudnn(this: *mut c_void, b: bool);
+        #[link_name = "_ZNK2at7Context18deterministicCuDNNEv"]
+        pub fn deterministic_cudnn(this: *const c_void) -> bool;
+        #[link_name = "_ZN2at7Context17setBenchmarkCuDNNEb"]
+        pub fn set_benchmark_cudnn(this: *mut c_void, b: bool);
+        #[link_name = "_ZNK2at7Context14benchmarkCuDNNEv"]
+        pub fn benchmark_cudnn(this: *const c_void) -> bool;
+    }
+}
+
+/// Makes cuDNN choose deterministic algorithms without auto-tuning, and asks cuBLAS for its deterministic
+/// workspace configuration (effective if set before the first cuBLAS call, hence at device selection).
+/// Harmless without a GPU: the flags live in libtorch's global context.
+#[allow(unsafe_code)]
+pub fn deterministic_cudnn() {
+    if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+        std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+    }
+    // SAFETY: `at::globalContext()` returns a reference to a process-lifetime singleton; the setters
+    // store a bool and do not throw.
+    unsafe {
+        let ctx = ffi::global_context();
+        ffi::set_deterministic_cudnn(ctx, true);
+        ffi::set_benchmark_cudnn(ctx, false);
+    }
+}
+
+/// The cuDNN flags of libtorch's global context: `(deterministic, benchmark)`.
+#[allow(unsafe_code)]
+pub fn cudnn_flags() -> (bool, bool) {
+    // SAFETY: see `deterministic_cudnn`; the getters only read.
+    unsafe {
+        let ctx = ffi::global_context();
+        (ffi::deterministic_cudnn(ctx), ffi::benchmark_cudnn(ctx))
     }
 }
 
@@ -95,6 +147,20 @@ mod tests {
         } else {
             assert_eq!(parse("cuda").unwrap(), Device::Cuda(0));
         }
+    }
+
+    #[test]
+    fn determinism_flags_round_trip() {
+        deterministic_cudnn();
+        assert_eq!(cudnn_flags(), (true, false));
+        assert_eq!(
+            std::env::var("CUBLAS_WORKSPACE_CONFIG").as_deref(),
+            Ok(":4096:8")
+        );
+        tch::Cuda::cudnn_set_benchmark(true);
+        assert_eq!(cudnn_flags(), (true, true));
+        deterministic_cudnn();
+        assert_eq!(cudnn_flags(), (true, false));
     }
 
     #[test]
