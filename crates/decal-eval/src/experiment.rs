@@ -15,7 +15,16 @@
 //! killed run resumes where it stopped and nothing finished is recomputed; a changed config creates new units
 //! next to the old ones instead of overwriting them. `--force` recomputes every unit. The derived files at
 //! the top (`metrics.jsonl`, `metrics.csv`, `results.json`, `reliability/`, `report/`) are regenerated from
-//! the units of the current config on every run.
+//! the units of the current config on every run; `report/` by [`decal_report::generate::generate_report`],
+//! so it is the report `decal report <run>` writes.
+//!
+//! # Temperature scaling
+//! `temperature_scaling = true` adds the baseline rows `TS` (exact fit) and `TS (seed LBFGS)`; in a
+//! `[[heads]]` table it adds `TS + <row>` for every row of that head, fitted per seed on the validation
+//! split's predictive of the row — V-TST with its m and its ε stream (seed-system.md §9, BUG-16 fixed) —
+//! and `temperature_scaling_seed_lbfgs = true` the seed's single-sample LBFGS fit for single-prediction rows.
+//! Each head fit is a unit (`eval/ts-<row>-seed<s>-<h>.json`); every fitted T is in `results.json`
+//! under `calibration`.
 //!
 //! # Missing optional inputs
 //! An OOD set or corruption directory that cannot be loaded is skipped with a warning; the warning is

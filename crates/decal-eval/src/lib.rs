@@ -1,7 +1,8 @@
 //! Evaluation suite: turns trained artifacts (features + heads) into metric records.
 //!
 //! - [`predict`]: every method's predictive distribution on a [`decal_train::features::FeatureSet`]
-//!   (baseline linear head, temperature-scaled baseline, TST, V-TST with m samples, REINIT), plus the
+//!   (baseline linear head, TST, V-TST with m samples, REINIT, each optionally temperature-scaled — for V-TST
+//!   every sample's logits divided by T), the per-sample logits temperatures are fitted on, plus the
 //!   per-example OOD scores that need more than probabilities (max logit, energy, V-TST mutual information).
 //! - [`suite`]: in-distribution metrics under named profiles (with bootstrap intervals), train-set NLL,
 //!   OOD detection per OOD set and pooled for every score, and the corruption sweep (per cell, per severity,

@@ -5,7 +5,7 @@
 //!   brier_div_k`; other profiles get `<metric>_<profile>`, e.g. `ece_paper`), with bootstrap intervals
 //!   (`<metric>_ci_lower` / `_ci_upper`) on the primary profile.
 //! - [`train_nll`]: NLL on the full training set (train + validation parts, un-augmented; seed §10.5).
-//! - [`ood`]: per OOD set and pooled, for every score: MSP (the paper's, plain keys `auroc, fpr95,
+//! - [`ood`](fn@ood): per OOD set and pooled, for every score: MSP (the paper's, plain keys `auroc, fpr95,
 //!   aupr_in, aupr_out`), and `_maxlogit`, `_energy`, `_negentropy`, `_negmi` variants where the method
 //!   provides them.
 //! - [`ShiftSweep`]: corruption cells streamed one at a time: per cell `accuracy, ece, nll`; per severity the
