@@ -12,7 +12,7 @@ use decal_eval::experiment::{self, ExperimentConfig, RunOptions};
     after_help = "Examples:\n  decal run configs/experiments/cifar10-cnn-cpu.toml\n  \
 decal run configs/experiments/cifar10-cnn-cpu.toml --out runs/c10 --device cuda\n\n\
 The output directory receives backbone-<hash>/ (stage 1), features/ (the feature cache), heads/<head>/seed-<s>-<hash>/ \
-(head checkpoints), eval/ (one result file per method and seed), metrics.jsonl + metrics.csv (tidy records), \
+(head checkpoints), eval/ (one result file per method and seed, and each head temperature fit), metrics.jsonl + metrics.csv (tidy records), \
 results.json (nested, with metric definitions and every fitted temperature), reliability/<method>.csv, \
 ood_histograms/<method>.csv, predictions/<method>/test_probs.npy and report/ (regenerated on every run by the \
 same code as `decal report <run>`: index.html, tables/, plots/ with reliability, ECE-vs-severity and OOD score \
