@@ -3,7 +3,8 @@
 //! T (per seed, in results.json) is finite and positive and lowers the validation NLL of the row's own
 //! predictive, fitted with the row's m; the seed-compatibility row exists only for single predictions; and
 //! the report in `<run>/report/` is decal-report's complete report (tables, reliability and OOD score
-//! figures, manifest) with the run's warnings in it. A second run reuses every fit and evaluation.
+//! figures, manifest) with the run's warnings and seed-compatibility options in it. A second run reuses
+//! every fit and evaluation.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +53,7 @@ epochs = 3
 lr = 0.001
 temperature_scaling = true
 temperature_scaling_seed_lbfgs = true
+shuffle = false
 
 [[heads]]
 name = "V-TST"
@@ -204,6 +206,15 @@ fn ts_head_rows_are_fitted_on_the_rows_predictive_and_reported() {
     );
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(html.contains("OOD set missing skipped"));
+    // Seed-compatibility options in effect are listed with the warnings (and in results.json).
+    assert!(
+        main_md.contains("head TST is trained without reshuffling") && main_md.contains("BUG-5"),
+        "{main_md}"
+    );
+    assert!(results["compat_notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("BUG-5"));
 
     // Second run: every unit (fits included) is reused, the records are identical, the report is replaced.
     let second = decal(&args);

@@ -1529,6 +1529,7 @@ pub fn run(
         &out.join("results.json"),
         &json!({
             "experiment": config.name, "config": config, "warnings": warnings,
+            "compat_notes": compat_notes(config),
             "backbone": {"arch": backbone.arch, "weights_sha256": backbone.hash},
             "features": {"train": train_key, "val": val_key, "test": test_key, "mode": config.features.mode},
             "results": results, "calibration": calibration, "provenance": Provenance::capture(),
@@ -1855,6 +1856,35 @@ fn write_ood_histogram(
     write_atomic(&path, csv.as_bytes()).map_err(|e| e.to_string())
 }
 
+/// Seed-compatibility options in effect (seed-system.md §15), one line each: shown with the warnings in the
+/// report, because they change how rows are computed.
+fn compat_notes(config: &ExperimentConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if config.features.body == BodyMode::SeedBnDrift {
+        notes.push("seed compatibility: stage-2 features come from the body in train mode, BatchNorm statistics drifting (features.body = \"seed-bn-drift\", seed BUG-7)".to_string());
+    }
+    for h in &config.heads {
+        if !h.shuffle {
+            notes.push(format!(
+                "seed compatibility: head {} is trained without reshuffling between epochs (shuffle = false, seed BUG-5)",
+                h.name
+            ));
+        }
+        if h.selection == Selection::SeedLoss {
+            notes.push(format!(
+                "seed compatibility: head {} keeps the epoch with the lowest single-sample training-objective validation loss (selection = \"seed-loss\", seed Q-8)",
+                h.name
+            ));
+        }
+    }
+    if let Some(d) = config.shift.as_ref().and_then(|s| s.severity_divisor) {
+        notes.push(format!(
+            "seed compatibility: per-severity shift metrics are divided by {d} instead of the number of corruptions evaluated (severity_divisor, seed BUG-1)"
+        ));
+    }
+    notes
+}
+
 /// Files of the report directory written by `decal run` before it used `decal_report::generate` (no
 /// `report.json`); removed once so that a regenerated `report/` holds only the current report.
 const LEGACY_REPORT_FILES: &[&str] = &[
@@ -1983,7 +2013,11 @@ fn write_report(
     options.method_order = method_order.to_vec();
     options.force = true;
     options.provenance = Some(Provenance::capture());
-    options.notes = warnings.to_vec();
+    options.notes = warnings
+        .iter()
+        .cloned()
+        .chain(compat_notes(config))
+        .collect();
     // The printed table, also as `report/results.md` (listed in the report's manifest).
     options.extra_files = vec![(
         PathBuf::from("results.md"),
