@@ -939,6 +939,9 @@ pub fn run(
         plan.limit_val = config.data.limit_val;
         plan.device = options.device_spec.clone();
         plan.name = "backbone".into();
+        plan.precision
+            .check_device(device)
+            .map_err(step("[backbone.train] precision"))?;
         let plan_hash = sha256_bytes(plan.to_toml().map_err(step("stage-1 plan"))?.as_bytes());
         let dir = out.join(format!("backbone-{}", short(&plan_hash)));
         let best = dir.join("best");

@@ -112,6 +112,40 @@ fn severity_plot_is_written_and_deterministic() {
 }
 
 #[test]
+fn more_series_than_colours_get_other_marker_shapes() {
+    // Nine lines: the palette has seven colours, so lines 8 and 9 reuse colours 1 and 2 and must get a
+    // different marker (a filled triangle: an SVG polygon) in the plot and in the legend.
+    let base = seed_severity_lines();
+    let lines: Vec<SeverityLine> = (0..9)
+        .map(|i| SeverityLine {
+            label: format!("method {i}"),
+            ..base[i % base.len()].clone()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let polygons = |lines: &[SeverityLine], stem: &str| {
+        let files = write_severity_plot(&dir.path().join(stem), lines, "ece", "Shift ECE", "t", "")
+            .unwrap();
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
+        svg.matches("<polygon").count()
+    };
+    // 2 lines × (5 points + 1 legend entry) triangles.
+    assert_eq!(polygons(&lines, "nine"), 12);
+    assert_eq!(polygons(&lines[..7], "seven"), 0);
+    if let Some(k) = keep_dir() {
+        write_severity_plot(
+            &k.join("severity-nine"),
+            &lines,
+            "ece",
+            "Shift ECE",
+            "t",
+            "",
+        )
+        .unwrap();
+    }
+}
+
+#[test]
 fn score_histograms_are_written_and_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let id = scores(10_000, 1, 0.15);

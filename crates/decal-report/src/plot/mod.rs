@@ -49,6 +49,22 @@ pub(crate) fn series_color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// The point marker of series `i`. Colours repeat every [`PALETTE`] length, so each repetition gets the next
+/// shape (filled circle, filled triangle, cross, open circle) and more than seven series stay distinguishable.
+pub(crate) fn series_marker<'a, DB: DrawingBackend, C: Clone + 'static>(
+    i: usize,
+    at: C,
+    size: i32,
+    color: RGBColor,
+) -> DynElement<'a, DB, C> {
+    match (i / PALETTE.len()) % 4 {
+        0 => Circle::new(at, size, color.filled()).into_dyn(),
+        1 => TriangleMarker::new(at, size + size / 2, color.filled()).into_dyn(),
+        2 => Cross::new(at, size, color.stroke_width(2)).into_dyn(),
+        _ => Circle::new(at, size, color.stroke_width(2)).into_dyn(),
+    }
+}
+
 /// Registers the embedded font with plotters (once per process).
 pub(crate) fn ensure_fonts() {
     static ONCE: Once = Once::new();

@@ -311,12 +311,23 @@ impl Figure for SeverityFigure<'_> {
                 .map_err(de)?
                 .label(line.label.clone())
                 .legend(move |(x, y)| {
-                    plot::legend_line(x, y, color.stroke_width(px(2.5, scale)), scale)
+                    EmptyElement::at((x, y))
+                        + PathElement::new(
+                            vec![(-(px(2.0, scale) as i32), 0), (px(10.0, scale) as i32, 0)],
+                            color.stroke_width(px(2.5, scale)),
+                        )
+                        + plot::series_marker(
+                            j,
+                            (px(4.0, scale) as i32, 0),
+                            px(3.5, scale) as i32,
+                            color,
+                        )
                 });
             chart
                 .draw_series(
-                    pts.iter()
-                        .map(|&(x, y)| Circle::new((x, y), px(3.5, scale), color.filled())),
+                    pts.iter().map(|&(x, y)| {
+                        plot::series_marker(j, (x, y), px(3.5, scale) as i32, color)
+                    }),
                 )
                 .map_err(de)?;
             chart
