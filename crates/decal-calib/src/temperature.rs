@@ -86,6 +86,24 @@ pub fn nll_at_temperature(logits: &[f64], labels: &[i64], k: usize, t: f64) -> f
 }
 
 impl TemperatureScaler {
+    /// A given temperature, not fitted (`fit_method = "fixed"`): to apply a T chosen elsewhere, e.g. one read
+    /// from a paper or another run, to `num_classes`-class logits of a `num_samples`-sample predictive. Its
+    /// NLL fields are NaN (there was no fit), which JSON cannot carry: apply it in code, don't save it.
+    pub fn fixed(temperature: f64, num_classes: usize, num_samples: usize) -> TemperatureScaler {
+        TemperatureScaler {
+            temperature,
+            num_classes,
+            fit_method: "fixed".into(),
+            iterations: 0,
+            function_evals: 0,
+            converged: true,
+            nll_before: f64::NAN,
+            nll_after: f64::NAN,
+            stop_reason: "given, not fitted".into(),
+            num_samples,
+        }
+    }
+
     /// Fits the NLL-optimal temperature exactly (see module docs). Errors on empty/single-class/invalid input,
     /// and when no finite positive optimum exists (validation logits anti-correlated with labels, or a
     /// perfectly separable set where NLL keeps falling as T → 0).

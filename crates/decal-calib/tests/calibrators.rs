@@ -213,7 +213,7 @@ proptest! {
         let k = 3;
         let n = z.len() / k;
         let z = &z[..n * k];
-        let ts = TemperatureScaler { temperature: t, num_classes: k, fit_method: "test".into(), iterations: 0, function_evals: 0, converged: true, nll_before: 0.0, nll_after: 0.0, stop_reason: String::new(), num_samples: 1 };
+        let ts = TemperatureScaler::fixed(t, k, 1);
         let p = ts.apply(z).unwrap();
         for (row, prow) in z.chunks(k).zip(p.chunks(k)) {
             prop_assert_eq!(decal_metrics::scoring::argmax(row), decal_metrics::scoring::argmax(prow));

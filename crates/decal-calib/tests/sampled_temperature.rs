@@ -74,18 +74,7 @@ fn objective_and_predictive_match_reference_at_fixed_temperatures() {
             let got = sampled_nll_at_temperature(&z, m, &y, k, t);
             assert!(close(got, want, 1e-12), "{name} T={t}: {got} vs {want}");
         }
-        let scaler = TemperatureScaler {
-            temperature: 2.0,
-            num_classes: k,
-            fit_method: "fixed".into(),
-            iterations: 0,
-            function_evals: 0,
-            converged: true,
-            nll_before: 0.0,
-            nll_after: 0.0,
-            stop_reason: String::new(),
-            num_samples: m,
-        };
+        let scaler = TemperatureScaler::fixed(2.0, k, m);
         let p = scaler.apply_sampled(&z, m).unwrap();
         assert_eq!(p.len(), y.len() * k);
         let want: Vec<f64> = r["probs_t2_first3"]

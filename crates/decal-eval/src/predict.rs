@@ -419,18 +419,7 @@ mod tests {
         let (z, k) = sample_logits(&head, 5, 11, &set, Device::Cpu).unwrap();
         assert_eq!((z.len(), k), (5 * set.len() * 3, 3));
         for t in [0.7, 2.5] {
-            let scaler = decal_calib::TemperatureScaler {
-                temperature: t,
-                num_classes: 3,
-                fit_method: "fixed".into(),
-                iterations: 0,
-                function_evals: 0,
-                converged: true,
-                nll_before: 0.0,
-                nll_after: 0.0,
-                stop_reason: String::new(),
-                num_samples: 5,
-            };
+            let scaler = decal_calib::TemperatureScaler::fixed(t, 3, 5);
             let want = scaler.apply_sampled(&z, 5).unwrap();
             let got = pred(t).probabilities();
             for (g, w) in got.iter().zip(&want) {
@@ -439,18 +428,7 @@ mod tests {
         }
         // Temperature 1 through the tempered (double) formula vs the head crate's predictive.
         let untempered = pred(1.0).probabilities();
-        let scaler_one = decal_calib::TemperatureScaler {
-            temperature: 1.0,
-            num_classes: 3,
-            fit_method: "fixed".into(),
-            iterations: 0,
-            function_evals: 0,
-            converged: true,
-            nll_before: 0.0,
-            nll_after: 0.0,
-            stop_reason: String::new(),
-            num_samples: 5,
-        };
+        let scaler_one = decal_calib::TemperatureScaler::fixed(1.0, 3, 5);
         for (a, b) in untempered
             .iter()
             .zip(&scaler_one.apply_sampled(&z, 5).unwrap())

@@ -5,54 +5,11 @@
 //! - a diverging run stops with a non-finite-loss error and keeps the last good checkpoint;
 //! - the seed-compat switches run (unshuffled, augmented validation, selection on val loss).
 
-use decal_data::ImageSet;
+mod common;
+
+use common::{serial, synthetic, weights};
 use decal_train::stage1::{self, Compat, NoProgress, Stage1Data, Stage1Error, Stage1Plan};
-use std::path::Path;
-use tch::{Device, Tensor};
-
-/// libtorch's default generator (weight init, dropout) is process-wide and `stage1::train` seeds it, so
-/// tests that compare runs must not train concurrently (cargo runs tests on parallel threads).
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// 4 classes, 32×32 RGB: each class has its own colour bias and bright quadrant, plus noise.
-fn synthetic(n: usize) -> ImageSet {
-    let mut pixels = Vec::with_capacity(n * 32 * 32 * 3);
-    let mut labels = Vec::with_capacity(n);
-    let mut state = 12345u64;
-    let mut noise = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % 60) as i32
-    };
-    for i in 0..n {
-        let class = (i * 7 + i / 3) % 4;
-        for y in 0..32 {
-            for x in 0..32 {
-                let quadrant = (y / 16) * 2 + x / 16;
-                let base = if quadrant == class { 170 } else { 60 };
-                for c in 0..3 {
-                    let bias = if c == class % 3 { 40 } else { 0 };
-                    pixels.push((base + bias + noise()).clamp(0, 255) as u8);
-                }
-            }
-        }
-        labels.push(class as u32);
-    }
-    ImageSet {
-        name: "synthetic/train".into(),
-        height: 32,
-        width: 32,
-        channels: 3,
-        pixels,
-        labels,
-        class_names: (0..4).map(|c| format!("c{c}")).collect(),
-    }
-}
+use tch::Device;
 
 fn plan(name: &str, epochs: usize) -> Stage1Plan {
     Stage1Plan {
@@ -67,14 +24,6 @@ fn plan(name: &str, epochs: usize) -> Stage1Plan {
         threads: 1,
         ..Stage1Plan::default()
     }
-}
-
-fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut t = Tensor::read_safetensors(dir).unwrap();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t.into_iter()
-        .map(|(k, v)| (k, Vec::<f32>::try_from(&v.view([-1])).unwrap()))
-        .collect()
 }
 
 #[test]

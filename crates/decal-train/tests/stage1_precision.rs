@@ -6,55 +6,12 @@
 //! - an fp16 run whose gradients are non-finite at every scale stops as diverged after
 //!   `MAX_CONSECUTIVE_SKIPS` skipped steps, keeping the last good checkpoint.
 
-use decal_data::ImageSet;
+mod common;
+
+use common::{serial, synthetic, tensors, weights};
 use decal_train::precision::{Precision, MAX_CONSECUTIVE_SKIPS};
 use decal_train::stage1::{self, NoProgress, Stage1Data, Stage1Error, Stage1Plan};
-use std::path::Path;
-use tch::{Device, Kind, Tensor};
-
-/// libtorch's default generator (weight init, dropout) is process-wide and `stage1::train` seeds it, so
-/// tests that compare runs must not train concurrently (cargo runs tests on parallel threads).
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// 4 classes, 32×32 RGB: each class has its own colour bias and bright quadrant, plus noise.
-fn synthetic(n: usize) -> ImageSet {
-    let mut pixels = Vec::with_capacity(n * 32 * 32 * 3);
-    let mut labels = Vec::with_capacity(n);
-    let mut state = 999u64;
-    let mut noise = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % 60) as i32
-    };
-    for i in 0..n {
-        let class = (i * 5 + i / 2) % 4;
-        for y in 0..32 {
-            for x in 0..32 {
-                let quadrant = (y / 16) * 2 + x / 16;
-                let base = if quadrant == class { 170 } else { 60 };
-                for c in 0..3 {
-                    let bias = if c == class % 3 { 40 } else { 0 };
-                    pixels.push((base + bias + noise()).clamp(0, 255) as u8);
-                }
-            }
-        }
-        labels.push(class as u32);
-    }
-    ImageSet {
-        name: "synthetic/train".into(),
-        height: 32,
-        width: 32,
-        channels: 3,
-        pixels,
-        labels,
-        class_names: (0..4).map(|c| format!("c{c}")).collect(),
-    }
-}
+use tch::{Device, Kind};
 
 fn plan(name: &str, epochs: usize, precision: Precision) -> Stage1Plan {
     Stage1Plan {
@@ -70,19 +27,6 @@ fn plan(name: &str, epochs: usize, precision: Precision) -> Stage1Plan {
         precision,
         ..Stage1Plan::default()
     }
-}
-
-fn tensors(file: &Path) -> Vec<(String, Tensor)> {
-    let mut t = Tensor::read_safetensors(file).unwrap();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
-}
-
-fn values(file: &Path) -> Vec<(String, Vec<f32>)> {
-    tensors(file)
-        .into_iter()
-        .map(|(k, v)| (k, Vec::<f32>::try_from(&v.view([-1])).unwrap()))
-        .collect()
 }
 
 #[test]
@@ -135,8 +79,8 @@ fn bf16_learns_and_is_recorded() {
     stage1::train(&fp, &data, a.path(), Device::Cpu, false, &mut NoProgress).unwrap();
     stage1::train(&bf1, &data, b.path(), Device::Cpu, false, &mut NoProgress).unwrap();
     let (wa, wb) = (
-        values(&a.path().join("last/model.safetensors")),
-        values(&b.path().join("last/model.safetensors")),
+        weights(&a.path().join("last/model.safetensors")),
+        weights(&b.path().join("last/model.safetensors")),
     );
     let max_diff = wa
         .iter()
@@ -149,7 +93,7 @@ fn bf16_learns_and_is_recorded() {
     // Deterministic: the same bf16 plan gives the same weights.
     let c = tempfile::tempdir().unwrap();
     stage1::train(&bf1, &data, c.path(), Device::Cpu, false, &mut NoProgress).unwrap();
-    assert_eq!(wb, values(&c.path().join("last/model.safetensors")));
+    assert_eq!(wb, weights(&c.path().join("last/model.safetensors")));
 }
 
 #[test]
@@ -183,7 +127,11 @@ fn fp16_loss_scaling_learns_and_resumes_bit_exactly() {
     std::fs::remove_file(b.path().join("summary.json")).unwrap();
     stage1::train(&full, &data, b.path(), Device::Cpu, true, &mut NoProgress).unwrap();
     for f in ["last/model.safetensors", "last/optimizer.safetensors"] {
-        assert_eq!(values(&a.path().join(f)), values(&b.path().join(f)), "{f}");
+        assert_eq!(
+            weights(&a.path().join(f)),
+            weights(&b.path().join(f)),
+            "{f}"
+        );
     }
     let sb: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(b.path().join("last/state.json")).unwrap())
@@ -202,7 +150,7 @@ fn fp16_non_finite_at_every_scale_is_divergence() {
     let data = Stage1Data::from_set(synthetic(160), &p).unwrap();
     let run = tempfile::tempdir().unwrap();
     stage1::train(&p, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
-    let before = values(&run.path().join("last/model.safetensors"));
+    let before = weights(&run.path().join("last/model.safetensors"));
     // An absurd learning rate: after one step the weights overflow float16, every later forward pass is
     // non-finite, every step is skipped, and the scaler gives up. last/ still holds epoch 0.
     p.lr = 1e30;
@@ -216,5 +164,5 @@ fn fp16_non_finite_at_every_scale_is_divergence() {
         }
         other => panic!("expected NonFinite, got {other}"),
     }
-    assert_eq!(before, values(&run.path().join("last/model.safetensors")));
+    assert_eq!(before, weights(&run.path().join("last/model.safetensors")));
 }
