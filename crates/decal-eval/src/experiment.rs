@@ -2014,6 +2014,7 @@ fn write_report(
     let mut options = decal_report::generate::ReportOptions::new(&rdir);
     options.title = title;
     options.method_order = method_order.to_vec();
+    options.description = config.description.clone();
     options.force = true;
     options.provenance = Some(Provenance::capture());
     options.notes = warnings

@@ -131,11 +131,14 @@ pub struct ReportOptions {
     /// directory as a report (and removes them as stale unless it is given them too). A path must be
     /// plain relative (no `..`) and must not be one of the report's own files.
     pub extra_files: Vec<(PathBuf, Vec<u8>)>,
+    /// What the runs are, in the caller's words (e.g. an experiment config's `description`): the first
+    /// line of the report's summary when not empty.
+    pub description: String,
 }
 
 impl ReportOptions {
     /// Defaults: every format, `± std`, title "decal results", no method order, no force, no
-    /// provenance, no seed results, no notes, no extra files.
+    /// provenance, no seed results, no notes, no extra files, no description.
     pub fn new(out_dir: impl Into<PathBuf>) -> ReportOptions {
         ReportOptions {
             out_dir: out_dir.into(),
@@ -148,6 +151,7 @@ impl ReportOptions {
             seed_results: Vec::new(),
             notes: Vec::new(),
             extra_files: Vec::new(),
+            description: String::new(),
         }
     }
 }
@@ -587,7 +591,11 @@ pub fn generate_report(
             Some(s) => format!("{} (seed {s})", r.run),
             None => r.run.clone(),
         }));
-        let summary = vec![
+        let description = options.description.trim();
+        let summary = (!description.is_empty())
+            .then(|| description.to_string())
+            .into_iter()
+            .chain([
             format!(
                 "{} records from {} file(s): {} run(s), {} method(s) ({}).",
                 records.len(),
@@ -597,7 +605,8 @@ pub fn generate_report(
                 methods.join(", ")
             ),
             "Numbers are read from the runs' metric records and only grouped and formatted here; see each caption for the metric definitions (in short; the full strings are in tables/aggregates.csv) and n.".to_string(),
-        ];
+        ])
+        .collect();
         let mut provenance = Vec::new();
         let mut listing = String::new();
         for e in &input_entries {

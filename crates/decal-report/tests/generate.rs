@@ -333,12 +333,20 @@ fn notes_and_warnings_are_shown_in_html_and_markdown() {
     assert!(section.contains("<li>seed compat &lt;BUG-5&gt; in effect</li>"));
     assert!(html.contains("<summary>files skipped (not metric records)</summary>"));
 
-    // Without notes or warnings there is no section at all.
+    // Without notes or warnings there is no section at all; a description opens the summary, escaped.
     let mut quiet = ReportOptions::new(tmp.path().join("quiet"));
     quiet.notes.clear();
+    quiet.description = "CNN on CIFAR-10 <seed 1>".into();
     generate_report(&[exp.join("seed-1/metrics.jsonl")], &quiet).unwrap();
     let html = std::fs::read_to_string(quiet.out_dir.join("index.html")).unwrap();
     assert!(!html.contains("Warnings"));
+    let desc = html
+        .find("CNN on CIFAR-10 &lt;seed 1&gt;")
+        .expect("description shown");
+    assert!(
+        desc < html.find("records from 1 file(s)").unwrap(),
+        "first in the summary"
+    );
     let md = std::fs::read_to_string(quiet.out_dir.join("tables/main.md")).unwrap();
     assert!(!md.contains("Warnings"));
 }

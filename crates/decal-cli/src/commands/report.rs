@@ -67,6 +67,10 @@ pub struct Args {
     /// about how the runs were made. Repeatable; shown in the order given.
     #[arg(long, value_name = "TEXT")]
     pub note: Vec<String>,
+
+    /// One line saying what the runs are, shown first in the report's summary.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
 }
 
 /// Runs `decal report`.
@@ -112,6 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed_results,
         notes: args.note,
         extra_files: Vec::new(),
+        description: args.description,
     };
     let outcome = generate_report(&args.runs, &options)?;
     for n in &outcome.notices {
