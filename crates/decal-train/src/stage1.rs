@@ -83,6 +83,26 @@ pub enum Stage1Error {
         /// The run directory.
         run_dir: String,
     },
+    /// fp16 loss scaling skipped [`crate::precision::MAX_CONSECUTIVE_SKIPS`] steps in a row: the loss or
+    /// the gradients are not finite at any scale.
+    #[error(
+        "training diverged: {skipped} fp16 steps in a row had a non-finite loss or gradients (loss scale now \
+         {scale:e}), the last at epoch {epoch}, step {step} (global step {global_step}); {kept}"
+    )]
+    LossScaleCollapsed {
+        /// Consecutive skipped steps.
+        skipped: u64,
+        /// The loss scale after the last back-off.
+        scale: f64,
+        /// 0-based epoch.
+        epoch: usize,
+        /// 0-based step within the epoch.
+        step: usize,
+        /// 0-based step over the whole run.
+        global_step: u64,
+        /// Which checkpoint is kept, in words.
+        kept: String,
+    },
     /// `config.toml` could not be parsed or written.
     #[error("{path}: {problem}")]
     Config {
@@ -947,6 +967,8 @@ pub fn train(
         loss: plan.loss.short_name().to_string(),
     };
 
+    // The epoch `last/` holds (fp16 runs may defer it, see below).
+    let mut last_saved = state.epochs_completed.checked_sub(1);
     while state.epochs_completed < plan.epochs && !state.stopped_early {
         let epoch = state.epochs_completed;
         let epoch_start = Instant::now();
@@ -1019,7 +1041,20 @@ pub fn train(
                     }
                     scaler.update(found_inf);
                     if scaler.gave_up() {
-                        return Err(diverged(value));
+                        return Err(Stage1Error::LossScaleCollapsed {
+                            skipped: scaler.state.consecutive_skips,
+                            scale: scaler.state.scale,
+                            epoch,
+                            step,
+                            global_step: state.global_step,
+                            kept: match last_saved {
+                                Some(e) => format!(
+                                    "{}/last holds epoch {e}, from before the streak",
+                                    run_dir.display()
+                                ),
+                                None => "no epoch was checkpointed before the streak".into(),
+                            },
+                        });
                     }
                 }
             }
@@ -1108,11 +1143,15 @@ pub fn train(
         if finished || !scaler.as_ref().is_some_and(GradScaler::in_skip_streak) {
             checkpoint::save_last(run_dir, &vs, &opt, &state)?;
             write_metrics(run_dir, &state.history)?;
+            last_saved = Some(epoch);
         } else {
             progress.message(&format!(
-                "epoch {epoch} ended in a run of {} skipped fp16 steps; last/ keeps epoch {}",
+                "epoch {epoch} ended in a run of {} skipped fp16 steps; last/ {}",
                 scaler.as_ref().map_or(0, |s| s.state.consecutive_skips),
-                epoch.saturating_sub(1)
+                match last_saved {
+                    Some(e) => format!("keeps epoch {e}"),
+                    None => "is not written yet".into(),
+                }
             ));
         }
         progress.epoch_end(&record);

@@ -157,12 +157,19 @@ fn fp16_non_finite_at_every_scale_is_divergence() {
     p.epochs = 10;
     let err = stage1::train(&p, &data, run.path(), Device::Cpu, true, &mut NoProgress).unwrap_err();
     match &err {
-        Stage1Error::NonFinite { global_step, .. } => {
+        Stage1Error::LossScaleCollapsed {
+            global_step,
+            skipped,
+            ..
+        } => {
             // 16 steps per epoch; epoch 0 was the sane one; one step moved the weights, then 32 skips
             // (through the end of epoch 1, which therefore did not replace last/).
             assert_eq!(*global_step, 16 + MAX_CONSECUTIVE_SKIPS, "{err}");
+            assert_eq!(*skipped, MAX_CONSECUTIVE_SKIPS);
         }
-        other => panic!("expected NonFinite, got {other}"),
+        other => panic!("expected LossScaleCollapsed, got {other}"),
     }
+    let msg = err.to_string();
+    assert!(msg.contains("last holds epoch 0"), "{msg}");
     assert_eq!(before, weights(&run.path().join("last/model.safetensors")));
 }
