@@ -333,6 +333,15 @@ pub struct ShiftSpec {
     /// balance of a class-ordered test set (e.g. the CIFAR-10 JPEG copy), unlike a prefix.
     #[serde(default = "one_usize")]
     pub every: usize,
+    /// Evaluate at most N images of each severity block (0 = all): the stride `every` is widened to
+    /// `ceil(block / N)` when that is larger, so the subset stays spread over the block. Set by
+    /// `decal run --smoke` ([`smoke_config`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub limit: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Evaluation settings.
@@ -354,6 +363,11 @@ pub struct EvalConfig {
     /// Write every method's test-set probabilities as `.npy`.
     #[serde(default = "yes")]
     pub save_predictions: bool,
+    /// A smoke run (`decal run --smoke`, see [`smoke_config`]): the experiment shrunk to check that every
+    /// stage runs. The report title, its notes and `results.json` say that its numbers are not results.
+    /// Not serialised when false, so the hashes of ordinary runs are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smoke: bool,
 }
 
 fn default_profiles() -> Vec<String> {
@@ -371,6 +385,7 @@ impl Default for EvalConfig {
             eval_seed: 0,
             train_nll: true,
             save_predictions: true,
+            smoke: false,
         }
     }
 }
@@ -485,6 +500,89 @@ impl ExperimentConfig {
         }
         Ok(())
     }
+}
+
+/// What a smoke run's report notes and `results.json` (`"smoke"`) say.
+pub const SMOKE_NOTE: &str = "SMOKE RUN (decal run --smoke), NOT RESULTS: the experiment was shrunk \
+(1 stage-1 epoch, a few hundred images, 1 seed, 1 head epoch, capped V-TST samples, subsampled OOD and \
+corruption sets) only to check that every stage runs; its numbers must not be reported or compared.";
+
+/// Smoke-run sizes (see [`smoke_config`]).
+pub mod smoke {
+    /// Training images (the training part of the split).
+    pub const TRAIN: usize = 320;
+    /// Validation images.
+    pub const VAL: usize = 128;
+    /// Test images.
+    pub const TEST: usize = 256;
+    /// Images per OOD set.
+    pub const OOD: usize = 128;
+    /// Images per corruption × severity cell.
+    pub const SHIFT_PER_CELL: usize = 16;
+    /// Stage-1 and stage-2 epochs.
+    pub const EPOCHS: usize = 1;
+    /// Cap on V-TST training samples S and validation samples.
+    pub const VTST_SAMPLES: usize = 2;
+    /// Cap on bootstrap resamples.
+    pub const BOOTSTRAP: usize = 20;
+}
+
+/// The smoke version of an experiment (`decal run --smoke`): the same stages, methods, heads, OOD sets,
+/// corruptions, metric profiles and seed-compatibility options, shrunk so that it runs in well under a
+/// minute on a CPU. Every override is here:
+/// - `name` gets the suffix `-smoke`, the description the prefix `SMOKE RUN, NOT RESULTS:`, and
+///   `[eval] smoke = true` marks the report title, its notes and `results.json` (see [`SMOKE_NOTE`]);
+/// - `seeds`: only the first (each head is trained once);
+/// - `[data]`: at most [`smoke::TRAIN`] / [`smoke::VAL`] / [`smoke::TEST`] images (0, "all", counts as
+///   larger); the split itself (fraction, split seed) is unchanged;
+/// - `[backbone.train]`: [`smoke::EPOCHS`] epoch, warm-up capped at that epoch (model, optimiser, loss,
+///   precision and augmentation unchanged); an imported `checkpoint` is used as it is;
+/// - every `[[heads]]`: [`smoke::EPOCHS`] epoch; V-TST `train_samples` and `val_samples` capped at
+///   [`smoke::VTST_SAMPLES`]; `eval_samples` (the m of each row) are kept, because they name the rows and
+///   cost only head forward passes;
+/// - every `[[ood]]`: at most [`smoke::OOD`] images;
+/// - `[shift]`: at most [`smoke::SHIFT_PER_CELL`] images per corruption × severity (strided), every
+///   configured corruption kept;
+/// - `[eval] bootstrap`: at most [`smoke::BOOTSTRAP`] resamples.
+///
+/// Inputs that do not exist stay as they are and take the ordinary "missing optional inputs" path.
+pub fn smoke_config(config: &ExperimentConfig) -> ExperimentConfig {
+    fn cap(limit: usize, max: usize) -> usize {
+        if limit == 0 {
+            max
+        } else {
+            limit.min(max)
+        }
+    }
+    let mut c = config.clone();
+    c.name = format!("{}-smoke", config.name);
+    c.description = if config.description.is_empty() {
+        "SMOKE RUN, NOT RESULTS".to_string()
+    } else {
+        format!("SMOKE RUN, NOT RESULTS: {}", config.description)
+    };
+    c.seeds.truncate(1);
+    c.data.limit_train = cap(c.data.limit_train, smoke::TRAIN);
+    c.data.limit_val = cap(c.data.limit_val, smoke::VAL);
+    c.data.limit_test = cap(c.data.limit_test, smoke::TEST);
+    if let Some(plan) = &mut c.backbone.train {
+        plan.epochs = smoke::EPOCHS;
+        plan.warmup_epochs = plan.warmup_epochs.min(smoke::EPOCHS as f64);
+    }
+    for h in &mut c.heads {
+        h.epochs = smoke::EPOCHS;
+        h.train_samples = h.train_samples.min(smoke::VTST_SAMPLES);
+        h.val_samples = h.val_samples.min(smoke::VTST_SAMPLES);
+    }
+    for o in &mut c.ood {
+        o.limit = cap(o.limit, smoke::OOD);
+    }
+    if let Some(s) = &mut c.shift {
+        s.limit = cap(s.limit, smoke::SHIFT_PER_CELL);
+    }
+    c.eval.bootstrap = c.eval.bootstrap.min(smoke::BOOTSTRAP);
+    c.eval.smoke = true;
+    c
 }
 
 /// Run options from the command line.
@@ -1528,17 +1626,18 @@ pub fn run(
         .map_err(step("writing metrics.jsonl"))?;
     decal_report::record::write_csv(&out.join("metrics.csv"), &all_records)
         .map_err(step("writing metrics.csv"))?;
-    write_json_atomic(
-        &out.join("results.json"),
-        &json!({
+    let mut results_json = json!({
             "experiment": config.name, "config": config, "warnings": warnings,
             "compat_notes": compat_notes(config),
             "backbone": {"arch": backbone.arch, "weights_sha256": backbone.hash},
             "features": {"train": train_key, "val": val_key, "test": test_key, "mode": config.features.mode},
             "results": results, "calibration": calibration, "provenance": Provenance::capture(),
-        }),
-    )
-    .map_err(step("writing results.json"))?;
+    });
+    if config.eval.smoke {
+        results_json["smoke"] = json!(SMOKE_NOTE);
+    }
+    write_json_atomic(&out.join("results.json"), &results_json)
+        .map_err(step("writing results.json"))?;
     let method_order: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
         for u in &units {
@@ -1761,7 +1860,10 @@ fn run_shift(
         }
         let per = rows / severities.len();
         let image_len = test_set.image_len();
-        let every = shift.every.max(1);
+        let every = match shift.limit {
+            0 => shift.every.max(1),
+            n => shift.every.max(per.div_ceil(n)).max(1),
+        };
         for (si, &severity) in severities.iter().enumerate() {
             let picked: Vec<usize> = (si * per..(si + 1) * per).step_by(every).collect();
             let cell = ImageSet {
@@ -1993,7 +2095,12 @@ fn write_report(
         .map_err(|e| e.to_string())?;
     }
     let title = format!(
-        "{}: calibration of baseline, TS, TST and V-TST",
+        "{}{}: calibration of baseline, TS, TST and V-TST",
+        if config.eval.smoke {
+            "SMOKE RUN, NOT RESULTS — "
+        } else {
+            ""
+        },
         config.name
     );
     let aggregates = aggregate(records).map_err(|e| e.to_string())?;
@@ -2017,9 +2124,12 @@ fn write_report(
     options.description = config.description.clone();
     options.force = true;
     options.provenance = Some(Provenance::capture());
-    options.notes = warnings
-        .iter()
-        .cloned()
+    options.notes = config
+        .eval
+        .smoke
+        .then(|| SMOKE_NOTE.to_string())
+        .into_iter()
+        .chain(warnings.iter().cloned())
         .chain(compat_notes(config))
         .collect();
     // The printed table, also as `report/results.md` (listed in the report's manifest).
@@ -2041,4 +2151,174 @@ fn write_report(
             .chain(outcome.notices)
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod smoke_tests {
+    use super::*;
+
+    fn catalogue() -> Vec<(PathBuf, ExperimentConfig)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments/cpu");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 10, "catalogue in {}", dir.display());
+        files
+            .into_iter()
+            .map(|p| {
+                let c = ExperimentConfig::read(&p).unwrap();
+                (p, c)
+            })
+            .collect()
+    }
+
+    /// Every catalogue config's smoke version keeps every method, head, OOD set and corruption, with the
+    /// small sizes, and is marked as a smoke run.
+    #[test]
+    fn smoke_config_keeps_every_method_and_shrinks_every_size() {
+        for (path, c) in catalogue() {
+            let s = smoke_config(&c);
+            let what = path.display().to_string();
+            s.validate().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(s.eval.smoke && !c.eval.smoke, "{what}");
+            assert_eq!(s.name, format!("{}-smoke", c.name), "{what}");
+            assert!(
+                s.description.starts_with("SMOKE RUN, NOT RESULTS"),
+                "{what}"
+            );
+            assert_eq!(s.seeds, c.seeds[..1].to_vec(), "{what}");
+            // Data: same dataset, directory and split, at most a few hundred images.
+            assert_eq!(
+                (
+                    &s.data.dataset,
+                    &s.data.dir,
+                    s.data.split_seed,
+                    s.data.train_fraction
+                ),
+                (
+                    &c.data.dataset,
+                    &c.data.dir,
+                    c.data.split_seed,
+                    c.data.train_fraction
+                ),
+                "{what}"
+            );
+            assert!(
+                s.data.limit_train > 0 && s.data.limit_train <= smoke::TRAIN,
+                "{what}"
+            );
+            assert!(
+                s.data.limit_val > 0 && s.data.limit_val <= smoke::VAL,
+                "{what}"
+            );
+            assert!(
+                s.data.limit_test > 0 && s.data.limit_test <= smoke::TEST,
+                "{what}"
+            );
+            let (sp, cp) = (
+                s.backbone.train.as_ref().unwrap(),
+                c.backbone.train.as_ref().unwrap(),
+            );
+            assert_eq!(sp.epochs, 1, "{what}");
+            assert!(
+                cp.epochs > 1,
+                "{what}: the catalogue trains more than one epoch"
+            );
+            assert_eq!(
+                (&sp.model, &sp.loss, sp.batch_size),
+                (&cp.model, &cp.loss, cp.batch_size),
+                "{what}"
+            );
+            // Heads: same names, kinds, architectures, losses and rows; 1 epoch, capped samples.
+            assert_eq!(s.heads.len(), c.heads.len(), "{what}");
+            for (sh, ch) in s.heads.iter().zip(&c.heads) {
+                assert_eq!(
+                    (
+                        &sh.name,
+                        sh.kind,
+                        sh.latent_dim,
+                        sh.mlp_size,
+                        &sh.loss,
+                        &sh.eval_samples
+                    ),
+                    (
+                        &ch.name,
+                        ch.kind,
+                        ch.latent_dim,
+                        ch.mlp_size,
+                        &ch.loss,
+                        &ch.eval_samples
+                    ),
+                    "{what}"
+                );
+                assert_eq!(
+                    (
+                        sh.temperature_scaling,
+                        sh.temperature_scaling_seed_lbfgs,
+                        sh.selection
+                    ),
+                    (
+                        ch.temperature_scaling,
+                        ch.temperature_scaling_seed_lbfgs,
+                        ch.selection
+                    ),
+                    "{what}"
+                );
+                assert_eq!(sh.epochs, 1, "{what}");
+                assert!(
+                    sh.train_samples <= smoke::VTST_SAMPLES && sh.train_samples >= 1,
+                    "{what}"
+                );
+                assert!(
+                    sh.val_samples <= smoke::VTST_SAMPLES && sh.val_samples >= 1,
+                    "{what}"
+                );
+            }
+            assert_eq!(s.temperature_scaling, c.temperature_scaling, "{what}");
+            // OOD sets and corruptions: all kept, subsampled.
+            assert_eq!(s.ood.len(), c.ood.len(), "{what}");
+            for (so, co) in s.ood.iter().zip(&c.ood) {
+                assert_eq!(
+                    (&so.name, &so.dataset, &so.dir),
+                    (&co.name, &co.dataset, &co.dir),
+                    "{what}"
+                );
+                assert!(so.limit > 0 && so.limit <= smoke::OOD, "{what}");
+            }
+            let (ss, cs) = (s.shift.as_ref().unwrap(), c.shift.as_ref().unwrap());
+            assert_eq!(
+                (&ss.dir, &ss.corruptions),
+                (&cs.dir, &cs.corruptions),
+                "{what}"
+            );
+            assert!(ss.limit > 0 && ss.limit <= smoke::SHIFT_PER_CELL, "{what}");
+            assert_eq!(s.eval.profiles, c.eval.profiles, "{what}");
+            assert!(s.eval.bootstrap <= smoke::BOOTSTRAP, "{what}");
+            // The smoke marker is serialised (results.json's config says so); an ordinary config's
+            // serialisation, which its hashes are made from, has neither new key.
+            let text = toml::to_string(&s).unwrap();
+            assert!(text.contains("smoke = true"), "{what}");
+            let plain: toml::Value = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+            assert!(plain["eval"].get("smoke").is_none(), "{what}");
+            assert!(plain["shift"].get("limit").is_none(), "{what}");
+        }
+    }
+
+    /// Explicit limits smaller than the smoke sizes are kept; "0 = all" becomes the smoke size.
+    #[test]
+    fn smoke_config_keeps_smaller_limits() {
+        let (_, mut c) = catalogue().remove(0);
+        c.data.limit_train = 0;
+        c.data.limit_test = 10;
+        c.ood[0].limit = 0;
+        c.ood[1].limit = 5;
+        c.eval.bootstrap = 0;
+        let s = smoke_config(&c);
+        assert_eq!((s.data.limit_train, s.data.limit_test), (smoke::TRAIN, 10));
+        assert_eq!((s.ood[0].limit, s.ood[1].limit), (smoke::OOD, 5));
+        assert_eq!(s.eval.bootstrap, 0);
+    }
 }
