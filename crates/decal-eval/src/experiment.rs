@@ -28,7 +28,9 @@
 //!
 //! # Missing optional inputs
 //! An OOD set or corruption directory that cannot be loaded is skipped with a warning; the warning is
-//! printed, kept in `results.json` and shown in the report, and everything else completes.
+//! printed, kept in `results.json` and shown in the report, and everything else completes. So does a
+//! baseline temperature fit without a finite optimum (validation logits no better than uniform): its
+//! row (`TS` or `TS (seed LBFGS)`) is left out with a warning.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1368,8 +1370,20 @@ pub fn run(
     if config.temperature_scaling {
         // Both fits minimise the validation NLL of the baseline's logits (decal-calib): "TS" is the exact
         // minimiser, "TS (seed LBFGS)" the seed's single LBFGS step from T = 1.5 (seed-system.md §9).
+        // A fit without a finite optimum (validation logits no better than uniform, e.g. a barely trained
+        // backbone) drops that row with a warning instead of ending the run without a report.
         let fits = fit_temperatures(&backbone, &val_f, device)?;
-        for (i, (method, scaler)) in fits.into_iter().enumerate() {
+        let mut position = 1;
+        for (method, fitted) in fits {
+            let scaler = match fitted {
+                Ok(scaler) => scaler,
+                Err(e) => {
+                    let w = format!("method {method} skipped: its temperature fit on the validation split failed: {e}");
+                    log(&format!("warning: {w}"));
+                    warnings.push(w);
+                    continue;
+                }
+            };
             log(&format!(
                 "{method}: T = {:.4} (validation NLL {:.4} → {:.4}, {} on {} images)",
                 scaler.temperature,
@@ -1383,7 +1397,7 @@ pub fn run(
                 serde_json::to_value(&scaler).unwrap_or(Value::Null),
             );
             units.insert(
-                1 + i,
+                position,
                 MethodUnit {
                     method: method.into(),
                     seed: None,
@@ -1392,6 +1406,7 @@ pub fn run(
                     temperature: Some(scaler.temperature),
                 },
             );
+            position += 1;
         }
     }
 
@@ -1729,11 +1744,12 @@ fn make_predictor<'a>(
 }
 
 /// Temperature scaling of the baseline's validation logits: the exact NLL minimiser and the seed's LBFGS.
+/// A fit that fails (no finite optimum) is returned as that row's error; the caller skips the row.
 fn fit_temperatures(
     backbone: &Backbone,
     val: &FeatureSet,
     device: Device,
-) -> Result<Vec<(&'static str, decal_calib::TemperatureScaler)>, ExperimentError> {
+) -> Result<Vec<(&'static str, Result<decal_calib::TemperatureScaler, String>)>, ExperimentError> {
     let predictor = Predictor::Linear {
         weight: &backbone.classifier.head.ws,
         bias: backbone.classifier.head.bs.as_ref(),
@@ -1741,10 +1757,8 @@ fn fit_temperatures(
     };
     let logits = predict(&predictor, val, device).map_err(step("temperature scaling"))?;
     let (z, y, k) = (&logits.logits, &logits.labels, logits.num_classes);
-    let exact = decal_calib::TemperatureScaler::fit_exact(z, y, k)
-        .map_err(step("temperature scaling (exact)"))?;
-    let seed = decal_calib::TemperatureScaler::fit_seed_lbfgs(z, y, k)
-        .map_err(step("temperature scaling (seed LBFGS)"))?;
+    let exact = decal_calib::TemperatureScaler::fit_exact(z, y, k).map_err(|e| e.to_string());
+    let seed = decal_calib::TemperatureScaler::fit_seed_lbfgs(z, y, k).map_err(|e| e.to_string());
     Ok(vec![("TS", exact), ("TS (seed LBFGS)", seed)])
 }
 
