@@ -1743,13 +1743,16 @@ fn make_predictor<'a>(
     }
 }
 
+/// One baseline temperature fit: the row name and the fitted scaler or why the fit failed.
+type BaselineFit = (&'static str, Result<decal_calib::TemperatureScaler, String>);
+
 /// Temperature scaling of the baseline's validation logits: the exact NLL minimiser and the seed's LBFGS.
 /// A fit that fails (no finite optimum) is returned as that row's error; the caller skips the row.
 fn fit_temperatures(
     backbone: &Backbone,
     val: &FeatureSet,
     device: Device,
-) -> Result<Vec<(&'static str, Result<decal_calib::TemperatureScaler, String>)>, ExperimentError> {
+) -> Result<Vec<BaselineFit>, ExperimentError> {
     let predictor = Predictor::Linear {
         weight: &backbone.classifier.head.ws,
         bias: backbone.classifier.head.bs.as_ref(),
