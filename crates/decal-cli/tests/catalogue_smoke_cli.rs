@@ -375,3 +375,40 @@ fn every_catalogue_cpu_config_runs_as_a_smoke_run() {
     // CIFAR-10 is here, so every CIFAR-10 config of the catalogue must have run.
     assert!(ran.len() >= 9, "ran {ran:?}, skipped {skipped:?}");
 }
+
+/// `--smoke` is documented, and `--print-config --smoke` prints the shrunk config with every head.
+#[test]
+fn smoke_flag_is_documented_and_prints_the_shrunk_config() {
+    let help = decal(&["run", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--smoke") && help.contains("-smoke"),
+        "{help}"
+    );
+    let config = repo_root().join("configs/experiments/cpu/focal-fl.toml");
+    let o = decal(&["run", config.to_str().unwrap(), "--smoke", "--print-config"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: toml::Table = toml::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    let original: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(printed["name"].as_str(), Some("focal-fl-cpu-smoke"));
+    assert_eq!(printed["eval"]["smoke"].as_bool(), Some(true));
+    assert_eq!(printed["seeds"].as_array().unwrap().len(), 1);
+    assert_eq!(printed["backbone"]["train"]["epochs"].as_integer(), Some(1));
+    assert!(printed["data"]["limit_train"].as_integer().unwrap() <= 320);
+    let names = |t: &toml::Table| -> Vec<String> {
+        t["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&printed), names(&original));
+    assert_eq!(
+        printed["ood"].as_array().unwrap().len(),
+        original["ood"].as_array().unwrap().len()
+    );
+    for h in printed["heads"].as_array().unwrap() {
+        assert_eq!(h["epochs"].as_integer(), Some(1));
+    }
+}
