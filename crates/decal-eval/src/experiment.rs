@@ -29,8 +29,8 @@
 //! # Missing optional inputs
 //! An OOD set or corruption directory that cannot be loaded is skipped with a warning; the warning is
 //! printed, kept in `results.json` and shown in the report, and everything else completes. So does a
-//! baseline temperature fit without a finite optimum (validation logits no better than uniform): its
-//! row (`TS` or `TS (seed LBFGS)`) is left out with a warning.
+//! temperature fit without a finite optimum (validation logits no better than uniform): its row
+//! (`TS`, `TS (seed LBFGS)`, or a head's `TS + <row>` for that seed) is left out with a warning.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -905,6 +905,7 @@ enum HeadTsFit {
 
 /// Fits (or reuses from `eval/`) the temperature of the head row `method` for one seed, on the validation
 /// split's per-sample logits drawn with the row's ε stream (salt 3, as the row's own validation predictions).
+/// `Ok(Err(why))`: the fit itself failed (no finite optimum); nothing is written.
 #[allow(clippy::too_many_arguments)]
 fn fit_head_temperature(
     edir: &Path,
@@ -919,7 +920,7 @@ fn fit_head_temperature(
     eval_seed: u64,
     force: bool,
     device: Device,
-) -> Result<(decal_calib::TemperatureScaler, bool), ExperimentError> {
+) -> Result<Result<(decal_calib::TemperatureScaler, bool), String>, ExperimentError> {
     let hash = hash_json(&json!({
         "method": method, "fit": fit, "m": num_samples, "eval_seed": eval_seed, "weights": weights_hash,
         "val": val_key, "version": 1,
@@ -934,7 +935,7 @@ fn fit_head_temperature(
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
         {
-            return Ok((scaler, true));
+            return Ok(Ok((scaler, true)));
         }
     }
     let what = format!("temperature scaling of {method} seed {seed}");
@@ -952,10 +953,14 @@ fn fit_head_temperature(
             decal_calib::TemperatureScaler::fit_sampled(&z, num_samples, &val.labels, k)
         }
         HeadTsFit::Exact => decal_calib::TemperatureScaler::fit_exact(&z, &val.labels, k),
-    }
-    .map_err(step(&what))?;
+    };
+    let scaler = match scaler {
+        Ok(scaler) => scaler,
+        // The fit's own failure (no finite optimum) is the row's, not the run's: the caller skips it.
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     write_json_atomic(&file, &scaler).map_err(step(&what))?;
-    Ok((scaler, false))
+    Ok(Ok((scaler, false)))
 }
 
 /// Runs the experiment into `out`.
@@ -1322,7 +1327,7 @@ pub fn run(
                     let (_, head, weights_hash) = &loaded_heads[&dir];
                     let ts_method = format!("{prefix} + {method}");
                     let t = Instant::now();
-                    let (scaler, was_reused) = fit_head_temperature(
+                    let fitted = fit_head_temperature(
                         &edir,
                         &ts_method,
                         seed,
@@ -1336,6 +1341,17 @@ pub fn run(
                         options.force,
                         device,
                     )?;
+                    // As for the baseline: a fit without a finite optimum drops this row (this seed) with
+                    // a warning.
+                    let (scaler, was_reused) = match fitted {
+                        Ok(fitted) => fitted,
+                        Err(e) => {
+                            let w = format!("method {ts_method} seed {seed} skipped: its temperature fit on the validation split failed: {e}");
+                            log(&format!("warning: {w}"));
+                            warnings.push(w);
+                            continue;
+                        }
+                    };
                     if was_reused {
                         reused += 1;
                     } else {
