@@ -9,8 +9,9 @@
 //!   (CIFAR-100) is skipped with a printed message; OOD sets without a copy (SVHN, CIFAR-100) stay as they
 //!   are and must come back as warnings, the config's own "missing optional inputs" behaviour;
 //! - one more OOD set, Tiny ImageNet (val, resized by the run), so that the OOD path runs in every config;
-//! - a missing `[shift]` directory replaced by corruptions generated here with `decal data corrupt` (three
-//!   corruptions, five severities, 32 test images).
+//! - a missing `[shift]` directory replaced by corruptions generated here with `decal data corrupt`: fog,
+//!   frost and glass_blur (three of the seed's 13), five severities, 32 test images; configs that list the
+//!   seed's 13 get a warning for each of the other ten.
 //!
 //! Measured on the 2-core development machine (alone): about 2 minutes for the nine CIFAR-10 configs.
 
@@ -56,6 +57,7 @@ struct Expected {
     methods: Vec<String>,
     missing_ood: Vec<String>,
     present_ood: Vec<String>,
+    shift: bool,
 }
 
 /// Rewrites one catalogue config into `work` (see the file docs); `Err(why)` when its dataset is not here.
@@ -195,6 +197,7 @@ fn localise(path: &Path, corruptions: &Path, work: &Path) -> Result<(PathBuf, Ex
             methods,
             missing_ood,
             present_ood,
+            shift: table.contains_key("shift"),
         },
     ))
 }
@@ -262,9 +265,11 @@ fn smoke(config: &Path, expected: &Expected, work: &Path) -> f64 {
     for method in &expected.methods {
         // A TS row may only be absent with the warning that its fit had no finite optimum (a backbone
         // trained for one epoch on a few hundred images can be no better than uniform).
-        let skipped = warnings
-            .iter()
-            .any(|w| w.starts_with(&format!("method {method} skipped:")));
+        let skipped = warnings.iter().any(|w| {
+            (w.starts_with(&format!("method {method} skipped:"))
+                || w.starts_with(&format!("method {method} seed ")))
+                && w.contains(" skipped: its temperature fit")
+        });
         let accuracy: Vec<f64> = records
             .iter()
             .filter(|r| {
@@ -311,12 +316,14 @@ fn smoke(config: &Path, expected: &Expected, work: &Path) -> f64 {
             );
         }
         // Three corruptions × five severities, each a record of its own.
-        assert!(
-            find(method, &|r| !r["corruption"].is_null()
-                && r["metric"] == "accuracy")
-                >= 15,
-            "{stem}: {method} has no shift records"
-        );
+        if expected.shift {
+            assert!(
+                find(method, &|r| !r["corruption"].is_null()
+                    && r["metric"] == "accuracy")
+                    >= 15,
+                "{stem}: {method} has no shift records"
+            );
+        }
     }
     for ood in &expected.missing_ood {
         assert!(
@@ -355,7 +362,7 @@ fn run_catalogue(configs: &[PathBuf]) -> Option<(Vec<String>, Vec<String>)> {
         "--limit",
         "32",
         "--corruptions",
-        "gaussian_noise,frost,glass_blur",
+        "fog,frost,glass_blur",
     ]);
     assert!(
         o.status.success(),
