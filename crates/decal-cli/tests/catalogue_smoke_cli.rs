@@ -488,3 +488,106 @@ fn smoke_flag_is_documented_and_prints_the_shrunk_config() {
         assert_eq!(h["epochs"].as_integer(), Some(1));
     }
 }
+
+/// What the smoke runs found: a temperature fit without a finite optimum (here: a backbone whose linear
+/// head is zero, so every validation logit is 0 and the NLL does not depend on T) drops that TS row with
+/// a warning in results.json and the report; the run completes with every other method.
+#[test]
+fn a_temperature_fit_without_optimum_drops_its_row_with_a_warning() {
+    let data = repo_root().join("data/quickstart");
+    if !data.join("fashion-mnist").exists() {
+        eprintln!("SKIPPED: bundled data/quickstart not present");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A stage-1 `best/`-style checkpoint: config.json (the architecture) + model.safetensors.
+    let ckpt = tmp.path().join("zero-head");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    let arch = decal_models::ArchConfig::preset("cnn-mnist", 10).unwrap();
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let classifier = decal_models::try_build_classifier(&vs.root(), &arch).unwrap();
+    tch::no_grad(|| {
+        let _ = classifier.head.ws.shallow_clone().zero_();
+        if let Some(b) = &classifier.head.bs {
+            let _ = b.shallow_clone().zero_();
+        }
+    });
+    vs.save(ckpt.join("model.safetensors")).unwrap();
+    std::fs::write(
+        ckpt.join("config.json"),
+        serde_json::to_string(&arch).unwrap(),
+    )
+    .unwrap();
+    let config = tmp.path().join("experiment.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+name = "zero-head"
+seeds = [0]
+temperature_scaling = true
+
+[data]
+dataset = "fashion-mnist"
+dir = "{data}/fashion-mnist"
+allow_subset = true
+limit_train = 300
+limit_val = 100
+limit_test = 100
+
+[backbone]
+checkpoint = "{ckpt}"
+
+[[heads]]
+name = "TST"
+kind = "tst"
+latent_dim = 8
+epochs = 1
+
+[eval]
+bootstrap = 0
+"#,
+            data = data.display(),
+            ckpt = ckpt.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let o = decal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "warning: method TS skipped: its temperature fit on the validation split failed"
+        ),
+        "{stdout}"
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let methods: Vec<&String> = results["results"].as_object().unwrap().keys().collect();
+    assert!(!methods.iter().any(|m| *m == "TS"), "{methods:?}");
+    assert!(
+        methods.iter().any(|m| *m == "Baseline") && methods.iter().any(|m| m.starts_with("TST")),
+        "{methods:?}"
+    );
+    assert!(results["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().starts_with("method TS skipped")));
+    assert!(results.get("smoke").is_none(), "not a smoke run");
+    let html = std::fs::read_to_string(out.join("report/index.html")).unwrap();
+    assert!(html.contains("method TS skipped"));
+    assert!(!html.contains("SMOKE RUN"));
+}
