@@ -144,7 +144,8 @@ pub struct DataConfig {
     /// Use only the first N images of the validation part (0 = all).
     #[serde(default)]
     pub limit_val: usize,
-    /// Use only the first N test images (0 = all).
+    /// Use only N test images, evenly spaced over the test set (every (size/N)-th; 0 = all), so a
+    /// class-ordered copy keeps every class.
     #[serde(default)]
     pub limit_test: usize,
     /// MNIST / Fashion-MNIST only: accept IDX files with fewer images than the official sets (the bundled
@@ -303,7 +304,7 @@ pub struct OodSpec {
     /// Which split (`test`, `val`, …).
     #[serde(default = "test_split")]
     pub split: String,
-    /// Use only the first N images (0 = all).
+    /// Use only N images, evenly spaced over the set (every (size/N)-th; 0 = all).
     #[serde(default)]
     pub limit: usize,
     /// MNIST / Fashion-MNIST only: accept an IDX subset (see `[data] allow_subset`).
@@ -812,11 +813,24 @@ fn load_split(
     decal_data::load(name, dir, split).map_err(|e| e.to_string())
 }
 
-fn truncate(set: &mut ImageSet, limit: usize) {
-    if limit > 0 && limit < set.len() {
-        set.labels.truncate(limit);
-        set.pixels.truncate(limit * set.image_len());
+/// Keeps `limit` images spread evenly over `set` (image `⌊i·n/limit⌋` for `i < limit`; 0 = all). Unlike a
+/// prefix, this keeps every class of a class-ordered copy (the CIFAR-10 JPEG test set stores 1,000
+/// airplanes first), and for a shuffled set it is as good as a prefix.
+fn subsample_evenly(set: &mut ImageSet, limit: usize) {
+    let n = set.len();
+    if limit == 0 || limit >= n {
+        return;
     }
+    let len = set.image_len();
+    let mut pixels = Vec::with_capacity(limit * len);
+    let mut labels = Vec::with_capacity(limit);
+    for i in 0..limit {
+        let r = i * n / limit;
+        pixels.extend_from_slice(&set.pixels[r * len..(r + 1) * len]);
+        labels.push(set.labels[r]);
+    }
+    set.pixels = pixels;
+    set.labels = labels;
 }
 
 /// Features of `indices` of `images` through the frozen body (eval mode unless `mode` says otherwise),
@@ -1015,7 +1029,7 @@ pub fn run(
     )
     .map_err(step(format!("loading {} test split", config.data.dataset)))?;
     let _ = dataset;
-    truncate(&mut test_set, config.data.limit_test);
+    subsample_evenly(&mut test_set, config.data.limit_test);
     let mut plan_for_split = Stage1Plan {
         dataset: config.data.dataset.clone(),
         ..Stage1Plan::default()
@@ -1169,7 +1183,7 @@ pub fn run(
             .and_then(|split| load_split(&spec.dataset, &spec.dir, split, spec.allow_subset));
         match loaded {
             Ok(mut set) => {
-                truncate(&mut set, spec.limit);
+                subsample_evenly(&mut set, spec.limit);
                 let set = adapt_images(set, test_set.height, test_set.width, test_set.channels);
                 let images = DeviceImages::new(&set, &backbone.mean, &backbone.std, device);
                 let idx: Vec<usize> = (0..set.len()).collect();
@@ -2353,5 +2367,40 @@ mod smoke_tests {
         assert_eq!((s.data.limit_train, s.data.limit_test), (smoke::TRAIN, 10));
         assert_eq!((s.ood[0].limit, s.ood[1].limit), (smoke::OOD, 5));
         assert_eq!(s.eval.bootstrap, 0);
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn limits_keep_every_class_of_a_class_ordered_set() {
+        // 10 classes stored one after the other, 100 images each, one byte per image.
+        let full = ImageSet {
+            name: "ordered".into(),
+            height: 1,
+            width: 1,
+            channels: 1,
+            pixels: (0..1000).map(|i| (i % 251) as u8).collect(),
+            labels: (0..1000).map(|i| i / 100).collect(),
+            class_names: (0..10).map(|c| c.to_string()).collect(),
+        };
+        let mut set = full.clone();
+        subsample_evenly(&mut set, 50);
+        assert_eq!(set.len(), 50);
+        let mut per_class = [0usize; 10];
+        for &l in &set.labels {
+            per_class[l as usize] += 1;
+        }
+        assert_eq!(per_class, [5; 10]);
+        // Image i of the subset is image 20·i of the set, pixels and label together.
+        assert_eq!(set.pixels[7], full.pixels[140]);
+        assert_eq!(set.labels[7], full.labels[140]);
+        let mut same = full.clone();
+        subsample_evenly(&mut same, 0);
+        assert_eq!(same, full);
+        subsample_evenly(&mut same, 5000);
+        assert_eq!(same, full);
     }
 }
