@@ -151,6 +151,11 @@ fn small_real_run_layout_resume_and_force() {
         err.contains("[1/2] fog: done") && err.contains("[2/2] contrast: done"),
         "{err}"
     );
+    // The JPEG copy is class-ordered: 3 images are one class, and decal says so.
+    assert!(
+        err.contains("warning: the first 3 images cover 1 of the split's 10 classes"),
+        "{err}"
+    );
     assert_eq!(npy_shape(&out.join("fog.npy")), vec![6, 32, 32, 3]);
     assert_eq!(npy_shape(&out.join("contrast.npy")), vec![6, 32, 32, 3]);
     assert_eq!(npy_shape(&out.join("labels.npy")), vec![6]);

@@ -117,6 +117,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .limit
         .unwrap_or(if args.out.is_none() { 4 } else { set.len() })
         .min(set.len());
+    if let Some(w) = class_coverage_warning(&set.labels, limit) {
+        eprintln!("warning: {w}");
+    }
     let image_len = set.height * set.width * set.channels;
     let source = SourceImages {
         name: &set.name,
@@ -202,5 +205,37 @@ fn load_frost(
             );
             Ok(None)
         }
+    }
+}
+
+/// A warning when the first `limit` labels cover fewer classes than the whole split: a class-ordered copy
+/// (an ImageFolder tree such as the CIFAR-10 JPEG set) would give corruption results for a few classes only.
+fn class_coverage_warning(labels: &[u32], limit: usize) -> Option<String> {
+    let distinct = |l: &[u32]| l.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let (kept, all) = (
+        distinct(&labels[..limit.min(labels.len())]),
+        distinct(labels),
+    );
+    (kept < all).then(|| {
+        format!(
+            "the first {limit} images cover {kept} of the split's {all} classes (the copy is ordered by \
+             class); for shift results corrupt the whole split and subsample in `decal run` with \
+             `[shift] every = K`"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_a_prefix_misses_classes() {
+        let ordered: Vec<u32> = (0..100).map(|i| i / 10).collect();
+        let w = class_coverage_warning(&ordered, 25).unwrap();
+        assert!(w.contains("cover 3 of the split's 10 classes"), "{w}");
+        assert!(class_coverage_warning(&ordered, 100).is_none());
+        let shuffled: Vec<u32> = (0..100).map(|i| i % 10).collect();
+        assert!(class_coverage_warning(&shuffled, 25).is_none());
     }
 }
