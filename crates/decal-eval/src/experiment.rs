@@ -821,16 +821,10 @@ fn subsample_evenly(set: &mut ImageSet, limit: usize) {
     if limit == 0 || limit >= n {
         return;
     }
-    let len = set.image_len();
-    let mut pixels = Vec::with_capacity(limit * len);
-    let mut labels = Vec::with_capacity(limit);
-    for i in 0..limit {
-        let r = i * n / limit;
-        pixels.extend_from_slice(&set.pixels[r * len..(r + 1) * len]);
-        labels.push(set.labels[r]);
-    }
-    set.pixels = pixels;
-    set.labels = labels;
+    let picked: Vec<usize> = (0..limit).map(|i| i * n / limit).collect();
+    *set = set
+        .subset(&picked, set.name.clone())
+        .expect("evenly spaced indices are below the set's length");
 }
 
 /// Features of `indices` of `images` through the frozen body (eval mode unless `mode` says otherwise),

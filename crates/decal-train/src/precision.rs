@@ -87,11 +87,12 @@ impl Precision {
                  on CUDA"
                     .into(),
             ),
-            (_, Device::Cpu | Device::Cuda(_)) => Ok(()),
-            (p, d) => Err(format!(
-                "precision {} needs autocast, which decal supports on cpu and cuda, not {d:?}",
-                p.name()
-            )),
+            (p, d) => device_type(d).map(|_| ()).map_err(|_| {
+                format!(
+                    "precision {} needs autocast, which decal supports on cpu and cuda, not {d:?}",
+                    p.name()
+                )
+            }),
         }
     }
 
