@@ -18,6 +18,18 @@ if [ ! -f "$_decal_venv/.complete" ]; then
     || { echo "decal setup: pip could not install torch==$TORCH_VERSION" >&2; return 1; }
   touch "$_decal_venv/.complete"
 fi
+# numpy, once per pinned version (venvs made before it was pinned get it here, on their next use); the lock
+# keeps two builds started at once from running pip on the same venv together.
+if [ ! -f "$_decal_venv/.numpy-$NUMPY_VERSION" ]; then
+  (
+    command -v flock >/dev/null && flock 9
+    [ -f "$_decal_venv/.numpy-$NUMPY_VERSION" ] && exit 0
+    echo "decal setup: installing numpy==$NUMPY_VERSION into $_decal_venv (one time)" >&2
+    "$_decal_venv/bin/pip" install --quiet --progress-bar off \
+      "numpy==$NUMPY_VERSION; python_version >= '3.11'" "numpy==$NUMPY_VERSION_PY310; python_version < '3.11'" \
+      && touch "$_decal_venv/.numpy-$NUMPY_VERSION"
+  ) 9>"$_decal_venv/.setup.lock" || { echo "decal setup: pip could not install numpy==$NUMPY_VERSION" >&2; return 1; }
+fi
 _decal_torch="$("$_decal_venv/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')" \
   || { echo "decal setup: torch in $_decal_venv is broken; delete that folder and retry" >&2; return 1; }
 export PATH="$_decal_venv/bin:$PATH"
