@@ -5,11 +5,14 @@
 //! finished run silently" is implemented exactly once).
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod checksum;
 pub mod fsutil;
+pub mod output;
 pub mod provenance;
 pub mod rng;
 
 pub use checksum::{sha256_bytes, sha256_file};
 pub use fsutil::{prepare_output_dir, write_atomic, write_json_atomic, CoreError};
+pub use output::{OutputError, OutputFiles, StagedDir};
 pub use provenance::Provenance;
