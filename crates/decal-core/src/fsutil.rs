@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 /// Errors of the filesystem helpers; each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    /// An I/O error on a named path. The message is the path (plus what is wrong with it when the OS text
+    /// alone would mislead, see [`io_note`]); the OS text is the error's source, so a chain printer
+    /// (`{err:#}`) shows it exactly once.
+    #[error("{path}{}", io_note(path, source))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -35,8 +37,20 @@ pub enum CoreError {
     },
 }
 
+/// What an I/O error on `path` needs besides the OS text, as `": …"` (or empty): for "not a directory" the
+/// ancestor that is a regular file (`a/file/x.npy: not a directory: a/file is a file`).
+pub fn io_note(path: &Path, err: &std::io::Error) -> String {
+    if err.kind() == std::io::ErrorKind::NotADirectory {
+        if let Some(file) = path.ancestors().skip(1).find(|a| a.is_file()) {
+            return format!(": not a directory: {} is a file", file.display());
+        }
+    }
+    String::new()
+}
+
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
-/// Parent directories are created. On error no partial file is left at `path`.
+/// Parent directories are created. On error no partial file is left at `path`, and the error names `path`
+/// (not the temporary file, which no longer exists).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
@@ -46,16 +60,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    std::fs::create_dir_all(&parent).map_err(io(path))?;
     let file_name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        let mut f = std::fs::File::create(&tmp).map_err(io(path))?;
+        f.write_all(bytes).map_err(io(path))?;
+        f.sync_all().map_err(io(path))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(io(path))
     })();
@@ -112,6 +126,53 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    /// What `anyhow`'s `{err:#}` prints: every level of the source chain, joined by ": ".
+    fn chain(err: &dyn std::error::Error) -> String {
+        let mut out = err.to_string();
+        let mut cur = err.source();
+        while let Some(e) = cur {
+            out.push_str(&format!(": {e}"));
+            cur = e.source();
+        }
+        out
+    }
+
+    #[test]
+    fn io_errors_name_the_target_once_and_explain_a_file_in_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        // A path below a regular file: the error says which component is a file.
+        let target = file.join("out/result.json");
+        let err = write_atomic(&target, b"{}").unwrap_err();
+        let msg = chain(&err);
+        assert!(
+            msg.starts_with(&format!(
+                "{}: not a directory: {} is a file",
+                target.display(),
+                file.display()
+            )),
+            "{msg}"
+        );
+        // The OS text appears once, not twice (Display used to repeat the source's text).
+        assert_eq!(msg.matches("os error").count(), 1, "{msg}");
+        assert!(!msg.contains(".tmp-"), "{msg}");
+        // A directory that cannot be written: the message names the target, not the temporary file.
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o555);
+        std::fs::set_permissions(&ro, perm).unwrap();
+        let target = ro.join("a.json");
+        if let Err(err) = write_atomic(&target, b"{}") {
+            // (root can write anyway; then there is nothing to check)
+            let msg = chain(&err);
+            assert!(msg.starts_with(&format!("{}: ", target.display())), "{msg}");
+            assert!(!msg.contains(".tmp-"), "{msg}");
+            assert_eq!(msg.matches("os error").count(), 1, "{msg}");
+        }
     }
 
     #[test]
