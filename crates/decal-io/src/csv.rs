@@ -97,6 +97,62 @@ pub fn parse(text: &str, path: &Path) -> Result<CsvMatrix, IoError> {
     })
 }
 
+/// Reads class labels from a one-column CSV file (an optional header row, blank lines ignored). Integers are
+/// parsed as integers, not through `f64`, so a label too large for a class index is reported exactly as
+/// written (`18446744073709551617`, not `18446744073709552000`); fields such as `3.0` are accepted as in
+/// `.npy` float labels. The error names the file, the line and the field.
+pub fn read_labels(path: &Path) -> Result<Vec<i64>, IoError> {
+    let text = std::fs::read_to_string(path).map_err(|source| IoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_labels(&text, path)
+}
+
+/// Parses one-column CSV labels (see [`read_labels`]); `path` is used in error messages.
+pub fn parse_labels(text: &str, path: &Path) -> Result<Vec<i64>, IoError> {
+    let m = parse(text, path)?;
+    if m.cols != 1 {
+        return Err(IoError::format(
+            path,
+            format!("expected one column of labels, got {} columns", m.cols),
+        ));
+    }
+    let mut out = Vec::with_capacity(m.rows);
+    let mut skipped_header = m.header.is_none();
+    for (line_idx, line) in text.lines().enumerate() {
+        let field = line.trim_end_matches('\r').trim();
+        if field.is_empty() {
+            continue;
+        }
+        if !skipped_header {
+            skipped_header = true;
+            continue;
+        }
+        let f = field.trim_matches('"').trim();
+        let bad =
+            |what: &str| IoError::format(path, format!("line {}: label {f} {what}", line_idx + 1));
+        let digits = f.strip_prefix(['+', '-']).unwrap_or(f);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            // An integer of any length: exact, whatever its size.
+            out.push(
+                f.trim_start_matches('+')
+                    .parse::<i64>()
+                    .map_err(|_| bad("is too large for a class index"))?,
+            );
+            continue;
+        }
+        let x = parse_field(f).ok_or_else(|| bad("is not a number"))?;
+        // 2^63 is exactly representable; anything at or beyond it does not fit in i64.
+        const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+        if !x.is_finite() || x.fract() != 0.0 || !(-TWO_POW_63..TWO_POW_63).contains(&x) {
+            return Err(bad("is not an integer class index"));
+        }
+        out.push(x as i64);
+    }
+    Ok(out)
+}
+
 /// Writes a matrix as CSV atomically, with an optional header; values use Rust's shortest round-trip
 /// formatting, so reading the file back gives bit-identical `f64`s.
 pub fn write(

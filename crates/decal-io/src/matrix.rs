@@ -124,6 +124,14 @@ pub fn matrix_from_array(array: NpyArray, path: &Path) -> Result<Matrix, IoError
 /// Loads class labels: shape `[N]` or `[N, 1]`, any integer dtype (or floats holding integers),
 /// N ≥ 1. Range is checked separately with [`check_labels`] once K is known.
 pub fn load_labels(path: &Path, key: Option<&str>) -> Result<Vec<i64>, IoError> {
+    if extension(path) == "csv" {
+        // Integers straight from the text: a label too large for f64 is reported exactly.
+        let labels = crate::csv::read_labels(path)?;
+        if labels.is_empty() {
+            return Err(IoError::format(path, "no labels (empty file)"));
+        }
+        return Ok(labels);
+    }
     let array = load_array(path, key)?;
     labels_from_array(&array, path)
 }

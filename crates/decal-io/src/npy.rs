@@ -382,9 +382,10 @@ fn read_header_from(f: &mut impl Read, path: &Path) -> Result<Header, IoError> {
     let total = 8 + len_bytes + header_len;
     let mut buf = prefix.to_vec();
     if buf.len() < total {
-        let mut rest = vec![0u8; total - buf.len()];
-        let n = read_up_to(f, &mut rest).map_err(io)?;
-        buf.extend_from_slice(&rest[..n]);
+        // header_length has bounded the declaration; still grow only as bytes arrive.
+        f.take((total - buf.len()) as u64)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
     } else {
         buf.truncate(total);
     }
@@ -404,8 +405,26 @@ fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Returns (bytes used by the length field, header length) after checking magic and version.
+/// The longest header decal reads (numpy itself refuses headers over 10,000 bytes unless told otherwise):
+/// a 2.0/3.0 header may declare up to 4 GiB, which is never a real dict literal.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Returns (bytes used by the length field, header length) after checking magic, version and that the
+/// declared header length is at most [`MAX_HEADER_BYTES`].
 fn header_length(bytes: &[u8], path: &Path) -> Result<(usize, usize), IoError> {
+    let (len_bytes, header_len) = header_length_unchecked(bytes, path)?;
+    if header_len > MAX_HEADER_BYTES {
+        return Err(IoError::format(
+            path,
+            format!(
+                "header declares {header_len} bytes, more than the {MAX_HEADER_BYTES}-byte limit (corrupt file?)"
+            ),
+        ));
+    }
+    Ok((len_bytes, header_len))
+}
+
+fn header_length_unchecked(bytes: &[u8], path: &Path) -> Result<(usize, usize), IoError> {
     if bytes.len() < 6 || &bytes[..6] != MAGIC {
         return Err(IoError::format(
             path,
@@ -526,7 +545,10 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<Header, IoError> {
         Some(_) => return Err(IoError::format(path, "'shape' is not a tuple")),
         None => return Err(IoError::format(path, "header has no 'shape' key")),
     };
-    if checked_product(&shape)
+    // The product of the non-zero dimensions must fit too: a (2^62, 0) array holds no data, but its row
+    // count would still drive loops and allocations of the code that consumes it.
+    let nonzero: Vec<usize> = shape.iter().copied().filter(|&d| d != 0).collect();
+    if checked_product(&nonzero)
         .and_then(|n| n.checked_mul(8))
         .is_none()
     {

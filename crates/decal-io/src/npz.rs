@@ -1,7 +1,7 @@
 //! NumPy `.npz` archives (`np.savez` = stored, `np.savez_compressed` = deflated): a zip file whose members are
 //! `.npy` files named `<key>.npy`. Reading returns `(key, array)` pairs in archive order; writing is atomic.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::IoError;
@@ -14,6 +14,13 @@ pub fn read(path: &Path) -> Result<Vec<(String, NpyArray)>, IoError> {
         path: path.to_path_buf(),
         source,
     })?;
+    let archive_len = file
+        .metadata()
+        .map_err(|source| IoError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| IoError::format(path, format!("not a readable .npz (zip) archive: {e}")))?;
     let mut out = Vec::with_capacity(archive.len());
@@ -29,13 +36,51 @@ pub fn read(path: &Path) -> Result<Vec<(String, NpyArray)>, IoError> {
         let key = name
             .strip_suffix(".npy")
             .ok_or_else(|| IoError::format(&member_path, "archive member is not a .npy file"))?;
-        let mut bytes = Vec::with_capacity(member.size() as usize);
-        member
-            .read_to_end(&mut bytes)
+        check_member_sizes(&member, archive_len, &member_path)?;
+        let size = member.size();
+        let bytes = decal_core::bounded::read_exact_declared(&mut member, size)
             .map_err(|e| IoError::format(&member_path, format!("cannot decompress member: {e}")))?;
         out.push((key.to_string(), npy::from_bytes(&bytes, &member_path)?));
     }
     Ok(out)
+}
+
+/// Checks a member's declared sizes against what the archive can hold before anything is read: the
+/// compressed size must fit in the archive, a stored member's size must equal it, and a deflated member
+/// cannot expand by more than deflate's maximum ratio ([`decal_core::bounded::deflate_bound`]).
+fn check_member_sizes(
+    member: &zip::read::ZipFile<'_>,
+    archive_len: u64,
+    member_path: &Path,
+) -> Result<(), IoError> {
+    let (size, packed) = (member.size(), member.compressed_size());
+    let problem = if packed > archive_len {
+        Some(format!(
+            "declares {packed} compressed bytes but the archive has {archive_len}"
+        ))
+    } else {
+        match member.compression() {
+            zip::CompressionMethod::Stored if size != packed => Some(format!(
+                "stored member declares {size} bytes but holds {packed}"
+            )),
+            zip::CompressionMethod::Deflated
+                if size > decal_core::bounded::deflate_bound(packed) =>
+            {
+                Some(format!(
+                    "declares {size} uncompressed bytes, more than {packed} deflated bytes can hold"
+                ))
+            }
+            zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => None,
+            other => Some(format!("unsupported compression method {other}")),
+        }
+    };
+    match problem {
+        Some(p) => Err(IoError::format(
+            member_path,
+            format!("corrupt archive member: {p}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Reads one array by key from an `.npz` archive; the error lists the available keys when it is missing.
