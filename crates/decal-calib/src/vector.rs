@@ -3,6 +3,8 @@
 //! affine function minus an affine term), so damped Newton with Armijo backtracking reaches the global optimum.
 //! The biases are only identified up to a common shift (adding `c` to every `b_k` leaves the softmax unchanged);
 //! a tiny ridge (1e-9 × mean Hessian diagonal) fixes that gauge without moving the optimum measurably.
+//! A class that never occurs in the validation labels has no finite optimum (its bias → −∞): fitting then
+//! fails with an error naming the classes instead of returning arbitrary parameters marked converged.
 
 use serde::{Deserialize, Serialize};
 
@@ -76,11 +78,43 @@ fn cholesky_solve(a: &[f64], g: &[f64], n: usize) -> Option<Vec<f64>> {
     Some(x)
 }
 
+/// Vector scaling has no finite optimum when a class never occurs in the fitting labels: the NLL keeps
+/// falling as that class's bias goes to −∞ (its gradient, the mean predicted probability of the class, is
+/// positive at every finite point), so Newton would stop at an arbitrary point once the gradient underflows
+/// its tolerance and report it as converged.
+fn absent_classes_error(labels: &[i64], k: usize) -> Result<(), CalibError> {
+    let mut seen = vec![false; k];
+    for &y in labels {
+        seen[y as usize] = true;
+    }
+    let absent: Vec<usize> = (0..k).filter(|&c| !seen[c]).collect();
+    if absent.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = absent.iter().take(10).map(|c| c.to_string()).collect();
+    let more = if absent.len() > 10 {
+        format!(" and {} more", absent.len() - 10)
+    } else {
+        String::new()
+    };
+    Err(CalibError::Degenerate(format!(
+        "vector scaling has no finite optimum: {} of the {k} classes never occur in the {} validation labels \
+         (class{} {}{more}), and the bias of a class that never occurs is driven to -infinity; use temperature \
+         scaling, or validation data that contains every class",
+        absent.len(),
+        labels.len(),
+        if absent.len() == 1 { "" } else { "es" },
+        shown.join(", "),
+    )))
+}
+
 impl VectorScaler {
-    /// Fits scales and biases on validation logits `[N, K]`.
+    /// Fits scales and biases on validation logits `[N, K]`. Errors ([`CalibError::Degenerate`], naming the
+    /// classes) when some class never occurs in `labels`: its bias has no finite optimum.
     pub fn fit(logits: &[f64], labels: &[i64], num_classes: usize) -> Result<Self, CalibError> {
         check_inputs("validation logits", logits, Some(labels), num_classes)?;
         let k = num_classes;
+        absent_classes_error(labels, k)?;
         let n = labels.len() as f64;
         let dim = 2 * k;
         let mut w = vec![1.0; k];

@@ -220,3 +220,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn vector_scaling_without_some_class_in_validation_is_an_error() {
+    // The k10 validation half with every row of classes 7 and 9 removed: their biases have no finite optimum
+    // (NLL keeps falling as b_7, b_9 -> -inf). Before the fix the fit stopped where the gradient underflowed
+    // 1e-9 and reported converged = true with arbitrary biases.
+    let (z, y) = validation();
+    let keep: Vec<usize> = (0..y.len()).filter(|&i| y[i] != 7 && y[i] != 9).collect();
+    let zk: Vec<f64> = keep
+        .iter()
+        .flat_map(|&i| z[i * 10..(i + 1) * 10].to_vec())
+        .collect();
+    let yk: Vec<i64> = keep.iter().map(|&i| y[i]).collect();
+    let err = VectorScaler::fit(&zk, &yk, 10).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, CalibError::Degenerate(_)), "{err:?}");
+    assert!(
+        msg.contains("no finite optimum") && msg.contains("classes 7, 9") && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert!(
+        Calibrator::fit(Method::Vector, &zk, &yk, 10).is_err(),
+        "the CLI's path refuses it too"
+    );
+    // Temperature scaling has one parameter shared by all classes and still has a finite optimum here.
+    assert!(
+        TemperatureScaler::fit_exact(&zk, &yk, 10)
+            .unwrap()
+            .converged
+    );
+}

@@ -11,6 +11,7 @@
 pub mod csv;
 pub mod error;
 pub mod matrix;
+pub mod mmap;
 pub mod npy;
 pub mod npz;
 

@@ -62,6 +62,9 @@ pub struct Bins {
     num_bins: usize,
     membership: Membership,
     edges: Vec<f64>,
+    // `num_bins` as f64 and the upper edge of the first bin, for the fast path of `slot`.
+    scale: f64,
+    first_upper: f64,
 }
 
 /// `torch.linspace(0, 1, steps)` in float32, bit-exact with torch 2.11 (checked for 2..=201 steps):
@@ -151,6 +154,8 @@ impl Bins {
         Bins {
             num_bins,
             membership,
+            scale: num_bins as f64,
+            first_upper: edges[1],
             edges,
         }
     }
@@ -189,8 +194,37 @@ impl Bins {
 
     /// The slot of confidence `c`, or `None` when the convention puts it in no bin (`guo` with `c ≤ 0`, any
     /// convention with `c` outside `[0, 1]` or NaN).
-    #[inline]
+    ///
+    /// Fast path for the hot loops: the arithmetic guess `⌊c·M⌋` is accepted only after checking it against
+    /// the exact edges under the convention (`e_k ≤ c < e_{k+1}`, or `e_k < c ≤ e_{k+1}` for `guo`) with
+    /// `0 < c < 1`, where exactly one slot satisfies that check; everything else (edges, `0`, `1`, out of
+    /// range, NaN) goes through the full [`Self::slot_exact`], so both always agree (tested).
+    #[inline(always)]
     pub fn slot(&self, c: f64) -> Option<usize> {
+        if c > 0.0 && c < 1.0 {
+            // Most class probabilities are small: 0 < c < e_1 is slot 0 under every convention.
+            if c < self.first_upper {
+                return Some(0);
+            }
+            let m = self.num_bins;
+            // 0 < c·M < M: the signed conversion is exact and cheaper than the unsigned one.
+            let k = ((c * self.scale) as i64 as usize).min(m - 1);
+            let (lo, hi) = (self.edges[k], self.edges[k + 1]);
+            let inside = if self.membership == Membership::Guo {
+                lo < c && c <= hi
+            } else {
+                lo <= c && c < hi
+            };
+            if inside {
+                return Some(k);
+            }
+        }
+        self.slot_exact(c)
+    }
+
+    /// [`Self::slot`] without the fast path (the definition).
+    #[inline(never)]
+    pub fn slot_exact(&self, c: f64) -> Option<usize> {
         if !(0.0..=1.0).contains(&c) {
             return None;
         }
@@ -314,6 +348,7 @@ mod tests {
                         Membership::Guo => (0..m).find(|&k| e[k] < c && c <= e[k + 1]),
                     };
                     assert_eq!(b.slot(c), expect, "{membership:?} M={m} c={c}");
+                    assert_eq!(b.slot_exact(c), expect, "{membership:?} M={m} c={c}");
                 }
             }
         }

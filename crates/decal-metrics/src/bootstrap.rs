@@ -23,10 +23,13 @@ pub struct BootstrapConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Lower percentile.
+    #[serde(with = "crate::json::float")]
     pub lower: f64,
     /// Upper percentile.
+    #[serde(with = "crate::json::float")]
     pub upper: f64,
     /// Standard deviation of the resampled values (bootstrap standard error).
+    #[serde(with = "crate::json::float")]
     pub std_error: f64,
 }
 

@@ -86,6 +86,19 @@ impl BinnedAccumulator {
         }
     }
 
+    /// [`Self::add`], returning the slot the prediction went to.
+    #[inline(always)]
+    pub(crate) fn add_slot(&mut self, confidence: f64, correct: bool) -> Option<usize> {
+        self.total += 1;
+        let slot = self.bins.slot(confidence);
+        if let Some(s) = slot {
+            self.count[s] += 1;
+            self.sum_conf[s] += confidence;
+            self.sum_correct[s] += correct as u64;
+        }
+        slot
+    }
+
     /// Adds a batch of predictions.
     pub fn add_batch(&mut self, confidences: &[f64], correct: &[bool]) {
         for (&c, &a) in confidences.iter().zip(correct) {

@@ -10,12 +10,14 @@
 //! - [`bootstrap`]: seeded percentile intervals.
 //! - [`profile`]: the `paper` and `default` profiles and the `definitions` object.
 //! - [`summary`]: `evaluate` / `SummaryAccumulator`, the single path every command uses.
+//! - [`json`]: the JSON encoding of non-finite metric values (`"inf"`, `"-inf"`, `"NaN"`; never `null`).
 #![warn(missing_docs)]
 
 pub mod binning;
 pub mod bootstrap;
 pub mod calibration;
 pub mod error;
+pub mod json;
 pub mod ood;
 pub mod profile;
 pub mod scoring;

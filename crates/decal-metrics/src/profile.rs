@@ -2,7 +2,8 @@
 //! carries a [`Definitions`] object built from its profile, so a number can always be traced to its definition.
 //!
 //! - `paper`: the seed's exact conventions (seed-system.md §10.5) — 10 bins, torchmetrics membership, softmax
-//!   rounded to float32 (the seed computes `softmax` on float32 tensors), sklearn-1.1.3 clipped NLL, Brier ÷ K
+//!   rounded to float32 (the seed computes `softmax` on float32 tensors; given probabilities, float64 ones
+//!   included, are rounded to float32 too, as torchmetrics does before binning), sklearn-1.1.3 clipped NLL, Brier ÷ K
 //!   as the headline Brier, MSP score, ID-positive interpolated FPR95 (ood_metrics), trapezoidal AUPR;
 //!   ECE rendered ×100.
 //! - `default`: recommended exact definitions — 15 bins, torchmetrics membership (the exact-1.0 bin never merges
@@ -17,15 +18,17 @@ use crate::binning::Membership;
 use crate::ood::PrEstimator;
 use crate::scoring::NllVariant;
 
-/// How probabilities are formed from logits.
+/// The precision of the probabilities every metric is computed from: how they are formed from logits, and
+/// whether given probabilities are rounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SoftmaxPrecision {
-    /// Softmax in f64, kept in f64.
+    /// Softmax of logits in f64, kept in f64; given probabilities are used as they are.
     F64,
-    /// `torch.softmax` on float32 logits emulated in float32 arithmetic (see
-    /// [`softmax_f32_into`](crate::summary::softmax_f32_into)); in particular over-confident rows saturate to
-    /// exactly 1.0 as they do in the seed.
+    /// float32 probabilities, as in the seed: `torch.softmax` on float32 logits emulated in float32 arithmetic
+    /// (see [`softmax_f32_into`](crate::summary::softmax_f32_into); over-confident rows saturate to exactly 1.0
+    /// as they do in the seed), and given probabilities (float64 ones included) rounded to float32 before any
+    /// metric, as torchmetrics does with confidences (`.float()`) before binning.
     F32,
 }
 
@@ -178,7 +181,8 @@ impl Profile {
             profile: self.name.clone(),
             input: input_kind.to_string(),
             probabilities: match (input_kind, self.softmax) {
-                ("probabilities", _) => "as given (rows checked to sum to 1)".into(),
+                ("probabilities", SoftmaxPrecision::F64) => "as given (rows checked to sum to 1)".into(),
+                ("probabilities", SoftmaxPrecision::F32) => "as given, rounded to float32 before any metric (the seed's probabilities are float32; torchmetrics casts confidences to float32 before binning); rows checked to sum to 1".into(),
                 (_, SoftmaxPrecision::F64) => "softmax of logits in float64".into(),
                 (_, SoftmaxPrecision::F32) => "softmax of logits in float32 arithmetic (as torch.softmax on float32 logits)".into(),
             },
@@ -199,7 +203,7 @@ impl Profile {
             },
             classwise_ece: format!("(1/K) sum_k sum_m (n_km/N)|freq_km - conf_km|, {} equal-width bins on p_ik, {}", self.num_bins, self.membership.name()),
             nll: match self.nll {
-                NllVariant::Exact => "exact: mean -log softmax(z)_y via log-softmax (or -ln p_y of given probabilities), nats".into(),
+                NllVariant::Exact => "exact: mean -log softmax(z)_y via log-softmax in float64 (or -ln p_y of given probabilities; +inf, written \"inf\", when some p_y = 0), nats".into(),
                 NllVariant::SklearnClipped => "sklearn 1.1.3 log_loss: clip to [1e-15, 1-1e-15], renormalise rows, mean -ln p_y, nats".into(),
             },
             nll_variant: self.nll,

@@ -30,7 +30,7 @@ pub enum Values<'a> {
     F64(&'a [f64]),
 }
 
-impl Values<'_> {
+impl<'a> Values<'a> {
     /// Number of stored values.
     pub fn len(&self) -> usize {
         match self {
@@ -42,6 +42,14 @@ impl Values<'_> {
     /// Whether no values are stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The values `lo..hi` (element indices).
+    pub fn slice(&self, lo: usize, hi: usize) -> Values<'a> {
+        match *self {
+            Values::F32(v) => Values::F32(&v[lo..hi]),
+            Values::F64(v) => Values::F64(&v[lo..hi]),
+        }
     }
 
     #[inline]
@@ -360,10 +368,16 @@ pub struct OodSummary {
 /// Other definitions of the headline numbers, for cross-checking against other papers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Alternatives {
-    /// Exact NLL (log-softmax of logits, or −ln p_y of given probabilities; after float32 rounding of the
-    /// probabilities when the profile rounds and the input is probabilities).
+    /// NLL without clipping, in nats. From logits: `logsumexp(z) − z_y` in float64 (never through the
+    /// profile's float32-rounded softmax, so a saturated float32 probability of 1.0 still costs its true NLL).
+    /// From probabilities: `−ln p_y` of the probabilities the profile uses — as given under `default`, rounded to
+    /// float32 under `paper` — and `+∞` when that `p_y` is 0 (written to JSON as the string `"inf"`, see
+    /// [`crate::json`]).
+    #[serde(with = "crate::json::float")]
     pub nll_exact: f64,
-    /// sklearn-1.1.3 clipped NLL of the (profile's) probabilities.
+    /// sklearn-1.1.3 clipped NLL of the profile's probabilities (float32-rounded softmax or float32-rounded
+    /// given probabilities under `paper`, float64 under `default`); always finite.
+    #[serde(with = "crate::json::float")]
     pub nll_sklearn_clipped: f64,
 }
 
@@ -375,35 +389,63 @@ pub struct Summary {
     /// Number of classes K.
     pub num_classes: usize,
     /// Accuracy (fraction).
+    #[serde(with = "crate::json::float")]
     pub accuracy: f64,
     /// Top-label equal-width ECE (fraction).
+    #[serde(with = "crate::json::float")]
     pub ece: f64,
     /// MCE (fraction).
+    #[serde(with = "crate::json::float")]
     pub mce: f64,
     /// RMS calibration error (fraction).
+    #[serde(with = "crate::json::float")]
     pub rmsce: f64,
     /// Equal-mass ECE (fraction), when the profile computes it.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "crate::json::opt_float"
+    )]
     pub ece_em: Option<f64>,
     /// Classwise ECE (fraction).
+    #[serde(with = "crate::json::float")]
     pub classwise_ece: f64,
     /// NLL under the profile's variant (nats).
+    #[serde(with = "crate::json::float")]
     pub nll: f64,
     /// Canonical Brier score.
+    #[serde(with = "crate::json::float")]
     pub brier: f64,
     /// Brier / K.
+    #[serde(with = "crate::json::float")]
     pub brier_div_k: f64,
     /// AUROC when OOD input was given.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "crate::json::opt_float"
+    )]
     pub auroc: Option<f64>,
     /// FPR@95TPR under the profile's convention when OOD input was given.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "crate::json::opt_float"
+    )]
     pub fpr95: Option<f64>,
     /// AUPR-In under the profile's estimator when OOD input was given.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "crate::json::opt_float"
+    )]
     pub aupr_in: Option<f64>,
     /// AUPR-Out under the profile's estimator when OOD input was given.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "crate::json::opt_float"
+    )]
     pub aupr_out: Option<f64>,
     /// Other definitions of the same quantities.
     pub alternatives: Alternatives,
@@ -453,6 +495,11 @@ pub struct SummaryAccumulator {
     warnings: Vec<String>,
 }
 
+/// Rows per block of [`SummaryAccumulator::add_blocked`] and [`evaluate`]: each block is summed on its own
+/// and the block sums are merged in row order, which fixes the floating-point summation order independently of
+/// threads and chunking.
+pub const BLOCK_ROWS: usize = 8192;
+
 /// What a [`SummaryAccumulator`] must keep per row beyond the O(1) state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeepRows {
@@ -462,6 +509,7 @@ pub struct KeepRows {
     pub bootstrap: bool,
 }
 
+#[cfg(test)]
 struct RowOut {
     conf: f64,
     correct: bool,
@@ -480,6 +528,7 @@ struct RowOut {
 /// Returns the exact `logsumexp(z)` in f64 as well (for the exact NLL), sharing the exponentials: when the
 /// float32 difference `z_k − max` is exact (the usual case for float32 logits) the float32 exponential is the
 /// rounded float64 one.
+#[inline]
 pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
     let m64 = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let m32 = z
@@ -506,8 +555,57 @@ pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
     m64 + sum64.ln()
 }
 
-/// Computes probabilities and per-row quantities of one row `z` under `profile`.
+/// The profile's probabilities of one row `z` into `probs`; returns the exact NLL of class `y` (see
+/// [`Alternatives::nll_exact`]).
+#[inline(always)]
+fn row_probabilities(
+    kind: ScoreKind,
+    softmax: SoftmaxPrecision,
+    z: &[f64],
+    probs: &mut [f64],
+    y: usize,
+) -> f64 {
+    match kind {
+        ScoreKind::Logits => {
+            let lse = match softmax {
+                SoftmaxPrecision::F64 => softmax_into(z, probs),
+                SoftmaxPrecision::F32 => softmax_f32_into(z, probs),
+            };
+            lse - z[y]
+        }
+        ScoreKind::Probabilities => {
+            match softmax {
+                SoftmaxPrecision::F64 => probs.copy_from_slice(z),
+                // The seed's probabilities are float32 and torchmetrics casts confidences to float32 before
+                // bucketizing: a float64 0.3 sits below the float32 edge 0.3f (bin [0.2, 0.3)), its float32
+                // rounding on it (bin [0.3, 0.4)).
+                SoftmaxPrecision::F32 => probs
+                    .iter_mut()
+                    .zip(z)
+                    .for_each(|(p, &v)| *p = f64::from(v as f32)),
+            }
+            -probs[y].ln()
+        }
+    }
+}
+
+/// The OOD score of one row (`z` the input row, `probs` the profile's probabilities, `conf` their maximum).
 #[inline]
+fn row_score(score: OodScore, z: &[f64], probs: &[f64], conf: f64) -> f64 {
+    match score {
+        OodScore::Msp => conf,
+        OodScore::MaxLogit => z.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        OodScore::Energy { temperature } => {
+            let scaled: Vec<f64> = z.iter().map(|v| v / temperature).collect();
+            temperature * crate::scoring::logsumexp(&scaled)
+        }
+        OodScore::NegEntropy => ood::scores::neg_entropy_row(probs),
+    }
+}
+
+/// Computes probabilities and per-row quantities of one row `z` under `profile`: the per-row loop before
+/// [`SummaryAccumulator::add_rows`], kept as the reference the fast loop is pinned to.
+#[cfg(test)]
 fn process_row(
     kind: ScoreKind,
     profile: &Profile,
@@ -525,7 +623,16 @@ fn process_row(
             label.map_or(0.0, |y| lse - z[y])
         }
         ScoreKind::Probabilities => {
-            probs.copy_from_slice(z);
+            match profile.softmax {
+                SoftmaxPrecision::F64 => probs.copy_from_slice(z),
+                // The seed's probabilities are float32 and torchmetrics casts confidences to float32 before
+                // bucketizing: a float64 0.3 sits below the float32 edge 0.3f (bin [0.2, 0.3)), its float32
+                // rounding on it (bin [0.3, 0.4)).
+                SoftmaxPrecision::F32 => probs
+                    .iter_mut()
+                    .zip(z)
+                    .for_each(|(p, &v)| *p = f64::from(v as f32)),
+            }
             label.map_or(0.0, |y| -probs[y].ln())
         }
     };
@@ -535,15 +642,7 @@ fn process_row(
         Some(y) => (pred == y, row_nll_sklearn(probs, y), row_brier(probs, y)),
         None => (false, 0.0, 0.0),
     };
-    let s = match score {
-        OodScore::Msp => conf,
-        OodScore::MaxLogit => z.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        OodScore::Energy { temperature } => {
-            let scaled: Vec<f64> = z.iter().map(|v| v / temperature).collect();
-            temperature * crate::scoring::logsumexp(&scaled)
-        }
-        OodScore::NegEntropy => ood::scores::neg_entropy_row(probs),
-    };
+    let s = row_score(score, z, probs, conf);
     RowOut {
         conf,
         correct,
@@ -630,6 +729,171 @@ impl SummaryAccumulator {
     }
 
     fn add_unchecked(&mut self, values: Values<'_>, labels: &[i64]) {
+        match values {
+            Values::F32(v) => self.add_rows(v, labels),
+            Values::F64(v) => self.add_rows(v, labels),
+        }
+    }
+
+    /// The per-row loop: the same operations in the same order as [`process_row`] (so the same bits), without
+    /// its per-row overheads (row copies through [`Values::row_into`], OOD scores nobody keeps, bin lookups
+    /// through a non-inlined call). Pinned bit-for-bit against the [`process_row`] loop by unit tests.
+    fn add_rows<T: Copy + Into<f64>>(&mut self, values: &[T], labels: &[i64]) {
+        let k = self.num_classes;
+        let mut z = vec![0.0f64; k];
+        let mut probs = vec![0.0f64; k];
+        let (kind, softmax, nll_variant) = (self.kind, self.profile.softmax, self.profile.nll);
+        let keep_bootstrap = self.keep_bootstrap;
+        for (row, &y) in values.chunks_exact(k).zip(labels) {
+            for (o, &x) in z.iter_mut().zip(row) {
+                *o = x.into();
+            }
+            let y = y as usize;
+            let nll_exact = row_probabilities(kind, softmax, &z, &mut probs, y);
+            let pred = argmax(&probs);
+            let conf = probs[pred];
+            let correct = pred == y;
+            let nll_sklearn = row_nll_sklearn(&probs, y);
+            let brier = row_brier(&probs, y);
+            let nll = match nll_variant {
+                NllVariant::Exact => nll_exact,
+                NllVariant::SklearnClipped => nll_sklearn,
+            };
+            let slot = self.binned.add_slot(conf, correct);
+            self.classwise.add_row(&probs, y);
+            self.scores.add(correct, nll, brier);
+            self.sum_nll_exact += nll_exact;
+            self.sum_nll_sklearn += nll_sklearn;
+            if self.keep_conf {
+                self.em_rows.push((conf, correct));
+            }
+            if keep_bootstrap {
+                self.boot.slot.push(slot.map_or(u32::MAX, |s| s as u32));
+                self.boot.conf.push(conf);
+                self.boot.correct.push(correct);
+                self.boot.nll.push(nll);
+                self.boot.brier.push(brier);
+            }
+            if self.keep_id_scores {
+                let score = match self.ood_score {
+                    OodScore::Msp => conf,
+                    other => row_score(other, &z, &probs, conf),
+                };
+                self.id_scores.push(score);
+            }
+        }
+        self.rows += labels.len();
+    }
+
+    /// Validates and adds rows like [`Self::add`], in blocks of [`BLOCK_ROWS`] rows on the rayon thread pool.
+    ///
+    /// Summation order is fixed by the rows alone: block `b` (rows `b·BLOCK_ROWS ..` counted from this call's
+    /// first row) is summed sequentially into a fresh accumulator, and the blocks are merged into `self` in row
+    /// order. So the result is bit-identical for any number of threads, and identical to [`evaluate`] on the
+    /// same rows when every call but the last adds a multiple of [`BLOCK_ROWS`] rows (as `decal metrics` does).
+    /// It differs from one sequential [`Self::add`] over the same rows only by f64 re-association of the
+    /// per-bin and NLL/Brier sums (relative ~1e-15 per block boundary; counts and bins are exact).
+    /// On error nothing is added.
+    pub fn add_blocked(&mut self, values: Values<'_>, labels: &[i64]) -> Result<(), MetricsError> {
+        let k = self.num_classes;
+        let first_row = self.rows;
+        let (kind, tolerance) = (self.kind, self.profile.prob_sum_tolerance);
+        if k == 0 || values.len() != labels.len() * k {
+            // Shape errors are reported by the sequential check with the usual message.
+            return validate_rows(
+                kind.name(),
+                kind,
+                values,
+                k,
+                Some(labels),
+                first_row,
+                tolerance,
+            );
+        }
+        use rayon::prelude::*;
+        let blocks = labels.len().div_ceil(BLOCK_ROWS);
+        (0..blocks)
+            .into_par_iter()
+            .try_for_each(|b| {
+                let (lo, hi) = (b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(labels.len()));
+                validate_rows(
+                    kind.name(),
+                    kind,
+                    values.slice(lo * k, hi * k),
+                    k,
+                    Some(&labels[lo..hi]),
+                    first_row + lo,
+                    tolerance,
+                )
+            })
+            .map_err(|_| {
+                // Some block failed: report the first failing row, as the sequential check does.
+                validate_rows(
+                    kind.name(),
+                    kind,
+                    values,
+                    k,
+                    Some(labels),
+                    first_row,
+                    tolerance,
+                )
+                .expect_err("a block failed validation, so the whole input does")
+            })?;
+        self.add_blocked_unchecked(values, labels);
+        Ok(())
+    }
+
+    fn add_blocked_unchecked(&mut self, values: Values<'_>, labels: &[i64]) {
+        use rayon::prelude::*;
+        let k = self.num_classes;
+        let blocks = labels.len().div_ceil(BLOCK_ROWS);
+        // Waves of a few blocks per thread bound the memory of the not-yet-merged partial accumulators.
+        let wave = (4 * rayon::current_num_threads()).max(1);
+        let mut b0 = 0;
+        while b0 < blocks {
+            let b1 = (b0 + wave).min(blocks);
+            let parts: Vec<SummaryAccumulator> = (b0..b1)
+                .into_par_iter()
+                .map(|b| {
+                    let (lo, hi) = (b * BLOCK_ROWS, ((b + 1) * BLOCK_ROWS).min(labels.len()));
+                    let mut part = self.empty_like();
+                    part.add_unchecked(values.slice(lo * k, hi * k), &labels[lo..hi]);
+                    part
+                })
+                .collect();
+            for part in parts {
+                self.merge(part);
+            }
+            b0 = b1;
+        }
+    }
+
+    /// An accumulator with the same settings and nothing added.
+    fn empty_like(&self) -> SummaryAccumulator {
+        SummaryAccumulator {
+            profile: self.profile.clone(),
+            kind: self.kind,
+            num_classes: self.num_classes,
+            binned: BinnedAccumulator::new(self.binned.bins().clone()),
+            classwise: ClasswiseAccumulator::new(self.binned.bins().clone(), self.num_classes),
+            scores: ScoreAccumulator::new(self.num_classes),
+            sum_nll_exact: 0.0,
+            sum_nll_sklearn: 0.0,
+            keep_conf: self.keep_conf,
+            keep_bootstrap: self.keep_bootstrap,
+            keep_id_scores: self.keep_id_scores,
+            em_rows: Vec::new(),
+            boot: BootstrapRows::default(),
+            id_scores: Vec::new(),
+            rows: 0,
+            ood_score: self.ood_score,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The loop [`Self::add_rows`] replaced (one [`process_row`] call per row), kept to pin it bit-for-bit.
+    #[cfg(test)]
+    fn add_unchecked_reference(&mut self, values: Values<'_>, labels: &[i64]) {
         let k = self.num_classes;
         let mut z = vec![0.0; k];
         let mut probs = vec![0.0; k];
@@ -724,10 +988,13 @@ impl SummaryAccumulator {
         let k = self.num_classes;
         let mut z = vec![0.0; k];
         let mut probs = vec![0.0; k];
+        let softmax = self.profile.softmax;
         Ok((0..values.len() / k)
             .map(|i| {
                 values.row_into(i, k, &mut z);
-                process_row(kind, &self.profile, score, &z, &mut probs, None).score
+                row_probabilities(kind, softmax, &z, &mut probs, 0);
+                let conf = probs[argmax(&probs)];
+                row_score(score, &z, &probs, conf)
             })
             .collect())
     }
@@ -865,7 +1132,7 @@ pub fn evaluate_with(input: &PredictionInput, profile: &Profile, options: EvalOp
         bootstrap: options.bootstrap.is_some(),
     };
     let mut acc = SummaryAccumulator::new(profile, input.kind, input.num_classes, keep);
-    acc.add_unchecked(input.values, input.labels);
+    acc.add_blocked_unchecked(input.values, input.labels);
     let ood = match &input.ood {
         None => None,
         Some(OodInput::Predictions { kind, values }) => {
@@ -917,8 +1184,12 @@ mod tests {
         let input = PredictionInput::probs_f64(&probs, 2, &labels).unwrap();
         let s = evaluate(&input, &Profile::paper());
         assert_eq!(s.accuracy, 1.0);
-        assert!((s.brier - 0.13).abs() < 1e-12);
-        assert!((s.brier_div_k - 0.065).abs() < 1e-12);
+        // The paper profile rounds the float64 probabilities to float32 first (as the seed's are): 0.13 up to
+        // float32 rounding; the default profile uses them as given.
+        assert!((s.brier - 0.13).abs() < 1e-7);
+        assert!((s.brier_div_k - 0.065).abs() < 1e-7);
+        let d = evaluate(&input, &Profile::default_profile());
+        assert!((d.brier - 0.13).abs() < 1e-12);
         assert_eq!(s.definitions.profile, "paper");
         let json = serde_json::to_value(&s).unwrap();
         for key in [
@@ -979,5 +1250,203 @@ mod tests {
         );
         assert_eq!(d.reliability.bins[14].count, 1);
         assert_eq!(d.reliability.bins[15].count, 0);
+    }
+
+    /// xorshift rows: logits with saturating rows (|z| up to 200), exact ties, and probabilities with zeros.
+    fn rows(n: usize, k: usize, seed: u64) -> (Vec<f64>, Vec<f32>, Vec<f64>, Vec<i64>) {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut z64, mut z32, mut p, mut y) = (vec![], vec![], vec![], vec![]);
+        for i in 0..n {
+            let scale = [1.0, 3.0, 30.0, 200.0][i % 4];
+            let row: Vec<f32> = (0..k)
+                .map(|j| {
+                    if i % 7 == 0 && j < 2 {
+                        1.5
+                    } else {
+                        ((next() - 0.5) * scale) as f32
+                    }
+                })
+                .collect();
+            z32.extend_from_slice(&row);
+            z64.extend(row.iter().map(|&v| f64::from(v) + (next() - 0.5) * 1e-9));
+            let mut q: Vec<f64> = (0..k)
+                .map(|j| if i % 5 == 0 && j == 1 { 0.0 } else { next() })
+                .collect();
+            let t: f64 = q.iter().sum();
+            q.iter_mut().for_each(|v| *v /= t);
+            p.extend(q);
+            y.push((next() * k as f64) as i64 % k as i64);
+        }
+        (z64, z32, p, y)
+    }
+
+    fn same(a: &Summary, b: &Summary) {
+        assert_eq!(
+            serde_json::to_string(a).unwrap(),
+            serde_json::to_string(b).unwrap()
+        );
+    }
+
+    #[test]
+    fn fast_row_loop_is_bit_identical_to_process_row() {
+        let (k, n) = (7, 3000);
+        let (z64, z32, p, y) = rows(n, k, 7);
+        let keep = KeepRows {
+            ood_scores: true,
+            bootstrap: true,
+        };
+        for mut profile in [Profile::paper(), Profile::default_profile()] {
+            for score in [OodScore::Msp, OodScore::NegEntropy, OodScore::MaxLogit] {
+                profile.ood_score = score;
+                profile.equal_mass = true;
+                for (kind, values) in [
+                    (ScoreKind::Logits, Values::F32(&z32)),
+                    (ScoreKind::Logits, Values::F64(&z64)),
+                    (ScoreKind::Probabilities, Values::F64(&p)),
+                ] {
+                    let mut fast = SummaryAccumulator::new(&profile, kind, k, keep);
+                    fast.add_unchecked(values, &y);
+                    let mut reference = SummaryAccumulator::new(&profile, kind, k, keep);
+                    reference.add_unchecked_reference(values, &y);
+                    assert_eq!(fast.id_scores, reference.id_scores);
+                    assert_eq!(fast.boot.nll, reference.boot.nll);
+                    assert_eq!(fast.boot.slot, reference.boot.slot);
+                    let boot = Some(BootstrapConfig {
+                        resamples: 3,
+                        seed: 1,
+                        confidence: 0.9,
+                    });
+                    same(
+                        &fast.finish(None, EvalOptions { bootstrap: boot }),
+                        &reference.finish(None, EvalOptions { bootstrap: boot }),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_sums_do_not_depend_on_threads_or_chunking() {
+        let k = 5;
+        let n = 3 * BLOCK_ROWS + 123;
+        let (_, z32, p, y) = rows(n, k, 11);
+        for profile in [Profile::paper(), Profile::default_profile()] {
+            for (kind, values) in [
+                (ScoreKind::Logits, Values::F32(&z32)),
+                (ScoreKind::Probabilities, Values::F64(&p)),
+            ] {
+                let one = evaluate(
+                    &PredictionInput::new(kind, values, k, &y).unwrap(),
+                    &profile,
+                );
+                for threads in [1, 2, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    for window in [BLOCK_ROWS, 2 * BLOCK_ROWS, n] {
+                        let mut acc =
+                            SummaryAccumulator::new(&profile, kind, k, KeepRows::default());
+                        pool.install(|| {
+                            for lo in (0..n).step_by(window) {
+                                let hi = (lo + window).min(n);
+                                acc.add_blocked(values.slice(lo * k, hi * k), &y[lo..hi])
+                                    .unwrap();
+                            }
+                        });
+                        same(&acc.finish(None, EvalOptions::default()), &one);
+                    }
+                }
+                // One sequential pass differs only by the re-association of the f64 sums.
+                let mut seq = SummaryAccumulator::new(&profile, kind, k, KeepRows::default());
+                seq.add(values, &y).unwrap();
+                let seq = seq.finish(None, EvalOptions::default());
+                assert_eq!(seq.accuracy, one.accuracy);
+                let bins = |s: &Summary| {
+                    s.reliability
+                        .bins
+                        .iter()
+                        .map(|b| b.count)
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(bins(&seq), bins(&one));
+                for (a, b) in [
+                    (seq.ece, one.ece),
+                    (seq.mce, one.mce),
+                    (seq.nll, one.nll),
+                    (seq.brier, one.brier),
+                    (seq.classwise_ece, one.classwise_ece),
+                    (seq.alternatives.nll_exact, one.alternatives.nll_exact),
+                ] {
+                    assert!(
+                        a == b || (a - b).abs() <= 1e-13 * a.abs().max(b.abs()),
+                        "{a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_add_reports_the_first_bad_row_and_adds_nothing() {
+        let k = 3;
+        let n = 2 * BLOCK_ROWS + 10;
+        let (mut z, _, _, y) = rows(n, k, 3);
+        z[(BLOCK_ROWS + 5) * k + 2] = f64::NAN;
+        z[(2 * BLOCK_ROWS + 1) * k] = f64::INFINITY;
+        let mut acc =
+            SummaryAccumulator::new(&Profile::paper(), ScoreKind::Logits, k, KeepRows::default());
+        acc.add_blocked(Values::F64(&z[..BLOCK_ROWS * k]), &y[..BLOCK_ROWS])
+            .unwrap();
+        let err = acc
+            .add_blocked(Values::F64(&z[BLOCK_ROWS * k..]), &y[BLOCK_ROWS..])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "logits row {}, column 2 is NaN (must be finite)",
+                BLOCK_ROWS + 5
+            )
+        );
+        assert_eq!(acc.rows(), BLOCK_ROWS);
+    }
+
+    #[test]
+    fn infinite_nll_is_written_as_the_string_inf_and_reads_back() {
+        // Exact NLL of a given probability of 0 for the true class is +inf; serde_json alone would write null.
+        let input = PredictionInput::probs_f64(&[1.0, 0.0, 0.5, 0.5], 2, &[1, 0]).unwrap();
+        let s = evaluate(&input, &Profile::default_profile());
+        assert_eq!(s.nll, f64::INFINITY);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["nll"], "inf");
+        assert_eq!(v["alternatives"]["nll_exact"], "inf");
+        assert!(v["alternatives"]["nll_sklearn_clipped"].is_f64());
+        let back: Summary = serde_json::from_value(v).unwrap();
+        assert_eq!(back.nll, f64::INFINITY);
+        assert!(s.definitions.nll.contains("\"inf\""));
+    }
+
+    #[test]
+    fn paper_profile_bins_a_float64_probability_as_its_float32_rounding() {
+        // 0.3 (f64) < 0.3f = 0.30000001192..., the float32 edge between bins 2 and 3; torchmetrics and the seed
+        // see 0.3f, which lies on the edge and so in bin 3 ([0.3, 0.4)).
+        let probs = [0.3, 0.25, 0.25, 0.2];
+        let input = PredictionInput::probs_f64(&probs, 4, &[0]).unwrap();
+        let paper = evaluate(&input, &Profile::paper());
+        assert_eq!(
+            paper.reliability.bins[3].count, 1,
+            "{:?}",
+            paper.reliability.bins
+        );
+        assert_eq!(paper.reliability.bins[3].mean_confidence, f64::from(0.3f32));
+        let default = evaluate(&input, &Profile::default_profile());
+        // Default: 15 bins on float32 edges, no rounding: 0.3 sits in bin 4 = [4/15, 5/15).
+        assert_eq!(default.reliability.bins[4].mean_confidence, 0.3);
     }
 }
