@@ -20,6 +20,7 @@ pub mod error;
 pub mod histogram;
 pub mod isotonic;
 pub mod temperature;
+pub mod validate;
 pub mod vector;
 
 use serde::{Deserialize, Serialize};

@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod output;
 pub mod provenance;
 pub mod rng;
+pub mod run_version;
 
 pub use checksum::{sha256_bytes, sha256_file};
 pub use fsutil::{prepare_output_dir, write_atomic, write_json_atomic, CoreError};

@@ -204,11 +204,14 @@ impl OutputFiles {
         Ok(())
     }
 
-    /// Announces `stem` plus each of `extensions` (`stem.svg`, `stem.png`, …: writers that derive several
-    /// files from one stem).
+    /// Announces `stem` plus each of `extensions` appended (`stem.svg`, `stem.png`, …: writers that derive
+    /// several files from one stem).
     pub fn claim_stem(&mut self, stem: &Path, extensions: &[&str]) -> Result<(), OutputError> {
         for ext in extensions {
-            self.claim(&stem.with_extension(ext))?;
+            let mut s = stem.as_os_str().to_owned();
+            s.push(".");
+            s.push(ext);
+            self.claim(Path::new(&s))?;
         }
         Ok(())
     }
