@@ -1,7 +1,8 @@
 //! Stage-1 (classifier) and stage-2 (TST / V-TST heads) training on tch/libtorch.
 //!
 //! Stage 1: [`losses`], [`optim`], [`schedule`], mixed precision in [`precision`], the loop in [`stage1`],
-//! resumable training state in [`checkpoint`] and the `best/` classifier files in [`model_io`]. Stage 2: [`features`], [`stage2`].
+//! resumable training state in [`checkpoint`] and the `best/` classifier files in [`model_io`]. Stage 2: [`features`],
+//! the augmented view cache [`views`], [`stage2`] and [`stage2_batched`] (every seed of a head as one batched model).
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -13,3 +14,5 @@ pub mod precision;
 pub mod schedule;
 pub mod stage1;
 pub mod stage2;
+pub mod stage2_batched;
+pub mod views;
