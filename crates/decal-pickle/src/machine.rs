@@ -4,8 +4,10 @@
 //! Safety properties (see the crate docs and the proptest "never panics" suite):
 //! * nothing is imported or called; globals and reductions are data;
 //! * every length prefix is checked against the bytes that remain before anything is allocated;
-//! * nesting depth and the total size copied out of the memo are bounded ([`Limits`]), so a small hostile
-//!   input cannot exhaust the stack or the memory.
+//! * nesting depth and the total size of every copy the machine makes (memo writes and reads, `DUP`, the
+//!   refresh of memoised containers that are mutated) are bounded ([`Limits`], by default proportional to
+//!   the input: 32 MiB + 8 bytes per input byte), so a small hostile input cannot exhaust the stack, the
+//!   memory or the time (every value not made by a copy costs at least one input byte).
 
 use std::collections::HashMap;
 
@@ -57,7 +59,10 @@ pub enum PickleError {
 pub struct Limits {
     /// Maximum nesting depth of containers.
     pub max_depth: usize,
-    /// Maximum total bytes (approximate) copied out of the memo by `GET` opcodes.
+    /// Maximum total bytes (approximate heap size) of all copies made while parsing: memo writes (`PUT`,
+    /// `MEMOIZE`) and reads (`GET`), `DUP`, and the refresh of a memoised container after `APPEND(S)`,
+    /// `SETITEM(S)` or `BUILD` mutated it. Together with the input length this bounds the memory (and the
+    /// time) a parse can take.
     pub max_memo_copy_bytes: usize,
 }
 
@@ -65,14 +70,27 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: 512,
-            max_memo_copy_bytes: 1 << 30,
+            max_memo_copy_bytes: 32 << 20,
         }
     }
 }
 
-/// Parses a pickle (protocols 0–5) into a [`Value`] without executing anything, with default [`Limits`].
+impl Limits {
+    /// The limits [`parse`] uses for an input of `len` bytes: the default depth, and a copy budget of
+    /// 32 MiB plus 8 bytes per input byte (a real pickle copies little: a CIFAR batch its data once or twice).
+    pub fn for_input(len: usize) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_memo_copy_bytes: d.max_memo_copy_bytes.saturating_add(len.saturating_mul(8)),
+            ..d
+        }
+    }
+}
+
+/// Parses a pickle (protocols 0–5) into a [`Value`] without executing anything, with
+/// [`Limits::for_input`] of its length.
 pub fn parse(bytes: &[u8]) -> Result<Value, PickleError> {
-    parse_with_limits(bytes, Limits::default())
+    parse_with_limits(bytes, Limits::for_input(bytes.len()))
 }
 
 /// A value on the stack with its nesting depth and the memo keys that hold copies of it.
@@ -397,30 +415,40 @@ impl<'a> Machine<'a> {
         slots.iter().map(|s| s.depth).max().unwrap_or(0)
     }
 
+    /// Counts `bytes` of copying against [`Limits::max_memo_copy_bytes`]; call before making the copy.
+    fn charge(&mut self, bytes: usize) -> Result<(), PickleError> {
+        self.copied = self.copied.saturating_add(bytes);
+        if self.copied > self.limits.max_memo_copy_bytes {
+            return Err(PickleError::Limit {
+                pos: self.op_pos,
+                message: format!(
+                    "more than {} bytes of copies (memo, DUP); the input has {} bytes",
+                    self.limits.max_memo_copy_bytes,
+                    self.data.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
+        let size = approx_size(&self.top()?.v);
+        self.charge(size)?;
         let slot = self.top()?;
         let copy = (slot.v.clone(), slot.depth);
-        if !slot.memo.contains(&key) {
-            slot.memo.push(key);
-        }
+        // No duplicate check (it would make n PUTs on one value quadratic); a repeated key only makes the
+        // refresh of that value cost more, and that cost is charged.
+        slot.memo.push(key);
         self.memo.insert(key, copy);
         Ok(())
     }
 
     fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
-        let Some((v, depth)) = self.memo.get(&key) else {
+        let Some((v, _)) = self.memo.get(&key) else {
             return self.malformed(format!("memo key {key} not found"));
         };
-        self.copied += approx_size(v);
-        if self.copied > self.limits.max_memo_copy_bytes {
-            return Err(PickleError::Limit {
-                pos: self.op_pos,
-                message: format!(
-                    "more than {} bytes copied from the memo",
-                    self.limits.max_memo_copy_bytes
-                ),
-            });
-        }
+        self.charge(approx_size(v))?;
+        let (v, depth) = &self.memo[&key];
         let slot = Slot {
             v: v.clone(),
             depth: *depth,
@@ -430,13 +458,21 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    /// After mutating the top slot in place, refresh the memo copies that refer to it.
-    fn refresh_memo_of_top(&mut self) {
-        if let Some(slot) = self.stack.last() {
-            for k in &slot.memo {
-                self.memo.insert(*k, (slot.v.clone(), slot.depth));
-            }
+    /// After mutating the top slot in place, refresh the memo copies that refer to it (each copy is charged).
+    fn refresh_memo_of_top(&mut self) -> Result<(), PickleError> {
+        let Some(slot) = self.stack.last() else {
+            return Ok(());
+        };
+        if slot.memo.is_empty() {
+            return Ok(());
         }
+        let cost = approx_size(&slot.v).saturating_mul(slot.memo.len());
+        self.charge(cost)?;
+        let slot = self.stack.last().expect("checked above");
+        for k in &slot.memo {
+            self.memo.insert(*k, (slot.v.clone(), slot.depth));
+        }
+        Ok(())
     }
 
     /// `SETITEM(S)`: add key/value pairs to the dict (or dict-like object) on top of the stack.
@@ -448,9 +484,8 @@ impl<'a> Machine<'a> {
         let max_depth = self.limits.max_depth;
         let op_pos = self.op_pos;
         let target = self.top()?;
-        let pairs = items
-            .chunks_exact(2)
-            .map(|kv| (kv[0].v.clone(), kv[1].v.clone()));
+        let mut it = items.into_iter().map(|s| s.v);
+        let pairs = std::iter::from_fn(move || Some((it.next()?, it.next()?)));
         match &mut target.v {
             Value::Dict(d) => d.extend(pairs),
             Value::Build { state, .. } if matches!(state.as_ref(), Value::Dict(_)) => {
@@ -480,8 +515,7 @@ impl<'a> Machine<'a> {
                 message: format!("nesting deeper than {max_depth}"),
             });
         }
-        self.refresh_memo_of_top();
-        Ok(())
+        self.refresh_memo_of_top()
     }
 
     /// `APPEND(S)`/`ADDITEMS`: add items to the list (or list-like object) on top of the stack.
@@ -531,8 +565,7 @@ impl<'a> Machine<'a> {
                 message: format!("nesting deeper than {max_depth}"),
             });
         }
-        self.refresh_memo_of_top();
-        Ok(())
+        self.refresh_memo_of_top()
     }
 
     fn reduce(&mut self, callable: Slot, args: Slot) -> Result<Slot, PickleError> {
@@ -584,6 +617,8 @@ impl<'a> Machine<'a> {
                     self.pop_mark()?;
                 }
                 b'2' => {
+                    let size = approx_size(&self.top()?.v);
+                    self.charge(size)?;
                     let t = self.top()?.clone();
                     self.stack.push(Slot {
                         memo: Vec::new(),
@@ -848,7 +883,7 @@ impl<'a> Machine<'a> {
                     // BUILD mutates the object in place: memo copies of it must see the new state.
                     s.memo = memo;
                     self.stack.push(s);
-                    self.refresh_memo_of_top();
+                    self.refresh_memo_of_top()?;
                 }
                 b'P' => {
                     let l = self.line()?;
