@@ -14,7 +14,7 @@ if [ ! -f "$_decal_venv/.complete" ]; then
   mkdir -p "$DECAL_CACHE"
   rm -rf "$_decal_venv"
   "${DECAL_PYTHON:-python3}" -m venv "$_decal_venv" || { echo "decal setup: cannot create a venv with ${DECAL_PYTHON:-python3}" >&2; return 1; }
-  "$_decal_venv/bin/pip" install --quiet --progress-bar off "torch==$TORCH_VERSION" \
+  "$_decal_venv/bin/pip" install --quiet --progress-bar off --disable-pip-version-check "torch==$TORCH_VERSION" \
     || { echo "decal setup: pip could not install torch==$TORCH_VERSION" >&2; return 1; }
   touch "$_decal_venv/.complete"
 fi
@@ -25,7 +25,7 @@ if [ ! -f "$_decal_venv/.numpy-$NUMPY_VERSION" ]; then
     command -v flock >/dev/null && flock 9
     [ -f "$_decal_venv/.numpy-$NUMPY_VERSION" ] && exit 0
     echo "decal setup: installing numpy==$NUMPY_VERSION into $_decal_venv (one time)" >&2
-    "$_decal_venv/bin/pip" install --quiet --progress-bar off \
+    "$_decal_venv/bin/pip" install --quiet --progress-bar off --disable-pip-version-check \
       "numpy==$NUMPY_VERSION; python_version >= '3.11'" "numpy==$NUMPY_VERSION_PY310; python_version < '3.11'" \
       && touch "$_decal_venv/.numpy-$NUMPY_VERSION"
   ) 9>"$_decal_venv/.setup.lock" || { echo "decal setup: pip could not install numpy==$NUMPY_VERSION" >&2; return 1; }
