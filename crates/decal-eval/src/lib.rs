@@ -12,11 +12,14 @@
 //! nested JSON. No metric is computed here: all of them come from `decal-metrics`.
 #![warn(missing_docs)]
 
+pub mod drift;
 pub mod experiment;
 pub mod predict;
 pub mod suite;
 
+pub mod recipe;
 /// Errors of the evaluation suite.
+pub mod validation;
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// A metric could not be computed (shape, labels, non-finite values).

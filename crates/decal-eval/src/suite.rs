@@ -412,6 +412,94 @@ pub fn ood(
     (records, Value::Object(json))
 }
 
+/// The seed's MSP: the maximum of the float32 softmax (`torch.softmax` on float32 logits, emulated by
+/// `decal_metrics::summary::softmax_f32_into`), as `decal metrics --profile paper` scores OOD. Rows of
+/// log-probabilities (sampled V-TST) are the predictive already: their softmax is taken the same way.
+pub fn msp_f32(preds: &Predictions) -> Vec<f64> {
+    let k = preds.num_classes;
+    let mut row = vec![0.0; k];
+    preds
+        .logits
+        .chunks(k)
+        .map(|z| {
+            decal_metrics::summary::softmax_f32_into(z, &mut row);
+            row.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        })
+        .collect()
+}
+
+/// OOD detection under the `paper` profile, as the seed computes it: the MSP of the float32 softmax
+/// ([`msp_f32`]), AUROC, FPR@95TPR with the paper's ROC-interpolated estimator (ID positive) and AUPR by
+/// the trapezoid rule; records `auroc_paper`, `fpr95_paper`, `aupr_in_paper`, `aupr_out_paper` per OOD set
+/// (and pooled over two or more). The plain keys of [`ood`](fn@ood) keep the float64 softmax.
+pub fn ood_paper(
+    ctx: &RecordContext,
+    id: &Predictions,
+    sets: &[(String, Predictions)],
+) -> (Vec<MetricRecord>, Value) {
+    let s_id = msp_f32(id);
+    let mut targets: Vec<(String, Vec<f64>)> = sets
+        .iter()
+        .map(|(name, p)| (name.clone(), msp_f32(p)))
+        .collect();
+    if sets.len() >= 2 {
+        let pooled = targets
+            .iter()
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect();
+        targets.push(("pooled".to_string(), pooled));
+    }
+    let mut records = Vec::new();
+    let mut json = serde_json::Map::new();
+    for (dataset, s_ood) in &targets {
+        if s_ood.is_empty() {
+            continue;
+        }
+        let base = format!(
+            "profile paper; score: maximum of the float32 softmax (MSP, the seed's); ID = {} test images positive, OOD = {} images of {dataset}",
+            s_id.len(),
+            s_ood.len()
+        );
+        let values = [
+            (
+                "auroc",
+                ood::auroc(&s_id, s_ood),
+                "AUROC (Mann-Whitney, ties count 1/2)",
+            ),
+            (
+                "fpr95",
+                ood::fpr95_idpos_interp(&s_id, s_ood),
+                "FPR at 95% TPR, ID positive, np.interp on the ROC (ood_metrics; the paper)",
+            ),
+            (
+                "aupr_in",
+                ood::aupr_in(&s_id, s_ood, PrEstimator::Trapezoid),
+                "AUPR-In, trapezoid rule",
+            ),
+            (
+                "aupr_out",
+                ood::aupr_out(&s_id, s_ood, PrEstimator::Trapezoid),
+                "AUPR-Out, trapezoid rule",
+            ),
+        ];
+        let mut entry = serde_json::Map::new();
+        for (metric, value, def) in values {
+            records.push(ctx.record(
+                "ood",
+                dataset,
+                None,
+                None,
+                &format!("{metric}_paper"),
+                value,
+                &format!("{def}; {base}"),
+            ));
+            entry.insert(metric.to_string(), json!(value));
+        }
+        json.insert(dataset.clone(), Value::Object(entry));
+    }
+    (records, Value::Object(json))
+}
+
 /// Which corruption-aggregation quirks of the seed to reproduce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShiftCompat {

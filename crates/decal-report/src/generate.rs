@@ -440,6 +440,7 @@ pub fn generate_report(
     let spread_word = match options.spread {
         Spread::Std => "sample std (ddof = 1)",
         Spread::Se => "standard error (ddof = 1)",
+        Spread::SeedSe => "the seed's standard error (ddof = 0)",
     };
     for (metric, label) in [("ece", "ECE"), ("accuracy", "Accuracy")] {
         let mut datasets: Vec<&str> = Vec::new();

@@ -36,14 +36,18 @@ pub enum Spread {
     Std,
     /// Standard error of the mean: sample std / √n.
     Se,
+    /// The seed's "SE" (BUG-20): population standard deviation (ddof = 0) / √n.
+    #[serde(rename = "seed-se")]
+    SeedSe,
 }
 
 impl Spread {
-    /// Parses `std` or `se`.
+    /// Parses `std`, `se` or `seed-se`.
     pub fn parse(text: &str) -> Option<Spread> {
         match text.to_ascii_lowercase().as_str() {
             "std" | "sd" => Some(Spread::Std),
             "se" | "sem" => Some(Spread::Se),
+            "seed-se" => Some(Spread::SeedSe),
             _ => None,
         }
     }
@@ -52,6 +56,7 @@ impl Spread {
         match self {
             Spread::Std => "sample standard deviation (ddof = 1)",
             Spread::Se => "standard error of the mean (sample std with ddof = 1 divided by the square root of n)",
+            Spread::SeedSe => "the seed's standard error (population std with ddof = 0 divided by the square root of n; seed BUG-20)",
         }
     }
 }
@@ -95,6 +100,10 @@ impl Aggregate {
         match spread {
             Spread::Std => self.std,
             Spread::Se => self.se,
+            Spread::SeedSe => self.std.map(|s| {
+                let n = self.n as f64;
+                s * ((n - 1.0) / n).sqrt() / n.sqrt()
+            }),
         }
     }
 }
@@ -298,7 +307,7 @@ pub const PAPER_COLUMNS: [(&str, &str, &str); 11] = [
     ("Shift ECE", "shift", "ece"),
     ("Shift MCE", "shift", "mce"),
     ("OOD AUROC", "ood", "auroc"),
-    ("FPR95", "ood", "fpr95"),
+    ("FPR95 (ID+, exact)", "ood", "fpr95"),
 ];
 
 /// A results table: rows = methods, columns = metrics, cells = aggregates.
@@ -657,11 +666,12 @@ impl Table {
     }
 
     /// Machine-readable CSV of the table in display units, rounded as displayed: `method`, then per
-    /// column `<header> mean`, `<header> <std|se>`, `<header> n`.
+    /// column `<header> mean`, `<header> <std|se|seed-se>`, `<header> n`.
     pub fn to_csv(&self) -> String {
         let spread_name = match self.spread {
             Spread::Std => "std",
             Spread::Se => "se",
+            Spread::SeedSe => "seed-se",
         };
         let mut header = vec!["method".to_string()];
         for c in &self.columns {

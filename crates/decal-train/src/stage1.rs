@@ -316,6 +316,33 @@ impl Stage1Plan {
         self.augment = matches!(ds.as_str(), "cifar10" | "cifar100");
     }
 
+    /// The plan of `table` (a `decal train` config file or an experiment's `[backbone.train]`), resolved as
+    /// both commands do: the defaults, then the dataset's defaults ([`Stage1Plan::apply_dataset_defaults`]:
+    /// e.g. no crop/flip for SVHN and MNIST), then every key of `table` (explicit keys win). `dataset`
+    /// chooses the dataset defaults (a `dataset` key in `table` still sets the plan's dataset).
+    pub fn resolve_table(
+        dataset: &str,
+        table: toml::Table,
+        path: &Path,
+    ) -> Result<Self, Stage1Error> {
+        let mut plan = Stage1Plan {
+            dataset: dataset.to_string(),
+            ..Stage1Plan::default()
+        };
+        plan.apply_dataset_defaults();
+        let mut base: toml::Table =
+            toml::from_str(&plan.to_toml()?).map_err(|e| Stage1Error::Config {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            })?;
+        base.extend(table);
+        let merged = toml::to_string(&base).map_err(|e| Stage1Error::Config {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        Self::from_toml(&merged, path)
+    }
+
     /// Checks ranges and combinations.
     pub fn validate(&self) -> Result<(), Stage1Error> {
         let bad = |m: String| Err(Stage1Error::Plan(m));

@@ -77,7 +77,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let formats = Formats::parse(&args.format)?;
     let spread = Spread::parse(&args.spread)
-        .with_context(|| format!("--spread {:?}: expected `std` or `se`", args.spread))?;
+        .with_context(|| format!("--spread {:?}: expected `std`, `se` or `seed-se`", args.spread))?;
     let seed_results: Vec<(PathBuf, String)> = args
         .seed_results
         .chunks(2)

@@ -397,15 +397,13 @@ pub fn resolve_plan(args: &Args) -> anyhow::Result<Stage1Plan> {
     }) {
         plan.dataset = ds;
     }
-    plan.apply_dataset_defaults();
-    if let (Some(table), Some(path)) = (file_table, &args.config) {
-        let mut base: toml::Table = toml::from_str(&plan.to_toml()?)?;
-        for (k, v) in table {
-            base.insert(k, v);
+    plan = match (file_table, &args.config) {
+        (Some(table), Some(path)) => Stage1Plan::resolve_table(&plan.dataset, table, path)?,
+        _ => {
+            plan.apply_dataset_defaults();
+            plan
         }
-        let merged = toml::to_string(&base)?;
-        plan = Stage1Plan::from_toml(&merged, path)?;
-    }
+    };
     apply_flags(&mut plan, args)?;
     // An absolute data path keeps `--resume` working from any working directory.
     if let Ok(abs) = std::fs::canonicalize(&plan.data_dir) {

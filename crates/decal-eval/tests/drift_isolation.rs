@@ -1,0 +1,287 @@
+//! `[features] mode = "exact"`, `body = "seed-bn-drift"` (seed BUG-7) gives every stage-2 checkpoint its own
+//! drifted body, started from the stage-1 body and saved with the head, for all of its own evaluations;
+//! the baselines stay on the undrifted body. On a small synthetic image set with a BatchNorm backbone
+//! (WRN-10-1 on 16×16 RGB images, ImageFolder layout written here), checked against runs that cannot leak:
+//! - the seed-1 head of a run with seeds [0, 1] equals the seed-1 head of a run with seed [1] only (weights
+//!   and every evaluation: test, train NLL, OOD, shift) — before the fix, seed 1 trained on the body that
+//!   seed 0 had drifted;
+//! - the baseline and TS rows (test, OOD, shift) equal those of the same run with the frozen body — before
+//!   the fix, the shift sweep evaluated the baseline on the last head's drifted body;
+//! - drift did happen (the drifted head's rows differ from the frozen run's) and its body state is saved;
+//! - a resumed run reuses everything, and re-evaluating from the saved heads and body states (eval/ removed)
+//!   gives the same numbers.
+
+use std::path::{Path, PathBuf};
+
+use decal_eval::experiment::{self, ExperimentConfig, RunOptions};
+use serde_json::Value;
+
+/// A 24-bit uncompressed BMP (bottom-up rows, BGR).
+fn write_bmp(path: &Path, side: usize, rgb: &[u8]) {
+    let row = side * 3;
+    let size = 54 + row * side;
+    let mut b = Vec::with_capacity(size);
+    b.extend(b"BM");
+    b.extend((size as u32).to_le_bytes());
+    b.extend([0u8; 4]);
+    b.extend(54u32.to_le_bytes());
+    b.extend(40u32.to_le_bytes());
+    b.extend((side as i32).to_le_bytes());
+    b.extend((side as i32).to_le_bytes());
+    b.extend(1u16.to_le_bytes());
+    b.extend(24u16.to_le_bytes());
+    b.extend([0u8; 24]);
+    for y in (0..side).rev() {
+        for x in 0..side {
+            let p = &rgb[(y * side + x) * 3..][..3];
+            b.extend([p[2], p[1], p[0]]);
+        }
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b).unwrap();
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u8 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 56) as u8
+    }
+}
+
+const SIDE: usize = 16;
+const CLASSES: usize = 4;
+
+/// Class-dependent colour plus noise, so that a backbone learns something in one epoch.
+fn image(class: usize, rng: &mut Lcg) -> Vec<u8> {
+    let base = [
+        (class * 60) as u8,
+        (255 - class * 50) as u8,
+        ((class * 97) % 256) as u8,
+    ];
+    (0..SIDE * SIDE * 3)
+        .map(|i| base[i % 3].saturating_add(rng.next() / 3))
+        .collect()
+}
+
+fn write_data(root: &Path) {
+    let mut rng = Lcg(7);
+    for (split, per_class) in [("train", 60), ("test", 25)] {
+        for c in 0..CLASSES {
+            for i in 0..per_class {
+                write_bmp(
+                    &root.join(format!("id/{split}/class{c}/{i:03}.bmp")),
+                    SIDE,
+                    &image(c, &mut rng),
+                );
+            }
+        }
+    }
+    for i in 0..40 {
+        let px: Vec<u8> = (0..SIDE * SIDE * 3).map(|_| rng.next()).collect();
+        write_bmp(&root.join(format!("ood/test/noise/{i:03}.bmp")), SIDE, &px);
+    }
+    // Generated corruptions in the CIFAR-10-C layout: 5 severities × 30 images (uint8 NHWC) + labels.
+    let shift = root.join("shift");
+    std::fs::create_dir_all(&shift).unwrap();
+    let rows = 5 * 30;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for r in 0..rows {
+        let c = r % CLASSES;
+        pixels.extend(image(c, &mut rng).iter().map(|&v| v / 2 + rng.next() / 4));
+        labels.push(c as i64);
+    }
+    decal_io::npy::write(
+        &shift.join("dim.npy"),
+        &decal_io::NpyArray::from_u8(vec![rows, SIDE, SIDE, 3], pixels),
+    )
+    .unwrap();
+    decal_io::npy::write(
+        &shift.join("labels.npy"),
+        &decal_io::NpyArray::from_i64(vec![rows], labels),
+    )
+    .unwrap();
+    std::fs::write(
+        shift.join("manifest.json"),
+        r#"{"severities": [1, 2, 3, 4, 5]}"#,
+    )
+    .unwrap();
+}
+
+fn config(root: &Path, seeds: &str, body: &str, backbone: &str) -> ExperimentConfig {
+    let text = format!(
+        r#"
+name = "drift"
+seeds = {seeds}
+temperature_scaling = true
+
+[data]
+dataset = "imagefolder"
+dir = "{root}/id"
+
+{backbone}
+
+[features]
+mode = "exact"
+body = "{body}"
+
+[[heads]]
+name = "TST"
+kind = "tst"
+latent_dim = 8
+epochs = 3
+batch_size = 32
+lr = 0.003
+temperature_scaling = true
+
+[[ood]]
+name = "noise"
+dataset = "imagefolder"
+dir = "{root}/ood"
+
+[shift]
+dir = "{root}/shift"
+
+[eval]
+bootstrap = 0
+save_predictions = false
+"#,
+        root = root.display()
+    );
+    let path = root.join(format!(
+        "{}.toml",
+        seeds.len() + body.len() + backbone.len()
+    ));
+    std::fs::write(&path, text).unwrap();
+    ExperimentConfig::read(&path).unwrap()
+}
+
+fn run(config: &ExperimentConfig, out: &Path) -> (Value, experiment::RunSummary) {
+    let options = RunOptions {
+        force: false,
+        device: tch::Device::Cpu,
+        device_spec: "cpu".into(),
+        head_threads: Some(1),
+    };
+    let summary = experiment::run(config, out, &options, &mut |_| {}).unwrap();
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    (results, summary)
+}
+
+/// Everything evaluated for one row: test / train / OOD results and the shift results.
+fn row(results: &Value, key: &str) -> (Value, Value) {
+    (
+        results["results"][key].clone(),
+        results["results"]["shift"][key].clone(),
+    )
+}
+
+fn head_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("heads/tst"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_drifted_checkpoint_has_its_own_body_and_the_baselines_keep_the_undrifted_one() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write_data(root);
+    let train =
+        "[backbone.train]\nmodel = \"wrn-10-1\"\nepochs = 1\nbatch_size = 32\nlr = 0.01\nseed = 3";
+
+    // Run A: two seeds, the backbone trained here.
+    let a_out = root.join("a");
+    let (a, _) = run(&config(root, "[0, 1]", "seed-bn-drift", train), &a_out);
+    let best: PathBuf = std::fs::read_dir(&a_out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("backbone-")
+        })
+        .unwrap()
+        .join("best");
+    let checkpoint = format!("[backbone]\ncheckpoint = \"{}\"", best.display());
+
+    // The stage-1 checkpoint's recorded split is recognised: calibration stays on the validation part.
+    let (b, _) = run(
+        &config(root, "[1]", "seed-bn-drift", &checkpoint),
+        &root.join("b"),
+    );
+    assert_eq!(
+        b["validation"]["resolved"]["source"], "train-split",
+        "{}",
+        b["validation"]
+    );
+    assert_eq!(a["validation"]["resolved"]["source"], "train-split");
+
+    // Seed 1 alone equals seed 1 after seed 0: same weights, same body state, same evaluations.
+    for key in ["TST seed 1", "TS + TST seed 1"] {
+        let (ra, sa) = row(&a, key);
+        let (rb, sb) = row(&b, key);
+        assert!(ra.is_object() && sa.is_object(), "{key}: {ra} / {sa}");
+        assert_eq!(ra, rb, "{key}: in-distribution/OOD/train results");
+        assert_eq!(sa, sb, "{key}: shift results");
+    }
+    assert_eq!(
+        a["calibration"]["TS + TST seed 1"]["temperature"],
+        b["calibration"]["TS + TST seed 1"]["temperature"]
+    );
+    let (a_heads, b_heads) = (head_dirs(&a_out), head_dirs(&root.join("b")));
+    let a_seed1 = a_heads
+        .iter()
+        .find(|p| p.to_str().unwrap().contains("seed-1-"))
+        .unwrap();
+    for f in ["model.safetensors", decal_eval::drift::BODY_STATE_FILE] {
+        assert_eq!(
+            std::fs::read(a_seed1.join(f)).unwrap(),
+            std::fs::read(b_heads[0].join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // The two seeds drifted differently (each from the stage-1 body, on its own epochs).
+    assert_ne!(
+        std::fs::read(a_heads[0].join(decal_eval::drift::BODY_STATE_FILE)).unwrap(),
+        std::fs::read(a_heads[1].join(decal_eval::drift::BODY_STATE_FILE)).unwrap()
+    );
+
+    // Run C: the frozen body. The baselines are the same numbers; the drifted heads are not.
+    let (c, _) = run(
+        &config(root, "[0, 1]", "frozen", &checkpoint),
+        &root.join("c"),
+    );
+    for key in ["Baseline", "TS", "TS (seed LBFGS)"] {
+        let (ra, sa) = row(&a, key);
+        let (rc, sc) = row(&c, key);
+        assert!(ra.is_object() && sa.is_object(), "{key}");
+        assert_eq!(ra, rc, "{key}: in-distribution/OOD/train results");
+        assert_eq!(sa, sc, "{key}: shift results on the undrifted body");
+    }
+    assert_ne!(row(&a, "TST seed 1").0, row(&c, "TST seed 1").0);
+    assert!(std::fs::read_dir(&head_dirs(&root.join("c"))[0])
+        .unwrap()
+        .all(|e| e.unwrap().file_name() != decal_eval::drift::BODY_STATE_FILE));
+
+    // Resume: nothing recomputed, same results. Re-evaluation from the saved heads and bodies: same numbers.
+    let (a2, s2) = run(&config(root, "[0, 1]", "seed-bn-drift", train), &a_out);
+    assert_eq!(s2.computed, 0, "a finished run recomputed units");
+    assert_eq!(a2["results"], a["results"]);
+    std::fs::remove_dir_all(a_out.join("eval")).unwrap();
+    std::fs::remove_dir_all(a_out.join("features")).unwrap();
+    let (a3, s3) = run(&config(root, "[0, 1]", "seed-bn-drift", train), &a_out);
+    assert!(s3.computed > 0);
+    assert_eq!(a3["results"], a["results"]);
+}
