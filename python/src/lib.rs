@@ -479,7 +479,8 @@ impl NativeCalibrator {
         serde_json::to_string_pretty(&record).map_err(|e| value_error("to_json", e))
     }
 
-    /// Reads a calibrator record (as `to_json` and `decal calibrate --out` write it) or a bare calibrator.
+    /// Reads a calibrator record (as `to_json` and `decal calibrate --out` write it) or a bare calibrator,
+    /// validated (`Calibrator::validate`: positive finite temperature, consistent K, bins, knots).
     #[staticmethod]
     fn from_json(text: &str) -> PyResult<Self> {
         let value: serde_json::Value = serde_json::from_str(text)
@@ -487,6 +488,8 @@ impl NativeCalibrator {
         let inner = value.get("calibrator").cloned().unwrap_or(value);
         let cal: Calibrator = serde_json::from_value(inner)
             .map_err(|e| value_error("text", format!("not a decal calibrator: {e}")))?;
+        // Checked like user input, as `decal calibrate --apply` does.
+        cal.validate().map_err(|e| value_error("text", e))?;
         Ok(NativeCalibrator {
             cal,
             fitted_rows: None,

@@ -130,3 +130,12 @@ def test_reliability_refuses_existing_files(tmp_path):
     assert (tmp_path / "r.csv").read_bytes() == before
     decal.reliability_diagram(Z[:2], Y[:2], tmp_path / "r.png", overwrite=True)
     assert (tmp_path / "r.csv").read_bytes() != before
+
+
+def test_loaded_calibrators_are_validated():
+    cal = decal.calibrate("temperature", Z, Y)
+    params = cal.params
+    for bad_t in (0.0, -1.0):
+        params["temperature"] = bad_t
+        with pytest.raises(ValueError, match=r"^text: .*temperature"):
+            decal.Calibrator.from_json(__import__("json").dumps({"calibrator": params}))

@@ -154,3 +154,12 @@ def test_docstring_examples_run():
     result = doctest.testmod(decal, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 20
     assert result.failed == 0
+
+
+def test_float32_and_float64_inputs_are_not_copied(data):
+    from decal import _scores
+
+    for a in (data.logits32, data.logits64):
+        assert _scores(a, "logits") is a
+    assert not np.shares_memory(_scores(data.logits16, "logits"), data.logits16)
+    assert _scores(data.logits16, "logits").dtype == np.float32
