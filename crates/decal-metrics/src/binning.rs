@@ -62,9 +62,10 @@ pub struct Bins {
     num_bins: usize,
     membership: Membership,
     edges: Vec<f64>,
-    // `num_bins` as f64 and the upper edge of the first bin, for the fast path of `slot`.
+    // For the fast path of `slot`: `num_bins` as f64, and the edges followed by +inf (so that slot M, the
+    // torchmetrics `c == 1` slot, has an upper bound too).
     scale: f64,
-    first_upper: f64,
+    padded: Vec<f64>,
 }
 
 /// `torch.linspace(0, 1, steps)` in float32, bit-exact with torch 2.11 (checked for 2..=201 steps):
@@ -151,11 +152,13 @@ impl Bins {
                 .collect(),
             (Membership::Histogram, _) => numpy_linspace_f64(num_bins + 1),
         };
+        let mut padded = edges.clone();
+        padded.push(f64::INFINITY);
         Bins {
             num_bins,
             membership,
             scale: num_bins as f64,
-            first_upper: edges[1],
+            padded,
             edges,
         }
     }
@@ -195,28 +198,27 @@ impl Bins {
     /// The slot of confidence `c`, or `None` when the convention puts it in no bin (`guo` with `c ≤ 0`, any
     /// convention with `c` outside `[0, 1]` or NaN).
     ///
-    /// Fast path for the hot loops: the arithmetic guess `⌊c·M⌋` is accepted only after checking it against
-    /// the exact edges under the convention (`e_k ≤ c < e_{k+1}`, or `e_k < c ≤ e_{k+1}` for `guo`) with
-    /// `0 < c < 1`, where exactly one slot satisfies that check; everything else (edges, `0`, `1`, out of
-    /// range, NaN) goes through the full [`Self::slot_exact`], so both always agree (tested).
+    /// Fast path for the hot loops (`[lo, hi)` conventions, `0 ≤ c ≤ 1`): the arithmetic guess `⌊c·M⌋` is moved
+    /// at most one slot either way against the exact edges (enough for M < 2^23: the float32 edges are within
+    /// an ulp of k/M), then accepted only if `e_k ≤ c < e_{k+1}` holds (slot M being `c ≥ e_M = 1`), which
+    /// exactly one slot satisfies; `guo`, values outside `[0, 1]`, NaN and any failed check go through the
+    /// full [`Self::slot_exact`], so both always agree (tested). Branch-free in the common case, because class
+    /// probabilities land in unpredictable bins.
     #[inline(always)]
     pub fn slot(&self, c: f64) -> Option<usize> {
-        if c > 0.0 && c < 1.0 {
-            // Most class probabilities are small: 0 < c < e_1 is slot 0 under every convention.
-            if c < self.first_upper {
-                return Some(0);
-            }
+        if (0.0..=1.0).contains(&c) && self.membership != Membership::Guo {
             let m = self.num_bins;
-            // 0 < c·M < M: the signed conversion is exact and cheaper than the unsigned one.
-            let k = ((c * self.scale) as i64 as usize).min(m - 1);
-            let (lo, hi) = (self.edges[k], self.edges[k + 1]);
-            let inside = if self.membership == Membership::Guo {
-                lo < c && c <= hi
-            } else {
-                lo <= c && c < hi
-            };
-            if inside {
-                return Some(k);
+            let e = &self.padded;
+            // 0 ≤ c·M ≤ M: the signed conversion is exact and cheaper than the unsigned one.
+            let k0 = ((c * self.scale) as i64 as usize).min(m - 1);
+            let k = k0 + usize::from(c >= e[k0 + 1]) - usize::from(c < e[k0]);
+            if e[k] <= c && c < e[k + 1] {
+                // Slot M is the torchmetrics `c == 1` bin; the histogram convention closes bin M − 1 instead.
+                return Some(if self.membership == Membership::Histogram {
+                    k.min(m - 1)
+                } else {
+                    k
+                });
             }
         }
         self.slot_exact(c)

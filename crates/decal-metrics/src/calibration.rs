@@ -320,8 +320,11 @@ impl ClasswiseAccumulator {
                 let j = k * slots + s;
                 self.count[j] += 1;
                 self.sum_prob[j] += p;
-                self.sum_hit[j] += (k == label) as u64;
             }
+        }
+        // Only the label's class is a hit: one update instead of a zero added for every class.
+        if let Some(s) = probs.get(label).and_then(|&p| self.bins.slot(p)) {
+            self.sum_hit[label * slots + s] += 1;
         }
     }
 

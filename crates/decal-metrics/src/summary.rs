@@ -1120,6 +1120,21 @@ impl SummaryAccumulator {
     }
 }
 
+/// Runs `f` with the blocked metric computation ([`SummaryAccumulator::add_blocked`], [`evaluate`]) on a
+/// dedicated pool of `threads` worker threads. Results do not depend on the number of threads.
+pub fn with_threads<R: Send>(
+    threads: usize,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, MetricsError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| {
+            MetricsError::Unsupported(format!("cannot start {threads} worker threads: {e}"))
+        })?;
+    Ok(pool.install(f))
+}
+
 /// Evaluates validated predictions under `profile` (see [`evaluate_with`]).
 pub fn evaluate(input: &PredictionInput, profile: &Profile) -> Summary {
     evaluate_with(input, profile, EvalOptions::default())

@@ -6,19 +6,21 @@
 //! `decal_metrics::summary` (the same code `decal eval` and the experiment runner use) under a named profile,
 //! and the JSON output carries a `definitions` object naming every definition used.
 //!
-//! Chunks are processed on all available cores (each thread fills its own mergeable accumulator; the partial
-//! accumulators are merged in row order), so the result does not depend on the thread count beyond f64
-//! re-association of sums.
+//! float32/float64 `.npy` predictions and int64 labels are memory-mapped window by window and read without
+//! copying; each window is computed in fixed blocks of rows on all available cores (each block fills its own
+//! mergeable accumulator; the blocks are merged in row order), so the result is bit-identical to
+//! `decal_metrics::evaluate` on the whole arrays whatever the thread count.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use decal_io::mmap::MappedNpy;
 use decal_io::npy::{DType, NpyReader};
 use decal_metrics::binning::Membership;
 use decal_metrics::bootstrap::BootstrapConfig;
 use decal_metrics::profile::{Fpr95Convention, OodScore, Profile};
 use decal_metrics::summary::{
-    EvalOptions, KeepRows, ScoreKind, Summary, SummaryAccumulator, Values,
+    EvalOptions, KeepRows, ScoreKind, Summary, SummaryAccumulator, Values, BLOCK_ROWS,
 };
 
 /// Arguments of `decal metrics`.
@@ -138,16 +140,24 @@ fn is_npy(path: &Path) -> bool {
     !matches!(decal_io::npy::read_header(path), Ok(h) if h.fortran_order && h.shape.len() > 1)
 }
 
-/// A source of prediction rows: a streamed `.npy` or a fully loaded matrix.
+/// A source of prediction rows: a memory-mapped `.npy` (float32/float64, native byte order: zero-copy), a
+/// streamed `.npy` (other dtypes, converted to f64 chunk by chunk) or a fully loaded matrix (`.npz`, CSV).
 enum Rows {
+    Mapped(MappedNpy),
     Stream(NpyReader),
     Loaded { data: Vec<f64>, next: usize },
 }
 
-/// A source of labels, streamed or loaded.
+/// A source of labels: memory-mapped int64, streamed (other dtypes) or loaded.
 enum LabelRows {
+    Mapped(MappedNpy),
     Stream(NpyReader),
     Loaded { data: Vec<i64>, next: usize },
+}
+
+/// Whether a `.npy` of this dtype can be handed to the metrics without conversion.
+fn mappable(h: &decal_io::npy::Header, dtypes: &[DType]) -> bool {
+    dtypes.contains(&h.dtype) && h.big_endian == cfg!(target_endian = "big")
 }
 
 /// Opens predictions `[N, K]`; returns the source, N and K.
@@ -172,6 +182,9 @@ fn open_predictions(path: &Path, key: Option<&str>) -> anyhow::Result<(Rows, usi
         let (n, k) = (h.shape[0], h.shape[1]);
         if n == 0 || k == 0 {
             bail!("{}: empty array of shape {:?}", path.display(), h.shape);
+        }
+        if mappable(h, &[DType::F32, DType::F64]) {
+            return Ok((Rows::Mapped(MappedNpy::open(path)?), n, k));
         }
         Ok((Rows::Stream(reader), n, k))
     } else {
@@ -210,6 +223,9 @@ fn open_labels(path: &Path, key: Option<&str>) -> anyhow::Result<(LabelRows, usi
         if n == 0 {
             bail!("{}: no labels (empty array)", path.display());
         }
+        if mappable(h, &[DType::I64]) {
+            return Ok((LabelRows::Mapped(MappedNpy::open(path)?), n));
+        }
         Ok((LabelRows::Stream(reader), n))
     } else {
         let y = decal_io::matrix::load_labels(path, key)?;
@@ -218,28 +234,60 @@ fn open_labels(path: &Path, key: Option<&str>) -> anyhow::Result<(LabelRows, usi
     }
 }
 
+/// One window of prediction rows: borrowed from a mapping, or converted into `buf`.
+enum RowWindow {
+    Mapped(decal_io::mmap::Window),
+    Buffered,
+}
+
 impl Rows {
-    fn next_chunk(
+    /// The next window of at most `max_rows` rows starting at row `offset`; returns it and its row count
+    /// (0 at the end). Converted rows land in `buf`.
+    fn next_window(
         &mut self,
+        offset: usize,
         max_rows: usize,
         k: usize,
-        out: &mut Vec<f64>,
-    ) -> anyhow::Result<usize> {
+        buf: &mut Vec<f64>,
+    ) -> anyhow::Result<(RowWindow, usize)> {
         match self {
-            Rows::Stream(r) => Ok(r.read_rows_f64(max_rows, out)?),
+            Rows::Mapped(m) => {
+                let w = m.window(offset, max_rows)?;
+                let rows = w.rows();
+                Ok((RowWindow::Mapped(w), rows))
+            }
+            Rows::Stream(r) => Ok((RowWindow::Buffered, r.read_rows_f64(max_rows, buf)?)),
             Rows::Loaded { data, next } => {
                 let rows = max_rows.min(data.len() / k - *next);
-                out.clear();
-                out.extend_from_slice(&data[*next * k..(*next + rows) * k]);
+                buf.clear();
+                buf.extend_from_slice(&data[*next * k..(*next + rows) * k]);
                 *next += rows;
-                Ok(rows)
+                Ok((RowWindow::Buffered, rows))
             }
         }
     }
 }
 
+impl RowWindow {
+    fn values<'a>(&'a self, buf: &'a [f64], path: &Path) -> anyhow::Result<Values<'a>> {
+        match self {
+            RowWindow::Buffered => Ok(Values::F64(buf)),
+            RowWindow::Mapped(w) => w
+                .as_f32()
+                .map(Values::F32)
+                .or_else(|| w.as_f64().map(Values::F64))
+                .with_context(|| {
+                    format!(
+                        "{}: the data section is not aligned for zero-copy reading",
+                        path.display()
+                    )
+                }),
+        }
+    }
+}
+
 impl LabelRows {
-    /// Reads `rows` labels; `offset` is the index of the first (for messages).
+    /// Reads `rows` labels starting at label `offset` into `out`.
     fn next_chunk(
         &mut self,
         rows: usize,
@@ -250,6 +298,23 @@ impl LabelRows {
     ) -> anyhow::Result<()> {
         out.clear();
         match self {
+            LabelRows::Mapped(m) => {
+                let w = m.window(offset, rows)?;
+                if w.rows() != rows {
+                    bail!(
+                        "{}: ended after {} labels",
+                        path.display(),
+                        offset + w.rows()
+                    );
+                }
+                let y = w.as_i64().with_context(|| {
+                    format!(
+                        "{}: the data section is not aligned for zero-copy reading",
+                        path.display()
+                    )
+                })?;
+                out.extend_from_slice(y);
+            }
             LabelRows::Stream(r) => {
                 let got = r.read_rows_f64(rows, buf)?;
                 if got != rows {
@@ -276,10 +341,28 @@ impl LabelRows {
     }
 }
 
-/// Rows per chunk read from disk (then split across threads): 2^18 rows of K = 10 float64 values is 21 MB.
+/// Rows per window read from disk (then split into blocks across threads): 2^18 rows of K = 10 float32 values
+/// is 10 MiB. Always a multiple of `BLOCK_ROWS`.
 pub(crate) const DEFAULT_CHUNK_ROWS: usize = 1 << 18;
 
-/// Computes the summary of predictions in `pred_path` against `labels_path`, streaming `.npy` inputs.
+/// Largest window in bytes of f64 values (caps the window for large K).
+const MAX_WINDOW_BYTES: usize = 64 << 20;
+
+/// Rows per window: `requested` rounded up to a multiple of [`BLOCK_ROWS`] (so every window but the last
+/// holds whole blocks and the result equals `evaluate` on the same rows), capped at [`MAX_WINDOW_BYTES`].
+fn window_rows(requested: usize, k: usize) -> usize {
+    let cap = (MAX_WINDOW_BYTES / (8 * k.max(1))).max(1);
+    let rows = requested.clamp(1, cap);
+    rows.div_ceil(BLOCK_ROWS) * BLOCK_ROWS
+}
+
+/// Computes the summary of predictions in `pred_path` against `labels_path`.
+///
+/// `.npy` inputs are read window by window (memory-mapped and zero-copy for float32/float64 predictions and
+/// int64 labels, converted otherwise), so memory does not grow with N unless the profile keeps per-row values
+/// (equal-mass ECE, bootstrap, OOD scores). Each window is computed in blocks of `BLOCK_ROWS` rows on `threads`
+/// worker threads ([`SummaryAccumulator::add_blocked`]): the result is bit-identical to
+/// `decal_metrics::evaluate` on the whole arrays, for any thread count and window size.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn summarise_files(
     kind: ScoreKind,
@@ -301,51 +384,34 @@ pub(crate) fn summarise_files(
             pred_path.display()
         );
     }
-    let threads = threads.max(1);
+    let window = window_rows(chunk_rows, k);
     let mut total = SummaryAccumulator::new(profile, kind, k, keep);
     let (mut buf, mut lbuf, mut ybuf) = (Vec::new(), Vec::new(), Vec::new());
     let mut offset = 0;
-    loop {
-        let got = rows.next_chunk(chunk_rows.max(1), k, &mut buf)?;
-        if got == 0 {
-            break;
+    decal_metrics::summary::with_threads(threads, || -> anyhow::Result<()> {
+        loop {
+            let (win, got) = rows.next_window(offset, window, k, &mut buf)?;
+            if got == 0 {
+                break;
+            }
+            labels.next_chunk(got, offset, labels_path, &mut lbuf, &mut ybuf)?;
+            if let Some(i) = ybuf.iter().position(|&y| y < 0 || y as u64 >= k as u64) {
+                bail!(
+                    "{}: label {} is {}, outside [0, {k}) for the {k} classes of {}",
+                    labels_path.display(),
+                    offset + i,
+                    ybuf[i],
+                    pred_path.display()
+                );
+            }
+            let values = win.values(&buf, pred_path)?;
+            total
+                .add_blocked(values, &ybuf)
+                .with_context(|| pred_path.display().to_string())?;
+            offset += got;
         }
-        labels.next_chunk(got, offset, labels_path, &mut lbuf, &mut ybuf)?;
-        if let Some(i) = ybuf.iter().position(|&y| y < 0 || y as u64 >= k as u64) {
-            bail!(
-                "{}: label {} is {}, outside [0, {k}) for the {k} classes of {}",
-                labels_path.display(),
-                offset + i,
-                ybuf[i],
-                pred_path.display()
-            );
-        }
-        // Split the chunk across threads; merge the partial accumulators in row order.
-        let per = got.div_ceil(threads);
-        let results: Vec<anyhow::Result<SummaryAccumulator>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .filter(|t| t * per < got)
-                .map(|t| {
-                    let (lo, hi) = (t * per, ((t + 1) * per).min(got));
-                    let (vals, ys) = (&buf[lo * k..hi * k], &ybuf[lo..hi]);
-                    let row0 = offset + lo;
-                    scope.spawn(move || -> anyhow::Result<SummaryAccumulator> {
-                        let mut acc = SummaryAccumulator::new(profile, kind, k, keep);
-                        acc.add_at(Values::F64(vals), ys, row0)?;
-                        Ok(acc)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("metric worker threads do not panic"))
-                .collect()
-        });
-        for r in results {
-            total.merge(r.with_context(|| pred_path.display().to_string())?);
-        }
-        offset += got;
-    }
+        Ok(())
+    })??;
     Ok((total, n, k))
 }
 
