@@ -35,6 +35,8 @@ enum Command {
     Import(commands::import::Args),
     /// Run an experiment config end to end (stage 1, features, heads, evaluation, report); resumable.
     Run(commands::run::Args),
+    /// Train and evaluate TST / V-TST / REINIT heads on features saved from any model; export them for PyTorch.
+    Heads(Box<commands::heads::Args>),
     /// Aggregate finished runs into tables, plots and an HTML report.
     Report(commands::report::Args),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => commands::eval::run(a),
         Command::Import(a) => commands::import::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Heads(a) => commands::heads::run(*a),
         Command::Report(a) => commands::report::run(a),
     };
     match result {

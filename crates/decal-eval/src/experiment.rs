@@ -55,6 +55,11 @@ use tch::{nn, Device};
 use crate::predict::{predict, Predictions, Predictor};
 use crate::suite::{self, EvalSettings, RecordContext, ShiftCompat, ShiftSweep};
 
+/// `[backbone] features`: an experiment on features saved from any model (a child module, so it shares
+/// this module's units, temperature fits and report).
+#[path = "feature_run.rs"]
+mod feature_run;
+
 /// Errors of an experiment run: one line naming the step, the file and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
@@ -96,7 +101,8 @@ pub struct ExperimentConfig {
     /// Stage-2 seeds: every head is trained once per seed (the seed: 0..9).
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
-    /// In-distribution data.
+    /// In-distribution data (not used, and may be left out, with `[backbone] features`).
+    #[serde(default = "no_data")]
     pub data: DataConfig,
     /// The frozen backbone: trained (stage 1) or imported.
     pub backbone: BackboneConfig,
@@ -122,6 +128,11 @@ pub struct ExperimentConfig {
 
 fn default_seeds() -> Vec<u64> {
     vec![0, 1, 2]
+}
+
+/// `[data]` of a config without one (`[backbone] features`): no dataset, every other key at its default.
+fn no_data() -> DataConfig {
+    toml::from_str("dataset = \"\"\ndir = \"\"").expect("a [data] table with every default parses")
 }
 
 /// In-distribution dataset and split.
@@ -169,6 +180,11 @@ pub struct BackboneConfig {
     /// `limit_train`, `limit_val` and `device` are taken from `[data]` and the run.
     #[serde(default)]
     pub train: Option<Stage1Plan>,
+    /// Features saved from any model instead of a network (`decal heads`; see
+    /// [`crate::feature_files`]): `features = { train = "F.npy", train_labels = "Y.npy", val = …,
+    /// val_labels = …, test = …, test_labels = …, ood = { name = "O.npy" }, test_logits = … }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<crate::feature_files::FeatureFiles>,
 }
 
 /// Feature production for stage 2.
@@ -424,6 +440,9 @@ impl ExperimentConfig {
             }
         };
         fix(&mut self.data.dir);
+        if let Some(f) = &mut self.backbone.features {
+            f.resolve_paths(base);
+        }
         if let Some(c) = &mut self.backbone.checkpoint {
             fix(c);
         }
@@ -441,12 +460,13 @@ impl ExperimentConfig {
             return Err("name must not be empty".into());
         }
         match (&self.backbone.checkpoint, &self.backbone.train) {
+            _ if self.backbone.features.is_some() => feature_run::validate(self)?,
             (Some(_), Some(_)) => {
                 return Err("[backbone] has both `checkpoint` and `train`; give one".into())
             }
             (None, None) => {
                 return Err(
-                    "[backbone] needs `checkpoint = \"dir\"` or a `[backbone.train]` table".into(),
+                    "[backbone] needs `checkpoint = \"dir\"`, a `[backbone.train]` table or `features = { … }`".into(),
                 )
             }
             _ => {}
@@ -997,6 +1017,10 @@ pub fn run(
         &json!({"config": config, "config_hash": hash_json(config), "provenance": Provenance::capture()}),
     )
     .map_err(step("output directory"))?;
+    // Features from files (`decal heads`): no images, no network; stage 2 and evaluation as below.
+    if let Some(files) = &config.backbone.features {
+        return feature_run::run(config, files, out, options, log, started);
+    }
 
     // ---- Data ---------------------------------------------------------------------------------------
     let dataset = DatasetName::parse(&config.data.dataset).map_err(step("[data] dataset"))?;

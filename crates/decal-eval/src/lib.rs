@@ -14,6 +14,7 @@
 
 pub mod drift;
 pub mod experiment;
+pub mod feature_files;
 pub mod predict;
 pub mod suite;
 

@@ -19,6 +19,7 @@ pub mod device;
 pub mod efficientnet;
 pub mod efficientnet_tv;
 mod error;
+pub mod export;
 pub mod import;
 mod init;
 pub mod resnet;

@@ -4,6 +4,7 @@ pub mod calibrate;
 pub mod corrupt;
 pub mod data;
 pub mod eval;
+pub mod heads;
 pub mod import;
 pub mod metrics;
 pub mod quickstart;

@@ -121,7 +121,7 @@ pub fn quickstart_config(data: &Path, seeds: u64, epochs: usize) -> ExperimentCo
             limit_test: 0,
             allow_subset: true,
         },
-        backbone: BackboneConfig { checkpoint: None, train: Some(plan) },
+        backbone: BackboneConfig { checkpoint: None, train: Some(plan), features: None },
         features: FeaturesConfig::default(),
         heads: vec![head("TST", HeadKind::Tst), head("V-TST", HeadKind::Vtst)],
         temperature_scaling: true,
