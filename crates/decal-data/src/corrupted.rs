@@ -77,13 +77,18 @@ pub fn available(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A decal-io error on `p` as a [`DataError`] naming `p` once (decal-io's message already starts with it).
+fn npy_error(p: &Path, e: decal_io::IoError) -> DataError {
+    let text = e.to_string();
+    let prefix = format!("{}: ", p.display());
+    DataError::format(p, text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+}
+
 /// Reads `labels.npy` of a corruption directory and checks it against the class count.
 pub fn read_labels(dir: &Path, num_classes: usize) -> Result<Vec<u32>> {
     let p = dir.join("labels.npy");
-    let a = decal_io::npy::read(&p).map_err(|e| DataError::format(&p, e.to_string()))?;
-    let l = a
-        .to_labels()
-        .map_err(|e| DataError::format(&p, e.to_string()))?;
+    let a = decal_io::npy::read(&p).map_err(|e| npy_error(&p, e))?;
+    let l = a.to_labels().map_err(|e| npy_error(&p, e))?;
     if l.len() % 5 != 0 {
         return Err(DataError::format(
             &p,
@@ -124,7 +129,7 @@ pub fn read(
             format!("corruption file missing (available: {:?})", available(dir)),
         ));
     }
-    let a = decal_io::npy::read(&p).map_err(|e| DataError::format(&p, e.to_string()))?;
+    let a = decal_io::npy::read(&p).map_err(|e| npy_error(&p, e))?;
     let NpyData::U8(px) = a.data else {
         return Err(DataError::format(
             &p,

@@ -96,6 +96,15 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
                 a.checked_mul(u32::from_be_bytes(c.try_into().expect("4")) as u64)
             })
             .ok_or_else(|| DataError::format(path, "IDX dimensions overflow"))?;
+        if n > decal_core::bounded::deflate_bound(raw.len() as u64) {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "IDX header declares {n} bytes of data, more than {} gzip bytes can hold",
+                    raw.len()
+                ),
+            ));
+        }
         head.extend(dims);
         // One extra byte reveals trailing data without inflating an unbounded stream.
         z.take(n + 1)

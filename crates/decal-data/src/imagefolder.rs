@@ -87,12 +87,7 @@ pub fn read_with(root: &Path, opts: &ImageFolderOptions) -> Result<ImageSet> {
             let mut sorted_wanted = wanted.clone();
             sorted_wanted.sort();
             if sorted_wanted != classes {
-                return Err(DataError::format(
-                    root,
-                    format!(
-                        "class folders {classes:?} do not match the expected classes {wanted:?}"
-                    ),
-                ));
+                return Err(DataError::format(root, class_mismatch(&classes, wanted)));
             }
             // Map sorted-folder labels to the requested order.
             let remap: Vec<u32> = classes
@@ -111,6 +106,59 @@ pub fn read_with(root: &Path, opts: &ImageFolderOptions) -> Result<ImageSet> {
         .clone()
         .unwrap_or_else(|| root.display().to_string());
     decode_files(&files, class_names, opts.color, opts.resize, name)
+}
+
+/// Names what differs between the class folders `found` under a split and the `expected` classes:
+/// `missing class folder 'cat' (found 9 of the 10 classes)`, plus unexpected folders.
+pub fn class_mismatch(found: &[String], expected: &[String]) -> String {
+    let quoted = |v: Vec<&String>| {
+        v.iter()
+            .map(|c| format!("'{c}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let missing: Vec<&String> = expected.iter().filter(|c| !found.contains(c)).collect();
+    let extra: Vec<&String> = found.iter().filter(|c| !expected.contains(c)).collect();
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "missing class folder{} {}",
+            if missing.len() == 1 { "" } else { "s" },
+            quoted(missing)
+        ));
+    }
+    if !extra.is_empty() {
+        parts.push(format!(
+            "unexpected folder{} {}",
+            if extra.len() == 1 { "" } else { "s" },
+            quoted(extra)
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("class folders in an unexpected order".into());
+    }
+    format!(
+        "{} (found {} folders, expected the {} classes)",
+        parts.join("; "),
+        found.len(),
+        expected.len()
+    )
+}
+
+/// Class folder names directly under `dir` (sorted; empty when `dir` is not a directory).
+pub fn class_folders(dir: &Path) -> Result<Vec<String>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(read_dir_sorted(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect())
 }
 
 /// Lists an ImageFolder tree: sorted class names and `(file, label)` pairs in torchvision's order
@@ -200,10 +248,25 @@ pub fn decode_image_bytes(
     if bytes.starts_with(&[0xFF, 0xD8]) {
         return decode_jpeg(bytes, path, color);
     }
-    let img = image::load_from_memory(bytes).map_err(|e| DataError::Decode {
+    let decode_err = |e: image::ImageError| DataError::Decode {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
+    };
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| decode_err(e.into()))
+    };
+    // The header's dimensions are checked before the decoder allocates for them.
+    let (w, h) = reader()?.into_dimensions().map_err(decode_err)?;
+    check_declared_pixels(
+        w as u64,
+        h as u64,
+        max_pixels_deflate(bytes.len()),
+        "PNG/BMP",
+        path,
+    )?;
+    let img = reader()?.decode().map_err(decode_err)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let pixels = match color {
         ColorMode::Rgb => img.into_rgb8().into_raw(),
@@ -213,6 +276,38 @@ pub fn decode_image_bytes(
         },
     };
     Ok((h, w, pixels))
+}
+
+/// Most pixels a deflate-compressed (PNG) or run-length (BMP) image of `len` bytes can hold: deflate expands
+/// at most [`decal_core::bounded::MAX_DEFLATE_RATIO`]-fold and a 1-bit image packs 8 pixels per byte.
+fn max_pixels_deflate(len: usize) -> u64 {
+    decal_core::bounded::deflate_bound(len as u64).saturating_mul(8)
+}
+
+/// Pixels per byte a Huffman-coded JPEG can reach at most: every 8×8 block costs at least one bit (its DC
+/// code) in some scan, i.e. 512 pixels per byte; twice that is allowed, plus 1 Mpx for tiny files.
+const JPEG_PIXELS_PER_BYTE: u64 = 1024;
+
+fn max_pixels_jpeg(len: usize) -> u64 {
+    (len as u64)
+        .saturating_mul(JPEG_PIXELS_PER_BYTE)
+        .saturating_add(1 << 20)
+}
+
+/// Refuses an image whose header declares more pixels than its file can encode (the decoder would
+/// allocate for the declaration before finding out that the data is missing).
+fn check_declared_pixels(w: u64, h: u64, max: u64, format: &str, path: &Path) -> Result<()> {
+    let pixels = w.saturating_mul(h);
+    if pixels > max {
+        return Err(DataError::Decode {
+            path: path.to_path_buf(),
+            message: format!(
+                "{format} header declares {w}×{h} pixels, more than a file of this size can encode \
+                 (at most {max} pixels): corrupt or hostile file"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// JPEG through libjpeg-turbo's decoder (the `mozjpeg` build of it), with the library defaults Pillow
@@ -231,6 +326,10 @@ fn decode_jpeg(bytes: &[u8], path: &Path, color: ColorMode) -> Result<(usize, us
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<(usize, usize, Vec<u8>)> {
         let d = mozjpeg::Decompress::new_mem(bytes)?;
         let (w, h) = (d.width(), d.height());
+        // Reading the header allocates little; decompression allocates for the declared size.
+        if (w as u64).saturating_mul(h as u64) > max_pixels_jpeg(bytes.len()) {
+            return Ok((h, w, Vec::new()));
+        }
         // `rgb()` converts greyscale and YCbCr alike, as PIL's convert("RGB") does.
         let mut s = d.rgb()?;
         let px: Vec<[u8; 3]> = s.read_scanlines()?;
@@ -242,6 +341,13 @@ fn decode_jpeg(bytes: &[u8], path: &Path, color: ColorMode) -> Result<(usize, us
         Ok(Err(e)) => return Err(err(e.to_string())),
         Err(_) => return Err(err("corrupt JPEG data".into())),
     };
+    check_declared_pixels(
+        w as u64,
+        h as u64,
+        max_pixels_jpeg(bytes.len()),
+        "JPEG",
+        path,
+    )?;
     if rgb.len() != h * w * 3 || h == 0 || w == 0 {
         return Err(err(format!(
             "decoded {} bytes for a {h}×{w} image",
@@ -292,7 +398,28 @@ pub fn decode_files(
     if per == 0 && !files.is_empty() {
         return Err(DataError::format(&files[0].0, "image has zero size"));
     }
-    let mut pixels = vec![0u8; per * files.len()];
+    // `per` comes from the first file's header (bounded by that file's size); the total is checked for
+    // overflow and reserved fallibly, so an impossible request is an error, not an abort.
+    let total = per.checked_mul(files.len()).ok_or_else(|| {
+        DataError::format(
+            &files[0].0,
+            format!(
+                "{} images of {h}×{w}×{c} overflow the address space",
+                files.len()
+            ),
+        )
+    })?;
+    let mut pixels = Vec::new();
+    pixels.try_reserve_exact(total).map_err(|_| {
+        DataError::format(
+            &files[0].0,
+            format!(
+                "cannot allocate {total} bytes for {} images of {h}×{w}×{c} (size of the first image)",
+                files.len()
+            ),
+        )
+    })?;
+    pixels.resize(total, 0);
     pixels.par_chunks_mut(per.max(1)).zip(files.par_iter()).try_for_each(|(dst, (p, _))| -> Result<()> {
         let bytes = std::fs::read(p).map_err(|e| DataError::io(p, e))?;
         let (ih, iw, px) = decode_image_bytes(&bytes, p, color)?;

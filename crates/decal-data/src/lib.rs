@@ -343,8 +343,21 @@ fn load_imagefolder(dir: &Path, split: SplitName) -> Result<ImageSet> {
     } else {
         dir.to_path_buf()
     };
+    // With split folders, every split must hold the same classes: labels are folder positions, so a class
+    // folder missing from one split would silently shift every later label of that split.
+    let mut class_names = None;
+    if root != dir {
+        let mut union: Vec<String> = Vec::new();
+        for s in ["train", "val", "test"] {
+            union.extend(imagefolder::class_folders(&dir.join(s))?);
+        }
+        union.sort();
+        union.dedup();
+        class_names = Some(union);
+    }
     let opts = imagefolder::ImageFolderOptions {
         name: Some(format!("imagefolder/{}", split.as_str())),
+        class_names,
         ..Default::default()
     };
     imagefolder::read_with(&root, &opts)

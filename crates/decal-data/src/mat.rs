@@ -210,7 +210,14 @@ fn inflate_element(data: &[u8]) -> Result<Vec<u8>, String> {
     } else {
         be
     };
+    if size + 8 > decal_core::bounded::deflate_bound(data.len() as u64) {
+        return Err(format!(
+            "compressed element: tag declares {size} bytes, more than its {} zlib bytes can hold",
+            data.len()
+        ));
+    }
     let mut out = tag.to_vec();
+    // Grows as data arrives and stops at the declared size.
     z.take(size)
         .read_to_end(&mut out)
         .map_err(|e| format!("compressed element: zlib error: {e}"))?;

@@ -100,11 +100,7 @@ pub fn load_tinyimagenet_resized(
             if found != classes {
                 return Err(DataError::format(
                     &train,
-                    format!(
-                        "{} class folders do not match the {} wnids",
-                        found.len(),
-                        classes.len()
-                    ),
+                    imagefolder::class_mismatch(&found, &classes),
                 ));
             }
             files
