@@ -556,18 +556,22 @@ class Calibrator:
 
     @property
     def method(self) -> str:
+        """The method tag: temperature, vector, histogram or isotonic."""
         return self._native.method
 
     @property
     def num_classes(self) -> int:
+        """K, the number of classes it was fitted for."""
         return self._native.num_classes
 
     @property
     def temperature(self) -> Optional[float]:
+        """The fitted temperature T (temperature scaling only, else None)."""
         return self._native.temperature
 
     @property
     def params(self) -> Dict[str, Any]:
+        """The fitted parameters (the ``calibrator`` object of the JSON record) as a dict."""
         return json.loads(self._native.params_json())
 
     def __repr__(self) -> str:
