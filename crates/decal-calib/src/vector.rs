@@ -98,10 +98,11 @@ fn absent_classes_error(labels: &[i64], k: usize) -> Result<(), CalibError> {
         String::new()
     };
     Err(CalibError::Degenerate(format!(
-        "vector scaling has no finite optimum: {} of the {k} classes never occur in the {} validation labels \
+        "vector scaling has no finite optimum: {} of the {k} classes never occur{} in the {} validation labels \
          (class{} {}{more}), and the bias of a class that never occurs is driven to -infinity; use temperature \
          scaling, or validation data that contains every class",
         absent.len(),
+        if absent.len() == 1 { "s" } else { "" },
         labels.len(),
         if absent.len() == 1 { "" } else { "es" },
         shown.join(", "),
