@@ -163,7 +163,8 @@ pub fn departures(config: &crate::experiment::ExperimentConfig, holdout: bool) -
     }
     match config.features.mode.as_str() {
         "exact" => {}
-        "cached" => say("stage 2 trains on features of un-augmented training images, computed once ([features] mode = \"cached\"; seed: freshly augmented images through the body every epoch)".into()),
+        "cached" | "unaugmented" => say(format!("stage 2 trains on features of un-augmented training images, computed once ([features] mode = \"{}\"; seed: freshly augmented images through the body every epoch)", config.features.mode)),
+        "augmented" => say(format!("stage 2 trains on cached features of A = {} augmented views per training image, one view per image per epoch ([features] mode = \"augmented\"; seed: freshly augmented images through the body every epoch)", config.features.views)),
         other => say(format!("stage 2 trains on cached features ([features] mode = \"{other}\"; seed: freshly augmented images through the body every epoch)")),
     }
     if config.features.body != BodyMode::SeedBnDrift {

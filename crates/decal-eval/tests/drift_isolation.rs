@@ -252,6 +252,33 @@ fn every_drifted_checkpoint_has_its_own_body_and_the_baselines_keep_the_undrifte
             "{f}"
         );
     }
+    // Each checkpoint's evaluations use features of its own drifted body, not the undrifted ones.
+    let features = a_out.join("features");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&features)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let undrifted_dir = dirs
+        .iter()
+        .find(|d| !d.to_str().unwrap().contains("-bn-"))
+        .unwrap();
+    let drifted_dirs: Vec<&PathBuf> = dirs
+        .iter()
+        .filter(|d| d.to_str().unwrap().contains("-bn-"))
+        .collect();
+    assert_eq!(
+        drifted_dirs.len(),
+        2,
+        "one feature directory per drifted body"
+    );
+    for d in drifted_dirs {
+        assert_ne!(
+            std::fs::read(d.join("test.features.npy")).unwrap(),
+            std::fs::read(undrifted_dir.join("test.features.npy")).unwrap(),
+            "{}",
+            d.display()
+        );
+    }
     // The two seeds drifted differently (each from the stage-1 body, on its own epochs).
     assert_ne!(
         std::fs::read(a_heads[0].join(decal_eval::drift::BODY_STATE_FILE)).unwrap(),
