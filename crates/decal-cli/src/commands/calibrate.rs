@@ -5,8 +5,10 @@
 //! `test_probs.npy` (calibrated test probabilities, float64 `[N, K]`), `metrics.json` (`before` and `after`
 //! summaries with their definitions) and a before/after reliability diagram `reliability.{svg,png,csv}`.
 //! `--apply DIR/calibrator.json` re-applies a saved calibrator to new test logits instead of fitting.
-//! Nothing is written until every number has been computed; each file is written atomically, and a non-empty
-//! `DIR` is refused without `--force`.
+//! A non-empty `DIR` is refused before any work without `--force`; the files are written into a temporary
+//! sibling of `DIR` that is renamed into place once all of them are there (`decal_core::StagedDir`), so `DIR`
+//! appears complete or not at all. A calibrator read with `--apply` is validated like user input
+//! (`Calibrator::validate`; errors name the file and the field).
 
 use std::path::{Path, PathBuf};
 
@@ -70,7 +72,8 @@ pub struct Args {
     /// Output directory for the calibrator, calibrated test probabilities, metrics and reliability diagram.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Allow writing into a non-empty --out directory (files are replaced one by one, atomically).
+    /// Replace a non-empty --out directory (the new one is built in a temporary sibling and swapped in
+    /// only once complete).
     #[arg(long)]
     pub force: bool,
 }
@@ -122,17 +125,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.key.as_deref(),
         args.labels_key.as_deref(),
     )?;
-    if let Some(out) = &args.out {
-        // Refuse a finished run before spending time on fitting.
-        if out.exists()
-            && std::fs::read_dir(out)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false)
-            && !args.force
-        {
-            bail!("{} already exists and is not empty; pass --force to overwrite it, or choose another directory", out.display());
-        }
-    }
+    // The output policy (decal_core::output): a non-empty --out is refused before any work; everything is
+    // written into a staging sibling that is renamed into place only once every file is there.
+    let staged = match &args.out {
+        Some(out) => Some(decal_core::StagedDir::new(out, args.force)?),
+        None => None,
+    };
     let (calibrator, provenance, method_name) = match (
         &args.apply,
         &args.method,
@@ -143,10 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
             let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{}: not valid JSON", path.display()))?;
-            // Accept the record written by --out ({"calibrator": {...}, ...}) or a bare calibrator.
-            let inner = value.get("calibrator").cloned().unwrap_or(value);
-            let cal: Calibrator = serde_json::from_value(inner)
-                .with_context(|| format!("{}: not a decal calibrator", path.display()))?;
+            let cal = load_calibrator(path, &value, k)?;
             let name = match &cal {
                 Calibrator::Temperature(t) => format!("temperature ({})", t.fit_method),
                 Calibrator::Vector(_) => "vector".to_string(),
@@ -238,8 +233,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         before.definitions.nll, after.definitions.nll
     );
 
-    if let Some(out) = &args.out {
-        decal_core::prepare_output_dir(out, args.force)?;
+    if let (Some(out), Some(staged)) = (&args.out, staged) {
+        let dir = staged.path().to_path_buf();
         let mut record = serde_json::json!({
             "calibrator": &calibrator,
             "num_classes": k,
@@ -251,30 +246,82 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 obj.insert(key.clone(), value.clone());
             }
         }
-        decal_core::write_json_atomic(&out.join("calibrator.json"), &record)?;
+        decal_core::write_json_atomic(&dir.join("calibrator.json"), &record)?;
         decal_io::npy::write(
-            &out.join("test_probs.npy"),
+            &dir.join("test_probs.npy"),
             &NpyArray::from_f64(vec![test_y.len(), k], test_probs),
         )?;
         decal_core::write_json_atomic(
-            &out.join("metrics.json"),
+            &dir.join("metrics.json"),
             &serde_json::json!({ "before": before, "after": after }),
         )?;
         let label = |s: &str| format!("{s} {method_name}");
         let files = decal_report::reliability::write_reliability_diagram(
-            &out.join("reliability"),
+            &dir.join("reliability"),
             &[
                 reliability_series(&before, &label("before")),
                 reliability_series(&after, &label("after")),
             ],
             &format!("Reliability before/after {method_name} ({})", profile.name),
         )?;
+        if let Ok(step) = std::env::var("DECAL_TEST_FAIL_OUTPUT") {
+            // Test hook (crates/decal-cli/tests/output_policy_cli.rs): a write failing after some files
+            // were written must leave nothing behind.
+            if step == "calibrate" {
+                bail!(
+                    "{}: simulated write failure (DECAL_TEST_FAIL_OUTPUT)",
+                    out.display()
+                );
+            }
+        }
+        staged.commit()?;
         println!("wrote {}", out.join("calibrator.json").display());
         println!("wrote {}", out.join("test_probs.npy").display());
         println!("wrote {}", out.join("metrics.json").display());
         for f in files {
-            println!("wrote {}", f.display());
+            if let Some(name) = f.file_name() {
+                println!("wrote {}", out.join(name).display());
+            }
         }
     }
     Ok(())
+}
+
+/// Reads a saved calibrator (the record written by `--out`, `{"calibrator": {...}, "num_classes": K, ...}`,
+/// or a bare calibrator object) and validates it like user input: every error names the file and the field.
+fn load_calibrator(
+    path: &Path,
+    value: &serde_json::Value,
+    test_k: usize,
+) -> anyhow::Result<Calibrator> {
+    let (inner, prefix) = match value.get("calibrator") {
+        Some(inner) => (inner.clone(), "calibrator."),
+        None => (value.clone(), ""),
+    };
+    let cal: Calibrator = serde_json::from_value(inner).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}not a decal calibrator: {e}",
+            path.display(),
+            prefix.trim_end_matches('.')
+        )
+    })?;
+    cal.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {prefix}{e}", path.display()))?;
+    if let Some(recorded) = value.get("num_classes") {
+        if recorded.as_u64() != Some(cal.num_classes() as u64) {
+            bail!(
+                "{}: num_classes: {recorded} does not match the calibrator's {} classes",
+                path.display(),
+                cal.num_classes()
+            );
+        }
+    }
+    if cal.num_classes() != test_k {
+        bail!(
+            "{}: {prefix}num_classes: the calibrator was fitted for {} classes but the test logits have {test_k}",
+            path.display(),
+            cal.num_classes()
+        );
+    }
+    Ok(cal)
 }

@@ -103,6 +103,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let assets = Assets { frost };
 
+    // The grids are one output set (decal_core::output): an existing grid is refused before any work unless
+    // --force, and the grids are renamed into place together once all are drawn.
+    let grids = match &args.grid {
+        Some(grid_dir) => {
+            let mut grids = decal_core::OutputFiles::new(args.force);
+            for &c in &corruptions {
+                grids.claim(&grid_dir.join(format!("{}.png", c.name())))?;
+            }
+            Some(grids)
+        }
+        None => None,
+    };
     let dataset = decal_data::DatasetName::parse(&args.dataset)?;
     let split = decal_data::SplitName::parse(&args.split)?;
     let set = decal_data::load(dataset, &args.data_dir, split).with_context(|| {
@@ -132,11 +144,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     source.validate()?;
 
     if let Some(grid_dir) = &args.grid {
-        std::fs::create_dir_all(grid_dir)
-            .with_context(|| format!("creating {}", grid_dir.display()))?;
+        let mut grids = grids.expect("claimed with --grid");
         for &c in &corruptions {
             let path = grid_dir.join(format!("{}.png", c.name()));
-            decal_corrupt::grid::write_grid(&path, &source, c, &severities, args.seed, &assets, 4)?;
+            let staged = grids.staged(&path)?;
+            decal_corrupt::grid::write_grid(
+                &staged,
+                &source,
+                c,
+                &severities,
+                args.seed,
+                &assets,
+                4,
+            )
+            .with_context(|| format!("writing {}", path.display()))?;
+        }
+        for path in grids.commit()? {
             eprintln!("grid {}", path.display());
         }
     }

@@ -40,6 +40,9 @@ pub struct InspectArgs {
     /// Print every class count (default: only when there are at most 20 classes).
     #[arg(long)]
     pub all_classes: bool,
+    /// Replace an existing --json file (without it an existing file is refused before any work).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `decal data download`.
@@ -110,6 +113,10 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 
 fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let dataset = DatasetName::parse(&a.dataset)?;
+    let mut outputs = decal_core::OutputFiles::new(a.force);
+    if let Some(p) = &a.json {
+        outputs.claim(p)?;
+    }
     let splits: Vec<SplitName> = if a.split.is_empty() {
         match dataset {
             DatasetName::TinyImagenet => vec![SplitName::Train, SplitName::Val],
@@ -175,7 +182,10 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = a.json {
         let doc = serde_json::json!({"dataset": dataset.as_str(), "data_dir": a.data_dir, "splits": reports, "shared": shared});
-        decal_core::write_json_atomic(&p, &doc)?;
+        decal_core::write_json_atomic(&outputs.staged(&p)?, &doc)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    for p in outputs.commit()? {
         println!("wrote {}", p.display());
     }
     Ok(())
@@ -232,12 +242,8 @@ fn verify(a: VerifyArgs) -> anyhow::Result<()> {
 
 fn split(a: SplitArgs) -> anyhow::Result<()> {
     let dataset = DatasetName::parse(&a.dataset)?;
-    if a.out.exists() && !a.force {
-        anyhow::bail!(
-            "{} already exists; pass --force to overwrite it",
-            a.out.display()
-        );
-    }
+    let mut outputs = decal_core::OutputFiles::new(a.force);
+    outputs.claim(&a.out)?;
     let set = decal_data::load(dataset, &a.data_dir, SplitName::Train)?;
     let f = a
         .train_fraction
@@ -252,8 +258,9 @@ fn split(a: SplitArgs) -> anyhow::Result<()> {
     } else {
         decal_data::split::SplitManifest::seed(dataset.as_str(), set.len(), f, a.generator_seed)?
     };
-    m.save(&a.out)
+    m.save(&outputs.staged(&a.out)?)
         .with_context(|| format!("writing {}", a.out.display()))?;
+    outputs.commit()?;
     println!(
         "{}: {} train / {} valid of {} ({}), sha256 {}",
         a.out.display(),

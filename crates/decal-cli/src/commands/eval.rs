@@ -58,6 +58,10 @@ pub struct Args {
     /// libtorch CPU threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Replace existing --json / --save-logits / --save-labels files (without it an existing file is
+    /// refused before any work; the outputs are renamed into place together once all are written).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `decal eval`.
@@ -71,6 +75,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.profile
         )
     })?;
+    // The output policy (decal_core::output): existing outputs are refused before any work.
+    let mut outputs = decal_core::OutputFiles::new(args.force);
+    for p in [&args.json, &args.save_logits, &args.save_labels]
+        .into_iter()
+        .flatten()
+    {
+        outputs.claim(p)?;
+    }
     decal_models::device::set_threads(if args.threads == 0 {
         None
     } else {
@@ -172,16 +184,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.brier_div_k
     );
     if let Some(path) = &args.json {
-        decal_core::write_json_atomic(path, &summary)?;
-        println!("  summary written to {}", path.display());
+        decal_core::write_json_atomic(&outputs.staged(path)?, &summary)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.save_logits {
-        decal_io::npy::write(path, &decal_io::npy::NpyArray::from_f32(vec![n, k], logits))?;
-        println!("  logits written to {}", path.display());
+        let staged = outputs.staged(path)?;
+        decal_io::npy::write(
+            &staged,
+            &decal_io::npy::NpyArray::from_f32(vec![n, k], logits),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.save_labels {
-        decal_io::npy::write(path, &decal_io::npy::NpyArray::from_i64(vec![n], labels))?;
-        println!("  labels written to {}", path.display());
+        let staged = outputs.staged(path)?;
+        decal_io::npy::write(&staged, &decal_io::npy::NpyArray::from_i64(vec![n], labels))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    for path in outputs.commit()? {
+        let what = if Some(&path) == args.json.as_ref() {
+            "summary"
+        } else if Some(&path) == args.save_logits.as_ref() {
+            "logits"
+        } else {
+            "labels"
+        };
+        println!("  {what} written to {}", path.display());
     }
     Ok(())
 }

@@ -107,7 +107,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --arch (with --num-classes) or --arch-config"),
     };
     // Refuse to overwrite a finished run before doing any work.
-    decal_core::prepare_output_dir(&args.out, args.force)?;
+    // Written into a staging sibling, renamed into place once complete (decal_core::output).
+    let staged = decal_core::StagedDir::new(&args.out, args.force)?;
     let mut imported = import::import_with_config(&args.from, &arch, tch::Device::Cpu)?;
     let dataset = match (&args.dataset, &imported.meta.dataset) {
         (Some(d), _) | (None, Some(d)) => Some(canonical_dataset(d)?),
@@ -115,7 +116,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     imported.meta.normalization = dataset.as_deref().and_then(seed_normalization);
     imported.meta.dataset = dataset;
-    let written = checkpoint::save(&args.out, &imported.vs, &imported.meta)?;
+    let written = checkpoint::save(staged.path(), &imported.vs, &imported.meta)?;
+    staged.commit()?;
 
     let source = written
         .source

@@ -118,6 +118,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         extra_files: Vec::new(),
         description: args.description,
     };
+    // Run directories from another decal version are refused (their records may mean something else).
+    for run in &args.runs {
+        for (file, pointer) in [
+            ("experiment.json", "/provenance/decal_version"),
+            ("provenance.json", "/decal_version"),
+        ] {
+            let path = run.join(file);
+            if run.is_dir() && path.is_file() {
+                decal_core::run_version::check_file(&path, pointer).map_err(anyhow::Error::msg)?;
+            }
+        }
+    }
     let outcome = generate_report(&args.runs, &options)?;
     for n in &outcome.notices {
         eprintln!("note: {n}");

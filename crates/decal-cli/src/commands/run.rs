@@ -71,6 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // Fail before working: the data directory, the backbone checkpoint and the head widths it implies are
+    // checked (naming the config file and key) before any directory is created or data loaded.
+    decal_eval::config_check::check_inputs(&config)
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", args.config.display()))?;
     let device = decal_models::device::parse(&args.device)?;
     decal_models::device::set_threads(args.threads);
     // The smoke config's name already ends in -smoke; an explicit --out gets the suffix so that a smoke run

@@ -203,18 +203,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (plan, run_dir, false)
         }
     };
+    // Fail before working: the whole plan (keys, dataset, model, data directory) is checked before any
+    // directory is created or data loaded; errors name the config file (or flag) and the key.
+    let origin = match (&args.resume, &args.config) {
+        (Some(dir), _) => dir.join(stage1::files::CONFIG).display().to_string(),
+        (None, Some(config)) => config.display().to_string(),
+        (None, None) => format!("run {}", run_dir.display()),
+    };
     plan.validate()
-        .with_context(|| format!("run {}", run_dir.display()))?;
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     if args.print_config {
         print!("{}", plan.to_toml()?);
         return Ok(());
     }
+    check_plan_inputs(&plan, &args, &origin)?;
     // Device and precision are checked before anything is written.
     let device = decal_models::device::parse(&plan.device)?;
     plan.precision
         .check_device(device)
         .map_err(|e| anyhow::anyhow!("run {}: {e}", run_dir.display()))?;
+    // A run directory this command creates is removed again if it fails before writing anything into it
+    // (e.g. the data cannot be read): no empty directories are left behind.
+    let mut created = decal_core::output::CreatedDirs::default();
     if !resume {
+        decal_core::output::check_output_dir(&run_dir, args.force)?;
+        created.create_all(&run_dir)?;
         decal_core::prepare_output_dir(&run_dir, args.force)?;
         if args.force {
             remove_previous_outputs(&run_dir)?;
@@ -245,6 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         data.set.num_classes()
     ));
     let summary = stage1::train(&plan, &data, &run_dir, device, resume, &mut progress)?;
+    created.keep();
     progress.finish();
     println!(
         "done: best epoch {}/{} ({} {:.4}), val accuracy {:.2} %, val NLL {:.4}, val ECE {:.2} %; best checkpoint {}",
@@ -260,6 +274,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         100.0 * summary.best.val_ece,
         run_dir.join(stage1::files::BEST).display()
     );
+    Ok(())
+}
+
+/// Checks what `Stage1Plan::validate` cannot without the file system or the model zoo: the dataset name,
+/// the model preset (its architecture), and that the data directory exists. A key set by a flag is named
+/// as the flag, one from the config file as `FILE: key`.
+fn check_plan_inputs(plan: &Stage1Plan, args: &Args, origin: &str) -> anyhow::Result<()> {
+    let name = |flag_given: bool, flag: &str, key: &str| {
+        if flag_given {
+            flag.to_string()
+        } else {
+            format!("{origin}: {key}")
+        }
+    };
+    decal_data::DatasetName::parse(&plan.dataset).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}",
+            name(args.dataset.is_some(), "--dataset", "dataset")
+        )
+    })?;
+    decal_models::ArchConfig::preset(&plan.model, 10)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", name(args.model.is_some(), "--model", "model")))?;
+    if !plan.data_dir.is_dir() {
+        bail!(
+            "{}: {} does not exist or is not a directory",
+            name(args.data_dir.is_some(), "--data-dir", "data_dir"),
+            plan.data_dir.display()
+        );
+    }
     Ok(())
 }
 
@@ -339,6 +382,12 @@ fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, 
             dir.display(),
             given.join(", ")
         );
+    }
+    // A run directory from another decal version is refused (its files may mean something else).
+    let provenance = dir.join(stage1::files::PROVENANCE);
+    if provenance.is_file() {
+        decal_core::run_version::check_file(&provenance, "/decal_version")
+            .map_err(anyhow::Error::msg)?;
     }
     let mut plan = Stage1Plan::read(&config)?;
     let finished = dir.join(stage1::files::SUMMARY).is_file();
