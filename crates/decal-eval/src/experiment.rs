@@ -521,7 +521,7 @@ impl ExperimentConfig {
         if self.eval.profiles.is_empty() {
             return Err("[eval] profiles must not be empty".into());
         }
-        Ok(())
+        crate::config_check::check_keys(self)
     }
 }
 
@@ -687,7 +687,10 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
     let what = format!("loading backbone checkpoint {}", dir.display());
     let weights = dir.join("model.safetensors");
     let hash = sha256_file(&weights).map_err(step(&what))?;
-    if let Ok(loaded) = decal_models::checkpoint::load(dir, device) {
+    // A decal checkpoint (its config.json parses as one) is loaded strictly: a tensor that does not match
+    // the architecture in config.json is that error, not a fallback to the older bare-architecture layout.
+    if decal_models::checkpoint::read_meta(dir).is_ok() {
+        let loaded = decal_models::checkpoint::load(dir, device).map_err(step(&what))?;
         let channels = loaded.meta.arch.input_shape().0 as usize;
         let (mean, std) = match &loaded.meta.normalization {
             Some(n) => (
@@ -709,9 +712,12 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
     let text = std::fs::read_to_string(dir.join("config.json")).map_err(step(&what))?;
     let arch: ArchConfig =
         serde_json::from_str(&text).map_err(step(format!("{what}: config.json")))?;
-    let mut vs = nn::VarStore::new(device);
+    let vs = nn::VarStore::new(device);
     let classifier = decal_models::try_build_classifier(&vs.root(), &arch).map_err(step(&what))?;
-    vs.load(&weights).map_err(step(&what))?;
+    // Strict: every tensor named and shaped as config.json's architecture says (no broadcasting).
+    let tensors = tch::Tensor::read_safetensors(&weights)
+        .map_err(|e| step(&what)(format!("{}: {e}", weights.display())))?;
+    decal_models::checkpoint::copy_into(&vs, tensors, &weights, |_| false).map_err(step(&what))?;
     let (mean, std) = match std::fs::read_to_string(dir.join("meta.json")) {
         Ok(t) => {
             let meta: stage1::BestMeta =
@@ -1003,8 +1009,21 @@ pub fn run(
     let mut warnings: Vec<String> = Vec::new();
     let (mut computed, mut reused) = (0usize, 0usize);
 
-    // The output directory: new, empty, or an earlier run of an experiment (resume).
+    // The whole configuration (keys, data directory, backbone checkpoint, head widths) is checked before
+    // anything is created, loaded or trained.
+    crate::config_check::check_inputs(config).map_err(|message| ExperimentError::Step {
+        step: "config".into(),
+        message,
+    })?;
+    // The output directory: new, empty, or an earlier run of an experiment (resume) by this decal version.
     if out.join(MARKER).exists() {
+        if !options.force {
+            decal_core::run_version::check_file(&out.join(MARKER), "/provenance/decal_version")
+                .map_err(|message| ExperimentError::Step {
+                    step: "output directory".into(),
+                    message,
+                })?;
+        }
         log(&format!(
             "resuming in {} (finished units are reused; --force recomputes them)",
             out.display()

@@ -12,6 +12,7 @@
 //! nested JSON. No metric is computed here: all of them come from `decal-metrics`.
 #![warn(missing_docs)]
 
+pub mod config_check;
 pub mod drift;
 pub mod experiment;
 pub mod feature_files;
