@@ -93,6 +93,10 @@ pub struct Args {
     /// Write a reliability diagram to STEM.svg, STEM.png and STEM.csv.
     #[arg(long, value_name = "STEM")]
     pub reliability: Option<PathBuf>,
+    /// Replace existing --json / --reliability outputs (without it an existing file is refused before any
+    /// work; outputs are staged and renamed into place together once every one is written).
+    #[arg(long)]
+    pub force: bool,
     /// Worker threads (default: all available cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -592,6 +596,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.confidence > 0.0 && args.confidence < 1.0) {
         bail!("--confidence must be in (0, 1), got {}", args.confidence);
     }
+    // The output policy (decal_core::output): existing outputs are refused before any work.
+    let mut outputs = decal_core::OutputFiles::new(args.force);
+    if let Some(p) = &args.json {
+        outputs.claim(p)?;
+    }
+    if let Some(stem) = &args.reliability {
+        outputs.claim_stem(stem, &["svg", "png", "csv"])?;
+    }
     let (kind, pred_path) = match (&args.logits, &args.probs) {
         (Some(p), None) => (ScoreKind::Logits, p.clone()),
         (None, Some(p)) => (ScoreKind::Probabilities, p.clone()),
@@ -653,8 +665,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .as_object_mut()
             .expect("a summary serialises to an object")
             .insert("inputs".into(), inputs);
-        decal_core::write_json_atomic(json_path, &value)?;
-        println!("wrote {}", json_path.display());
+        let staged = outputs.staged(json_path)?;
+        decal_core::write_json_atomic(&staged, &value)?;
     }
     if let Some(stem) = &args.reliability {
         let title = format!(
@@ -662,14 +674,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             profile.name,
             pred_path.file_name().unwrap_or_default().to_string_lossy()
         );
-        let files = decal_report::reliability::write_reliability_diagram(
-            stem,
+        let staged = outputs.staged(stem)?;
+        decal_report::reliability::write_reliability_diagram(
+            &staged,
             &[reliability_series(&summary, "predictions")],
             &title,
-        )?;
-        for f in files {
-            println!("wrote {}", f.display());
-        }
+        )
+        .with_context(|| format!("writing {}", stem.display()))?;
+    }
+    for f in outputs.commit()? {
+        println!("wrote {}", f.display());
     }
     Ok(())
 }

@@ -120,6 +120,8 @@ pub fn quickstart_config(data: &Path, seeds: u64, epochs: usize) -> ExperimentCo
             limit_val: 0,
             limit_test: 0,
             allow_subset: true,
+            validation: Default::default(),
+            holdout_fraction: 0.2,
         },
         backbone: BackboneConfig { checkpoint: None, train: Some(plan), features: None },
         features: FeaturesConfig::default(),
@@ -135,6 +137,7 @@ pub fn quickstart_config(data: &Path, seeds: u64, epochs: usize) -> ExperimentCo
         }],
         shift: None,
         eval: EvalConfig { bootstrap: 200, ..EvalConfig::default() },
+        recipe: Default::default(),
     }
 }
 
