@@ -516,3 +516,83 @@ fn bad_inputs_are_one_error_naming_the_file_and_nothing_is_written() {
         );
     }
 }
+
+/// `decal run` takes the same features as a backbone (`[backbone] features`), with augmented training
+/// views (a stack `[A, N, F]`); configs that need images are refused with one error.
+#[test]
+fn decal_run_takes_features_as_a_backbone_with_train_views() {
+    let data = Data::new();
+    let d = data.dir.path();
+    let (x, _, _) = blobs(600, 1, 0.0);
+    let mut rng = Rng(99);
+    let mut views = x.clone();
+    views.extend(x.iter().map(|v| v + 0.2 * rng.normal() as f32));
+    npy::write(
+        &d.join("views.npy"),
+        &NpyArray::from_f32(vec![2, 600, F], views),
+    )
+    .unwrap();
+    npy::write(
+        &d.join("views_bad.npy"),
+        &NpyArray::from_f32(vec![2, 599, F], vec![0.0; 2 * 599 * F]),
+    )
+    .unwrap();
+    let config = |views: &str, extra: &str| {
+        format!(
+            "name = \"feat\"\nseeds = [0]\ntemperature_scaling = true\n\n[backbone.features]\n\
+             train = \"{d}/train_x.npy\"\ntrain_labels = \"{d}/train_y.npy\"\nval = \"{d}/val_x.npy\"\n\
+             val_labels = \"{d}/val_y.npy\"\ntest = \"{d}/test_x.npy\"\ntest_labels = \"{d}/test_y.npy\"\n\
+             test_logits = \"{d}/test_logits.npy\"\nval_logits = \"{d}/val_logits.npy\"\n\
+             train_views = \"{d}/{views}\"\nood = {{ shifted = \"{d}/ood_x.npy\" }}\n\n\
+             [[heads]]\nname = \"TST\"\nkind = \"tst\"\nlatent_dim = 8\nepochs = 2\nbatch_size = 64\n\n\
+             [eval]\nbootstrap = 0\n{extra}",
+            d = d.display()
+        )
+    };
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("feat.toml");
+    std::fs::write(&cfg, config("views.npy", "")).unwrap();
+    let out = work.path().join("run");
+    let o = decal(&["run", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    for row in ["| Baseline", "| TS |", "| TST", "| TS (seed LBFGS)"] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["features"]["train_views"]["views"], 2);
+    assert!(
+        stderr(&o).contains("2 augmented training views"),
+        "{}",
+        stderr(&o)
+    );
+    // Bad views and image-only sections: one error each, naming the problem.
+    let bad: [(&str, &str, &[&str]); 2] = [
+        (
+            "views_bad.npy",
+            "",
+            &[
+                "train_views",
+                "views_bad.npy",
+                "[2, 599, 8]",
+                "expected [A, 600, 8]",
+            ],
+        ),
+        (
+            "views.npy",
+            "\n[shift]\ndir = \"x\"\n",
+            &["[shift]", "needs a network"],
+        ),
+    ];
+    for (views, extra, needles) in bad {
+        std::fs::write(&cfg, config(views, extra)).unwrap();
+        let o = decal(&["run", s(&cfg), "--out", s(&work.path().join("bad"))]);
+        let err = stderr(&o);
+        assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+        let last = err.lines().last().unwrap_or_default();
+        for n in needles {
+            assert!(last.contains(n), "error lacks {n:?}: {err}");
+        }
+    }
+}
