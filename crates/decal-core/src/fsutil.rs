@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 /// Errors of the filesystem helpers; each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    /// An I/O error on a named path. The message is the path (plus what is wrong with it when the OS text
-    /// alone would mislead, see [`io_note`]); the OS text is the error's source, so a chain printer
-    /// (`{err:#}`) shows it exactly once.
-    #[error("{path}{}", io_note(path, source))]
+    /// An I/O error on a named path: the path, what is wrong with it when the OS text alone would mislead
+    /// (see [`io_note`]) and the OS text (also the error's source; `decal` prints a chain without repeating
+    /// a cause the message already holds).
+    #[error("{path}{}: {source}", io_note(path, source))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -128,12 +128,15 @@ mod tests {
         assert_eq!(names.len(), 1);
     }
 
-    /// What `anyhow`'s `{err:#}` prints: every level of the source chain, joined by ": ".
+    /// What `decal` prints for an error: the source chain joined by ": ", leaving out a cause whose text
+    /// is already there (decal-cli's `error_line`).
     fn chain(err: &dyn std::error::Error) -> String {
         let mut out = err.to_string();
         let mut cur = err.source();
         while let Some(e) = cur {
-            out.push_str(&format!(": {e}"));
+            if !out.contains(&e.to_string()) {
+                out.push_str(&format!(": {e}"));
+            }
             cur = e.source();
         }
         out
@@ -156,7 +159,8 @@ mod tests {
             )),
             "{msg}"
         );
-        // The OS text appears once, not twice (Display used to repeat the source's text).
+        // The message itself holds the OS text (callers that flatten errors with `{e}` keep the reason).
+        assert!(err.to_string().contains("os error"), "{err}");
         assert_eq!(msg.matches("os error").count(), 1, "{msg}");
         assert!(!msg.contains(".tmp-"), "{msg}");
         // A directory that cannot be written: the message names the target, not the temporary file.
