@@ -192,6 +192,9 @@ impl BatchedHead {
     }
 }
 
+/// A seed's selected epoch so far: (criterion, epoch, copies of its slice of every variable).
+type BestEpoch = (f64, usize, Vec<(String, Tensor)>);
+
 /// Stream constants of [`crate::stage2::train`] (kept identical so a seed's shuffling and ε are the same
 /// whether it is trained alone or batched).
 const SHUFFLE_STREAM: u64 = 0x5348_5546_464c_4521;
@@ -367,8 +370,7 @@ pub fn train_batched(
         return Err(Stage2Error::Features("no training features".into()));
     }
 
-    let mut best: Vec<Option<(f64, usize, Vec<(String, Tensor)>)>> =
-        (0..num_seeds).map(|_| None).collect();
+    let mut best: Vec<Option<BestEpoch>> = (0..num_seeds).map(|_| None).collect();
     let mut histories: Vec<Vec<EpochStats>> = vec![Vec::with_capacity(config.epochs); num_seeds];
     let mut xbuf: Vec<f32> = Vec::new();
     let mut ybuf: Vec<i64> = Vec::new();

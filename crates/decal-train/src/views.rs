@@ -1132,9 +1132,9 @@ mod tests {
             let t = aug().transform(9).unwrap();
             let mut distinct = std::collections::BTreeSet::new();
             for a in 0..4 {
-                for r in 0..11 {
+                for (r, &image) in idx.iter().enumerate() {
                     let mut img = vec![0f32; 36];
-                    t.apply_into(&set, idx[r], a, &mut img);
+                    t.apply_into(&set, image, a, &mut img);
                     let want: Vec<f32> = Vec::try_from(
                         body(&Tensor::from_slice(&img).reshape([1, 1, 6, 6])).flatten(0, -1),
                     )
