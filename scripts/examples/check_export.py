@@ -1,7 +1,11 @@
 """Loads a head exported by `decal heads` into PyTorch (only torch needed) and compares its test
 probabilities with the ones decal wrote, for every seed and the calibrated and uncalibrated rows.
 
-    python scripts/examples/check_export.py runs/heads-seed-cnn-tst runs/seed-cnn-features/test_features.npy
+    python scripts/examples/check_export.py runs/heads-seed-cnn-tst runs/seed-cnn-features/test_features.npy \
+        [runs/seed-cnn-features/test_labels.npy]
+
+With the labels it also prints each row's accuracy and NLL computed from PyTorch's probabilities next to
+decal's (for sampled V-TST rows the two differ only by Monte-Carlo noise: PyTorch draws its own ε).
 """
 
 import ast
@@ -24,12 +28,13 @@ def load_npy(path):
     return torch.frombuffer(bytearray(data[start + n :]), dtype=dtype).reshape(header["shape"])
 
 
-def main(run, features):
+def main(run, features, labels=None):
     sys.path.insert(0, os.path.join(run, "head"))
     from model import load
 
     info = json.load(open(os.path.join(run, "head", "heads.json")))
     x = load_npy(features)
+    y = load_npy(labels) if labels else None
     name = info["head"]["name"]
     for entry in info["seeds"]:
         s = entry["seed"]
@@ -54,7 +59,11 @@ def main(run, features):
             how = "exact" if m == 0 else f"{m} samples, torch's own draws: agreement in distribution"
             print(f"seed {s} {row:24s} T={t:.4f}  max |p_torch - p_decal| = {(p - ref).abs().max():.2e}"
                   f"  mean = {(p - ref).abs().mean():.2e}  argmax agreement {(p.argmax(1) == ref.argmax(1)).float().mean():.4f}  ({how})")
+            if y is not None:
+                stats = lambda q: ((q.argmax(1) == y).float().mean().item(), -torch.log(q.double()[torch.arange(len(y)), y]).mean().item())
+                (a_t, n_t), (a_d, n_d) = stats(p), stats(ref)
+                print(f"    accuracy torch {a_t:.4f} decal {a_d:.4f}   NLL torch {n_t:.4f} decal {n_d:.4f}")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
