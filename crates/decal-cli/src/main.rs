@@ -63,10 +63,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, as `{err:#}` prints them, but without a cause whose text the line
+/// already holds: library errors put the OS text in their message *and* expose the `io::Error` as their
+/// source (so that callers who flatten an error with `{e}` keep the reason), which `{err:#}` would repeat.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// `scripts/versions.env`, the single place the libtorch version is pinned.

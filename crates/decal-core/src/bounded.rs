@@ -20,6 +20,39 @@ pub fn deflate_bound(compressed: u64) -> u64 {
         .saturating_add(64 * 1024)
 }
 
+/// How an archive member is compressed, for [`member_size_problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Stored as is: the uncompressed size must equal the compressed size.
+    Stored,
+    /// Deflated: the uncompressed size is at most [`deflate_bound`] of the compressed size.
+    Deflated,
+}
+
+/// Checks the sizes an archive member (zip / zip64 central directory) declares against what the archive can
+/// hold, before anything is read: `None` when plausible, otherwise what is wrong, in words.
+pub fn member_size_problem(
+    size: u64,
+    packed: u64,
+    packing: Packing,
+    archive_len: u64,
+) -> Option<String> {
+    if packed > archive_len {
+        return Some(format!(
+            "declares {packed} compressed bytes but the archive has {archive_len}"
+        ));
+    }
+    match packing {
+        Packing::Stored if size != packed => Some(format!(
+            "stored member declares {size} bytes but holds {packed}"
+        )),
+        Packing::Deflated if size > deflate_bound(packed) => Some(format!(
+            "declares {size} uncompressed bytes, more than {packed} deflated bytes can hold"
+        )),
+        _ => None,
+    }
+}
+
 /// How much of a declared size is reserved up front: larger outputs grow as data arrives.
 const INITIAL_RESERVE: u64 = 16 << 20;
 
@@ -80,6 +113,15 @@ mod tests {
         // 2^62 declared bytes but a 3-byte stream: an error, and no attempt to reserve the declaration.
         let e = read_exact_declared(&b"abc"[..], 1 << 62).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn member_sizes() {
+        assert_eq!(member_size_problem(10, 10, Packing::Stored, 100), None);
+        assert!(member_size_problem(11, 10, Packing::Stored, 100).is_some());
+        assert!(member_size_problem(10, 101, Packing::Stored, 100).is_some());
+        assert_eq!(member_size_problem(1000, 2, Packing::Deflated, 100), None);
+        assert!(member_size_problem(1 << 40, 2, Packing::Deflated, 100).is_some());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}{}: {source}", decal_core::fsutil::io_note(path, source))]
     Io {
         /// The file or directory.
         path: PathBuf,

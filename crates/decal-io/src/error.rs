@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     /// An operating-system error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}{}: {source}", decal_core::fsutil::io_note(path, source))]
     Io {
         /// The file.
         path: PathBuf,

@@ -21,7 +21,20 @@ pub fn read(path: &Path) -> Result<Vec<(String, NpyArray)>, IoError> {
             source,
         })?
         .len();
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+    read_from(std::io::BufReader::new(file), archive_len, path)
+}
+
+/// As [`read`] on the bytes of an archive (`name` is used in messages), e.g. for fuzzing.
+pub fn from_bytes(bytes: &[u8], name: &Path) -> Result<Vec<(String, NpyArray)>, IoError> {
+    read_from(std::io::Cursor::new(bytes), bytes.len() as u64, name)
+}
+
+fn read_from(
+    reader: impl std::io::Read + std::io::Seek,
+    archive_len: u64,
+    path: &Path,
+) -> Result<Vec<(String, NpyArray)>, IoError> {
+    let mut archive = zip::ZipArchive::new(reader)
         .map_err(|e| IoError::format(path, format!("not a readable .npz (zip) archive: {e}")))?;
     let mut out = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
@@ -53,26 +66,16 @@ fn check_member_sizes(
     archive_len: u64,
     member_path: &Path,
 ) -> Result<(), IoError> {
+    use decal_core::bounded::{member_size_problem, Packing};
     let (size, packed) = (member.size(), member.compressed_size());
-    let problem = if packed > archive_len {
-        Some(format!(
-            "declares {packed} compressed bytes but the archive has {archive_len}"
-        ))
-    } else {
-        match member.compression() {
-            zip::CompressionMethod::Stored if size != packed => Some(format!(
-                "stored member declares {size} bytes but holds {packed}"
-            )),
-            zip::CompressionMethod::Deflated
-                if size > decal_core::bounded::deflate_bound(packed) =>
-            {
-                Some(format!(
-                    "declares {size} uncompressed bytes, more than {packed} deflated bytes can hold"
-                ))
-            }
-            zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => None,
-            other => Some(format!("unsupported compression method {other}")),
+    let problem = match member.compression() {
+        zip::CompressionMethod::Stored => {
+            member_size_problem(size, packed, Packing::Stored, archive_len)
         }
+        zip::CompressionMethod::Deflated => {
+            member_size_problem(size, packed, Packing::Deflated, archive_len)
+        }
+        other => Some(format!("unsupported compression method {other}")),
     };
     match problem {
         Some(p) => Err(IoError::format(

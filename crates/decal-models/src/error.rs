@@ -23,7 +23,7 @@ pub enum ModelError {
         problem: String,
     },
     /// An I/O error on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}{}: {source}", decal_core::fsutil::io_note(path, source))]
     Io {
         /// The file or directory.
         path: PathBuf,
