@@ -52,13 +52,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tch::{nn, Device};
 
+use crate::drift::{BodyState, BODY_STATE_FILE};
 use crate::predict::{predict, Predictions, Predictor};
+use crate::recipe::{self, Recipe};
 use crate::suite::{self, EvalSettings, RecordContext, ShiftCompat, ShiftSweep};
 
 /// `[backbone] features`: an experiment on features saved from any model (a child module, so it shares
 /// this module's units, temperature fits and report).
 #[path = "feature_run.rs"]
 mod feature_run;
+use crate::validation::{self, TrainingImages, ValidationChoice, ValidationSource};
 
 /// Errors of an experiment run: one line naming the step, the file and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,10 @@ pub struct ExperimentConfig {
     /// Evaluation settings.
     #[serde(default)]
     pub eval: EvalConfig,
+    /// `"decal"` (default) or `"seed"`: a preset for every documented difference from the seed; explicit keys
+    /// win over it ([`crate::recipe`]).
+    #[serde(default)]
+    pub recipe: Recipe,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -163,6 +170,20 @@ pub struct DataConfig {
     /// quickstart subsets). The files must still be internally consistent.
     #[serde(default)]
     pub allow_subset: bool,
+    /// Where temperature scaling, head-epoch selection and head temperatures are fitted
+    /// ([`crate::validation`]): `auto` (default: the split's validation part when the backbone is known not
+    /// to have trained on it, otherwise a held-out part of the test split), `train-split`, `test-holdout`,
+    /// or `train-split-unsafe` (the validation part even if the backbone may have trained on it).
+    #[serde(default)]
+    pub validation: ValidationChoice,
+    /// Fraction of the test split held out for calibration when the validation source is the test split
+    /// (stratified per class, seeded by `split_seed`; the rest stays the test set).
+    #[serde(default = "default_holdout_fraction")]
+    pub holdout_fraction: f64,
+}
+
+fn default_holdout_fraction() -> f64 {
+    0.2
 }
 
 fn one() -> u64 {
@@ -387,6 +408,17 @@ pub struct EvalConfig {
     /// Not serialised when false, so the hashes of ordinary runs are unchanged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub smoke: bool,
+    /// What follows "±" in the table: `std` (default: sample std, ddof = 1), `se` (std / √n) or `seed-se`
+    /// (the seed's population std, ddof = 0, / √n; BUG-20). Not serialised when `std`.
+    #[serde(default = "default_spread", skip_serializing_if = "is_std")]
+    pub spread: Spread,
+}
+
+fn default_spread() -> Spread {
+    Spread::Std
+}
+fn is_std(s: &Spread) -> bool {
+    *s == Spread::Std
 }
 
 fn default_profiles() -> Vec<String> {
@@ -405,6 +437,7 @@ impl Default for EvalConfig {
             train_nll: true,
             save_predictions: true,
             smoke: false,
+            spread: Spread::Std,
         }
     }
 }
@@ -416,11 +449,20 @@ impl ExperimentConfig {
             path: path.to_path_buf(),
             problem: e.to_string(),
         })?;
-        let mut config: ExperimentConfig =
-            toml::from_str(&text).map_err(|e| ExperimentError::Config {
-                path: path.to_path_buf(),
-                problem: e.to_string().trim().replace('\n', " "),
-            })?;
+        let config_error = |problem: String| ExperimentError::Config {
+            path: path.to_path_buf(),
+            problem,
+        };
+        // Parsed once as written (errors point at the line), then with the recipe preset and the stage-1
+        // dataset defaults filled in where the file sets nothing (crate::recipe).
+        toml::from_str::<ExperimentConfig>(&text)
+            .map_err(|e| config_error(e.to_string().trim().replace('\n', " ")))?;
+        let mut table: toml::Table = toml::from_str(&text)
+            .map_err(|e| config_error(e.to_string().trim().replace('\n', " ")))?;
+        recipe::apply(&mut table, path).map_err(config_error)?;
+        let mut config: ExperimentConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| config_error(e.to_string().trim().replace('\n', " ")))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config
@@ -520,6 +562,12 @@ impl ExperimentConfig {
         }
         if self.eval.profiles.is_empty() {
             return Err("[eval] profiles must not be empty".into());
+        }
+        let f = self.data.holdout_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            return Err(format!(
+                "[data] holdout_fraction must lie strictly between 0 and 1, got {f}"
+            ));
         }
         crate::config_check::check_keys(self)
     }
@@ -839,6 +887,15 @@ fn load_split(
     decal_data::load(name, dir, split).map_err(|e| e.to_string())
 }
 
+/// The indices [`subsample_evenly`] keeps of a set of `n` images.
+fn evenly_spaced(n: usize, limit: usize) -> Vec<usize> {
+    if limit == 0 || limit >= n {
+        (0..n).collect()
+    } else {
+        (0..limit).map(|i| i * n / limit).collect()
+    }
+}
+
 /// Keeps `limit` images spread evenly over `set` (image `⌊i·n/limit⌋` for `i < limit`; 0 = all). Unlike a
 /// prefix, this keeps every class of a class-ordered copy (the CIFAR-10 JPEG test set stores 1,000
 /// airplanes first), and for a shuffled set it is as good as a prefix.
@@ -847,7 +904,7 @@ fn subsample_evenly(set: &mut ImageSet, limit: usize) {
     if limit == 0 || limit >= n {
         return;
     }
-    let picked: Vec<usize> = (0..limit).map(|i| i * n / limit).collect();
+    let picked = evenly_spaced(n, limit);
     *set = set
         .subset(&picked, set.name.clone())
         .expect("evenly spaced indices are below the set's length");
@@ -887,6 +944,158 @@ fn body_features(
         labels,
         feature_dim,
     }
+}
+
+/// The images of every evaluation split, for features through a drifted body ([`drifted_features`]).
+struct EvalImages<'a> {
+    train_set: &'a ImageSet,
+    train_images: &'a DeviceImages,
+    train_indices: &'a [usize],
+    val_indices: &'a [usize],
+    /// The held-out calibration images (None: the fits use the validation part).
+    calibration: Option<&'a ImageSet>,
+    test_set: &'a ImageSet,
+    test_images: &'a DeviceImages,
+    ood: &'a [(String, ImageSet)],
+}
+
+/// Features of the evaluation splits through one drifted body (eval mode, its own BatchNorm statistics).
+struct DriftedFeatures {
+    /// The split the fits use (calibration or validation part) and its cache key.
+    fit: (FeatureSet, CacheKey),
+    /// Training part, validation part, test and OOD sets: None with `fit_only`.
+    rest: Option<DriftedEvalSplits>,
+}
+
+/// The evaluation splits through a drifted body (see [`DriftedFeatures`]).
+struct DriftedEvalSplits {
+    train: FeatureSet,
+    val: FeatureSet,
+    test: FeatureSet,
+    ood: Vec<(String, FeatureSet, CacheKey)>,
+}
+
+/// Loads `state` into the backbone, extracts (or reuses from `features/<backbone>-bn-<state>/`) the
+/// features of every evaluation split — only the fit split with `fit_only` — and restores `undrifted`.
+#[allow(clippy::too_many_arguments)]
+fn drifted_features(
+    backbone: &Backbone,
+    (state, state_hash): (&BodyState, &str),
+    undrifted: &BodyState,
+    out: &Path,
+    transform: &str,
+    batch: usize,
+    images: &EvalImages<'_>,
+    fit_only: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<DriftedFeatures, ExperimentError> {
+    state
+        .restore(&backbone._vs)
+        .map_err(step("loading a drifted body"))?;
+    let key_hash = format!("{}+bn-state:{state_hash}", backbone.hash);
+    let dir = out.join("features").join(format!(
+        "{}-bn-{}",
+        short(&backbone.hash),
+        short(state_hash)
+    ));
+    let one = |name: &str, set: &ImageSet, dev: &DeviceImages, indices: &[usize]| {
+        let key = CacheKey {
+            backbone_hash: key_hash.clone(),
+            data_hash: features::images_hash(set, indices),
+            transform: transform.to_string(),
+            body_mode: BodyMode::Frozen,
+        };
+        let (fs, _) = features::load_or_extract(&dir, name, &key, || {
+            Ok(body_features(
+                backbone,
+                dev,
+                indices,
+                batch,
+                BodyMode::Frozen,
+                None,
+            ))
+        })
+        .map_err(step(format!("features of {name} (drifted body)")))?;
+        Ok::<_, ExperimentError>((fs, key))
+    };
+    let all = |set: &ImageSet| (0..set.len()).collect::<Vec<usize>>();
+    let result = (|| {
+        let fit = match images.calibration {
+            Some(set) => {
+                let dev = DeviceImages::new(
+                    set,
+                    &backbone.mean,
+                    &backbone.std,
+                    backbone_device(backbone),
+                );
+                one("calibration", set, &dev, &all(set))?
+            }
+            None => one(
+                "val",
+                images.train_set,
+                images.train_images,
+                images.val_indices,
+            )?,
+        };
+        if fit_only {
+            return Ok(DriftedFeatures { fit, rest: None });
+        }
+        let train = one(
+            "train",
+            images.train_set,
+            images.train_images,
+            images.train_indices,
+        )?
+        .0;
+        let val = one(
+            "val",
+            images.train_set,
+            images.train_images,
+            images.val_indices,
+        )?
+        .0;
+        let test = one(
+            "test",
+            images.test_set,
+            images.test_images,
+            &all(images.test_set),
+        )?;
+        let mut ood = Vec::new();
+        for (name, set) in images.ood {
+            let dev = DeviceImages::new(
+                set,
+                &backbone.mean,
+                &backbone.std,
+                backbone_device(backbone),
+            );
+            let (fs, key) = one(&format!("ood-{}", slug(name)), set, &dev, &all(set))?;
+            ood.push((name.clone(), fs, key));
+        }
+        Ok(DriftedFeatures {
+            fit,
+            rest: Some(DriftedEvalSplits {
+                train,
+                val,
+                test: test.0,
+                ood,
+            }),
+        })
+    })();
+    undrifted
+        .restore(&backbone._vs)
+        .map_err(step("restoring the undrifted body"))?;
+    if result.is_ok() {
+        log(&format!(
+            "features through the drifted body {} ready",
+            short(state_hash)
+        ));
+    }
+    result
+}
+
+/// The device the backbone's variables live on.
+fn backbone_device(backbone: &Backbone) -> Device {
+    backbone._vs.device()
 }
 
 /// A method to evaluate (one table row, one seed).
@@ -1066,6 +1275,9 @@ pub fn run(
     )
     .map_err(step(format!("loading {} test split", config.data.dataset)))?;
     let _ = dataset;
+    // Index of each kept test image in the full test split (the corruption files follow that order).
+    let full_test_len = test_set.len();
+    let test_original: Vec<usize> = evenly_spaced(full_test_len, config.data.limit_test);
     subsample_evenly(&mut test_set, config.data.limit_test);
     let mut plan_for_split = Stage1Plan {
         dataset: config.data.dataset.clone(),
@@ -1158,6 +1370,73 @@ pub fn run(
         },
     )
     .map_err(step("train/validation split"))?;
+
+    // ---- Validation source: never fit on images the backbone may have trained on (crate::validation) ----
+    let known = match &config.backbone.checkpoint {
+        Some(dir) => validation::checkpoint_training_images(
+            dir,
+            train_set.len(),
+            &split_data.data_hash(),
+            &split_data.val_indices,
+        ),
+        None => TrainingImages::Disjoint(
+            "the backbone is trained by this run on the training part of its split".into(),
+        ),
+    };
+    let validation_source = validation::resolve(
+        config.data.validation,
+        &known,
+        config.data.holdout_fraction,
+        config.data.split_seed,
+    )
+    .map_err(|message| ExperimentError::Step {
+        step: "validation source".into(),
+        message,
+    })?;
+    let mut calibration_set: Option<ImageSet> = None;
+    let mut calibration_original: Vec<usize> = Vec::new();
+    let validation_note = match validation_source {
+        ValidationSource::TestHoldout { fraction, seed } => {
+            let (rest, cal) = validation::carve_holdout(&test_set.labels, fraction, seed);
+            calibration_original = cal.iter().map(|&i| test_original[i]).collect();
+            let name = test_set.name.clone();
+            calibration_set = Some(
+                test_set
+                    .subset(&cal, format!("{name} (held-out calibration)"))
+                    .map_err(step("held-out calibration split"))?,
+            );
+            test_set = test_set
+                .subset(&rest, name)
+                .map_err(step("held-out calibration split"))?;
+            format!(
+                "validation source: {} held-out test images ({:.0} % of the test split, stratified per class, seed {seed}; \
+                 [data] validation = \"{}\") fit temperature scaling, select head epochs and fit head temperatures; \
+                 the test set is the other {} images. Reason: {}",
+                cal.len(),
+                100.0 * fraction,
+                config.data.validation.as_str(),
+                rest.len(),
+                known.describe()
+            )
+        }
+        ValidationSource::TrainSplit { contaminated } => format!(
+            "validation source: the training split's validation part ({} images){}: {}",
+            split_data.val_indices.len(),
+            if contaminated {
+                " — CONTAMINATED, accepted by [data] validation = \"train-split-unsafe\""
+            } else {
+                ""
+            },
+            known.describe()
+        ),
+    };
+    log(&validation_note);
+    if matches!(
+        validation_source,
+        ValidationSource::TrainSplit { contaminated: true }
+    ) {
+        warnings.push(validation_note.clone());
+    }
     let fdir = out.join("features").join(short(&backbone.hash));
     let transform = format!(
         "to-tensor, normalize(mean={:?}, std={:?})",
@@ -1213,7 +1492,24 @@ pub fn run(
     )?;
     let test_indices: Vec<usize> = (0..test_set.len()).collect();
     let (test_f, test_key) = cache("test", &test_set, &test_images, &test_indices, log)?;
+    // The features every fit uses (temperature scaling, head-epoch selection, head temperatures).
+    let (fit_f, fit_key) = match &calibration_set {
+        Some(set) => {
+            let images = DeviceImages::new(set, &backbone.mean, &backbone.std, device);
+            let idx: Vec<usize> = (0..set.len()).collect();
+            cache("calibration", set, &images, &idx, log)?
+        }
+        None => (val_f.clone(), val_key.clone()),
+    };
     let mut ood_f: Vec<(String, FeatureSet, CacheKey)> = Vec::new();
+    // `[features] body = "seed-bn-drift"` (exact mode): every stage-2 checkpoint gets its own drifted body
+    // for all of its own evaluations (crate::drift); the baselines keep the undrifted one.
+    let drift_mode =
+        config.features.mode == "exact" && config.features.body == BodyMode::SeedBnDrift;
+    let undrifted = BodyState::capture(&backbone._vs);
+    // A body without BatchNorm statistics does not drift: its evaluations need no features of their own.
+    let drift_active = drift_mode && !undrifted.is_empty();
+    let mut ood_sets: Vec<(String, ImageSet)> = Vec::new();
     for spec in &config.ood {
         let loaded = SplitName::parse(&spec.split)
             .map_err(|e| e.to_string())
@@ -1232,6 +1528,9 @@ pub fn run(
                     log,
                 )?;
                 ood_f.push((spec.name.clone(), fs, key));
+                if drift_mode {
+                    ood_sets.push((spec.name.clone(), set));
+                }
             }
             Err(e) => {
                 let w = format!(
@@ -1250,10 +1549,26 @@ pub fn run(
     if let Some(n) = options.head_threads {
         tch::set_num_threads(n.max(1) as i32);
     }
-    let features_desc = json!({
-        "train": train_key, "val": val_key,
+    let mut features_desc = json!({
+        "train": train_key, "val": fit_key,
         "train_sha": hash_json(&train_f.labels.len()), "mode": config.features.mode, "body": config.features.body,
     });
+    if drift_mode {
+        // Heads trained before each one started from the undrifted body (and saved its drifted state) differ.
+        features_desc["drift"] = json!("per-checkpoint body, restored before each head, v2");
+    }
+    // The drifted body of every stage-2 checkpoint (drift_active only): its state and the state file's hash.
+    let mut bodies: BTreeMap<PathBuf, (BodyState, String)> = BTreeMap::new();
+    let eval_images = EvalImages {
+        train_set: &train_set,
+        train_images: &train_images,
+        train_indices: &split_data.train_indices,
+        val_indices: &split_data.val_indices,
+        calibration: calibration_set.as_ref(),
+        test_set: &test_set,
+        test_images: &test_images,
+        ood: &ood_sets,
+    };
     let mut calibration = serde_json::Map::new();
     let edir = out.join("eval");
     // Heads loaded for temperature fits and the evaluation (and kept for the corruption sweep).
@@ -1293,9 +1608,17 @@ pub fn run(
                         100.0 * e.val_accuracy
                     );
                 };
+                // The drifted body after every epoch (drift_active): the selected epoch's goes with the head.
+                let mut epoch_states: Vec<BodyState> = Vec::new();
                 let trained = if config.features.mode == "exact" {
                     let mode = config.features.body;
                     let indices = split_data.train_indices.clone();
+                    if drift_active {
+                        // Every head starts from the stage-1 body, as every seed run of the seed does.
+                        undrifted
+                            .restore(&backbone._vs)
+                            .map_err(step("restoring the undrifted body"))?;
+                    }
                     let mut per_epoch = |epoch: usize| -> Result<FeatureSet, stage2::Stage2Error> {
                         // The seed's loader: a fixed or shuffled order, augmented images, the body as configured.
                         let mut order = indices.clone();
@@ -1305,19 +1628,23 @@ pub fn run(
                         }
                         let mut rng = stage1::SplitMix64::for_epoch(seed, epoch, 0x4155_4730);
                         let augment = plan_for_split.augment.then_some(&mut rng);
-                        Ok(body_features(
+                        let fs = body_features(
                             &backbone,
                             &train_images,
                             &order,
                             s2.batch_size,
                             mode,
                             augment,
-                        ))
+                        );
+                        if drift_active {
+                            epoch_states.push(BodyState::capture(&backbone._vs));
+                        }
+                        Ok(fs)
                     };
                     stage2::train(
                         &s2,
                         TrainSource::PerEpoch(&mut per_epoch),
-                        &val_f,
+                        &fit_f,
                         device,
                         &mut on_epoch,
                     )
@@ -1325,12 +1652,28 @@ pub fn run(
                     stage2::train(
                         &s2,
                         TrainSource::Cached(&train_f),
-                        &val_f,
+                        &fit_f,
                         device,
                         &mut on_epoch,
                     )
                 }
                 .map_err(step(format!("stage 2: {} seed {seed}", spec.name)))?;
+                if drift_active {
+                    let state = epoch_states.get(trained.best_epoch).ok_or_else(|| {
+                        step(format!("stage 2: {} seed {seed}", spec.name))(
+                            "no body state for the selected epoch",
+                        )
+                    })?;
+                    state
+                        .save(&dir.join(BODY_STATE_FILE))
+                        .map_err(step(format!(
+                            "saving the drifted body of {} seed {seed}",
+                            spec.name
+                        )))?;
+                    undrifted
+                        .restore(&backbone._vs)
+                        .map_err(step("restoring the undrifted body"))?;
+                }
                 stage2::save_head(&dir, &trained, features_desc.clone())
                     .map_err(step(format!("saving head {} seed {seed}", spec.name)))?;
                 log(&format!(
@@ -1342,6 +1685,29 @@ pub fn run(
                     t.elapsed().as_secs_f64()
                 ));
                 computed += 1;
+            }
+            // This checkpoint's own drifted body (drift_active): its temperature fits and evaluations use it.
+            let mut head_fit: Option<(FeatureSet, CacheKey)> = None;
+            if drift_active {
+                let what = format!("drifted body of {} seed {seed}", spec.name);
+                let path = dir.join(BODY_STATE_FILE);
+                let state = BodyState::load(&path, &undrifted).map_err(step(&what))?;
+                let hash = BodyState::file_hash(&path).map_err(step(&what))?;
+                if spec.temperature_scaling || spec.temperature_scaling_seed_lbfgs {
+                    let f = drifted_features(
+                        &backbone,
+                        (&state, &hash),
+                        &undrifted,
+                        out,
+                        &transform,
+                        batch,
+                        &eval_images,
+                        true,
+                        log,
+                    )?;
+                    head_fit = Some(f.fit);
+                }
+                bodies.insert(dir.clone(), (state, hash));
             }
             let ms: Vec<usize> = if spec.kind == HeadKind::Vtst {
                 spec.eval_samples.clone()
@@ -1386,8 +1752,8 @@ pub fn run(
                         weights_hash,
                         m,
                         fit,
-                        &val_f,
-                        &val_key,
+                        head_fit.as_ref().map_or(&fit_f, |f| &f.0),
+                        head_fit.as_ref().map_or(&fit_key, |f| &f.1),
                         unit_eval_seed(config, Some(seed)),
                         options.force,
                         device,
@@ -1415,7 +1781,7 @@ pub fn run(
                         scaler.nll_after,
                         scaler.fit_method,
                         if scaler.num_samples > 1 { format!(", m = {}", scaler.num_samples) } else { String::new() },
-                        val_f.len(),
+                        fit_f.len(),
                         if was_reused { ", reused" } else { "" },
                         t.elapsed().as_secs_f64()
                     ));
@@ -1439,7 +1805,7 @@ pub fn run(
         // minimiser, "TS (seed LBFGS)" the seed's single LBFGS step from T = 1.5 (seed-system.md §9).
         // A fit without a finite optimum (validation logits no better than uniform, e.g. a barely trained
         // backbone) drops that row with a warning instead of ending the run without a report.
-        let fits = fit_temperatures(&backbone, &val_f, device)?;
+        let fits = fit_temperatures(&backbone, &fit_f, device)?;
         let mut position = 1;
         for (method, fitted) in fits {
             let scaler = match fitted {
@@ -1457,7 +1823,7 @@ pub fn run(
                 scaler.nll_before,
                 scaler.nll_after,
                 scaler.fit_method,
-                val_f.len()
+                fit_f.len()
             ));
             calibration.insert(
                 method.to_string(),
@@ -1494,7 +1860,9 @@ pub fn run(
     };
     let eval_desc = json!({
         "eval": config.eval, "test": test_key, "ood": ood_f.iter().map(|(n, _, k)| (n.clone(), k.clone())).collect::<Vec<_>>(),
-        "train": train_key, "val": val_key, "backbone": backbone.hash, "version": 1,
+        "train": train_key, "val": val_key, "backbone": backbone.hash,
+        // 2: OOD records under the paper profile (float32 softmax, ood_paper).
+        "version": 2,
     });
     let ds_name = DatasetName::parse(&config.data.dataset)
         .map(|d| d.as_str().to_string())
@@ -1506,6 +1874,8 @@ pub fn run(
     // OOD score histograms are drawn for one seed per method (the smallest), so the report shows one
     // figure per method rather than one per seed.
     let histogram_seed = units.iter().filter_map(|u| u.seed).min();
+    // Features of the drifted body of the checkpoint evaluated last (units of one head are consecutive).
+    let mut current_drift: Option<(String, DriftedFeatures)> = None;
     for unit in &units {
         if let Some(d) = &unit.head_dir {
             ensure_head_loaded(&mut loaded_heads, d, device)?;
@@ -1514,10 +1884,15 @@ pub fn run(
             Some(d) => loaded_heads[d].2.clone(),
             None => backbone.hash.clone(),
         };
-        let unit_hash = hash_json(&json!({
+        let mut unit_desc = json!({
             "method": unit.method, "seed": unit.seed, "m": unit.num_samples, "t": unit.temperature,
             "weights": weights_hash, "desc": eval_desc,
-        }));
+        });
+        let unit_body = unit.head_dir.as_ref().and_then(|d| bodies.get(d));
+        if let Some((_, body_hash)) = unit_body {
+            unit_desc["body"] = json!(body_hash);
+        }
+        let unit_hash = hash_json(&unit_desc);
         let seed_tag = unit.seed.map(|s| format!("-seed{s}")).unwrap_or_default();
         let file = edir.join(format!(
             "{}{seed_tag}-{}.json",
@@ -1572,28 +1947,61 @@ pub fn run(
                     predict(&p, fs, device)
                         .map_err(step(format!("predicting with {}", unit.method)))
                 };
-                let test_p = pred(&test_f, 1)?;
+                // A stage-2 checkpoint with its own drifted body is evaluated on that body's features.
+                let drifted = match unit_body {
+                    Some((state, body_hash)) => {
+                        if current_drift.as_ref().is_none_or(|(h, _)| h != body_hash) {
+                            // The previous checkpoint's features go first (memory).
+                            current_drift.take();
+                            let f = drifted_features(
+                                &backbone,
+                                (state, body_hash),
+                                &undrifted,
+                                out,
+                                &transform,
+                                batch,
+                                &eval_images,
+                                false,
+                                log,
+                            )?;
+                            current_drift = Some((body_hash.clone(), f));
+                        }
+                        current_drift.as_ref().and_then(|(_, f)| f.rest.as_ref())
+                    }
+                    None => None,
+                };
+                let (u_train, u_val, u_test, u_ood) = match drifted {
+                    Some(d) => (&d.train, &d.val, &d.test, d.ood.as_slice()),
+                    None => (&train_f, &val_f, &test_f, ood_f.as_slice()),
+                };
+                let test_p = pred(u_test, 1)?;
                 let indist = suite::in_distribution(&ctx, &test_p, "test", &ds_name, &settings)
                     .map_err(step(format!("evaluating {}", unit.method)))?;
                 let mut records = indist.records.clone();
                 let mut res = serde_json::Map::new();
                 res.insert("test".into(), indist.json.clone());
                 if config.eval.train_nll {
-                    let tr = Predictions::concat(&[&pred(&train_f, 2)?, &pred(&val_f, 3)?])
+                    let tr = Predictions::concat(&[&pred(u_train, 2)?, &pred(u_val, 3)?])
                         .map_err(step("train NLL"))?;
                     let (r, j) = suite::train_nll(&ctx, &tr, &ds_name, &settings)
                         .map_err(step("train NLL"))?;
                     records.extend(r);
                     res.insert("train".into(), j);
                 }
-                if !ood_f.is_empty() {
+                if !u_ood.is_empty() {
                     let mut sets = Vec::new();
-                    for (i, (name, fs, _)) in ood_f.iter().enumerate() {
+                    for (i, (name, fs, _)) in u_ood.iter().enumerate() {
                         sets.push((name.clone(), pred(fs, 100 + i as u64)?));
                     }
                     let (r, j) = suite::ood(&ctx, &test_p, &sets);
                     records.extend(r);
                     res.insert("ood".into(), j);
+                    if config.eval.profiles.iter().any(|p| p == "paper") {
+                        // The seed's OOD scores: float32 softmax, interpolated FPR95 (decal metrics --profile paper).
+                        let (r, j) = suite::ood_paper(&ctx, &test_p, &sets);
+                        records.extend(r);
+                        res.insert("ood_paper".into(), j);
+                    }
                     if unit.seed.is_none() || unit.seed == histogram_seed {
                         write_ood_histogram(out, &unit.method, &test_p, &sets, &ds_name)
                             .map_err(step(format!("OOD histogram of {}", unit.method)))?;
@@ -1653,11 +2061,18 @@ pub fn run(
 
     // ---- Corruption shift (streamed cell by cell over every method) --------------------------------------
     if let Some(shift) = &config.shift {
-        let shift_hash = hash_json(&json!({
+        let mut shift_desc = json!({
             "spec": shift, "units": units.iter().map(|u| (u.method.clone(), u.seed, u.num_samples, u.temperature,
                 u.head_dir.as_ref().map(|d| loaded_heads[d].2.clone()))).collect::<Vec<_>>(),
             "manifest": sha256_file(&shift.dir.join("manifest.json")).ok(), "desc": eval_desc,
-        }));
+        });
+        if !calibration_original.is_empty() {
+            shift_desc["held_out"] = json!(hash_json(&calibration_original));
+        }
+        if !bodies.is_empty() {
+            shift_desc["bodies"] = json!(bodies.values().map(|b| b.1.clone()).collect::<Vec<_>>());
+        }
+        let shift_hash = hash_json(&shift_desc);
         let file = edir.join(format!("shift-{}.json", short(&shift_hash)));
         let cached_result: Option<Value> = if file.exists() && !options.force {
             std::fs::read_to_string(&file)
@@ -1678,6 +2093,8 @@ pub fn run(
                 &units,
                 &loaded_heads,
                 &test_set,
+                (&calibration_original, full_test_len),
+                (&undrifted, &bodies),
                 device,
                 log,
             ) {
@@ -1695,6 +2112,10 @@ pub fn run(
             },
         };
         if let Some(v) = shift_result {
+            if let Some(w) = v.get("warning").and_then(|w| w.as_str()) {
+                log(&format!("warning: {w}"));
+                warnings.push(w.to_string());
+            }
             let recs: Vec<MetricRecord> = serde_json::from_value(v["records"].clone())
                 .map_err(step(format!("reading {}", file.display())))?;
             all_records.extend(recs);
@@ -1703,6 +2124,14 @@ pub fn run(
     }
 
     // ---- Outputs --------------------------------------------------------------------------------------
+    // What ran, for the report and results.json: stage 2, the validation source, every seed departure.
+    let run_notes: Vec<String> = [recipe::stage2_line(config), validation_note.clone()]
+        .into_iter()
+        .chain(recipe::departures(
+            config,
+            matches!(validation_source, ValidationSource::TestHoldout { .. }),
+        ))
+        .collect();
     let metrics = out.join("metrics.jsonl");
     decal_report::record::write_jsonl(&metrics, &all_records)
         .map_err(step("writing metrics.jsonl"))?;
@@ -1711,8 +2140,13 @@ pub fn run(
     let mut results_json = json!({
             "experiment": config.name, "config": config, "warnings": warnings,
             "compat_notes": compat_notes(config),
+            "recipe": {"name": config.recipe, "stage2": run_notes[0], "departures": &run_notes[2..]},
             "backbone": {"arch": backbone.arch, "weights_sha256": backbone.hash},
-            "features": {"train": train_key, "val": val_key, "test": test_key, "mode": config.features.mode},
+            "features": {"train": train_key, "val": val_key, "test": test_key, "fit": fit_key, "mode": config.features.mode},
+            "validation": {
+                "choice": config.data.validation, "resolved": validation_source, "note": validation_note,
+                "backbone_training_images": known.describe(), "fit_images": fit_f.len(), "test_images": test_f.len(),
+            },
             "results": results, "calibration": calibration, "provenance": Provenance::capture(),
     });
     if config.eval.smoke {
@@ -1729,13 +2163,14 @@ pub fn run(
         }
         v
     };
-    let report = write_report(
+    let report = write_report_with_notes(
         config,
         out,
         &all_records,
         &reliability,
         &method_order,
         &warnings,
+        &run_notes,
     )
     .map_err(step("report"))?;
     for m in &report.messages {
@@ -1840,10 +2275,19 @@ fn run_shift(
     units: &[MethodUnit],
     heads: &LoadedHeads,
     test_set: &ImageSet,
+    (held_out, full_test_len): (&[usize], usize),
+    bodies: (&BodyState, &BTreeMap<PathBuf, (BodyState, String)>),
     device: Device,
     log: &mut dyn FnMut(&str),
 ) -> Result<Value, String> {
     let dir = &shift.dir;
+    // Corrupted versions of the held-out calibration images are left out of every cell when the files
+    // follow the full test split's order (one row per test image and severity).
+    let mut excluded = vec![false; full_test_len];
+    for &i in held_out {
+        excluded[i] = true;
+    }
+    let mut warning: Option<String> = None;
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
@@ -1948,8 +2392,22 @@ fn run_shift(
             0 => shift.every.max(1),
             n => shift.every.max(per.div_ceil(n)).max(1),
         };
+        let exclude = !held_out.is_empty() && per == full_test_len;
+        if !held_out.is_empty() && per != full_test_len && warning.is_none() {
+            warning = Some(format!(
+                "shift: {} has {per} images per severity, not the test split's {full_test_len}: the corrupted \
+                 versions of the {} held-out calibration images could not be left out",
+                path.display(),
+                held_out.len()
+            ));
+        }
+        let mut kept = 0;
         for (si, &severity) in severities.iter().enumerate() {
-            let picked: Vec<usize> = (si * per..(si + 1) * per).step_by(every).collect();
+            let picked: Vec<usize> = (si * per..(si + 1) * per)
+                .step_by(every)
+                .filter(|&r| !(exclude && excluded[r - si * per]))
+                .collect();
+            kept = picked.len();
             let cell = ImageSet {
                 name: format!("{dataset}/{name}/{severity}"),
                 height: test_set.height,
@@ -1964,33 +2422,49 @@ fn run_shift(
             };
             let images = DeviceImages::new(&cell, &backbone.mean, &backbone.std, device);
             let idx: Vec<usize> = (0..cell.len()).collect();
-            let fs = body_features(
-                backbone,
-                &images,
-                &idx,
-                config.features.batch_size,
-                BodyMode::Frozen,
-                None,
-            );
-            for (ui, unit) in units.iter().enumerate() {
-                let head = unit.head_dir.as_ref().map(|d| &heads[d].1);
-                let seed = config.eval.eval_seed
-                    ^ (1000 + si as u64)
-                    ^ unit.seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let predictor = make_predictor(backbone, head, unit, seed);
-                let p = predict(&predictor, &fs, device).map_err(|e| e.to_string())?;
-                sweeps[ui]
-                    .add_cell(name, severity, &p)
-                    .map_err(|e| e.to_string())?;
-                paper_sweeps[ui]
-                    .add_cell(name, severity, &p)
-                    .map_err(|e| e.to_string())?;
+            // One feature pass per body: the undrifted one, then each drifted checkpoint's own.
+            let mut body_of: Vec<Option<&PathBuf>> = Vec::new();
+            for u in units {
+                let b = u.head_dir.as_ref().filter(|d| bodies.1.contains_key(*d));
+                if !body_of.contains(&b) {
+                    body_of.push(b);
+                }
             }
+            for body in body_of {
+                let state = body.map_or(bodies.0, |d| &bodies.1[d].0);
+                state.restore(&backbone._vs)?;
+                let fs = body_features(
+                    backbone,
+                    &images,
+                    &idx,
+                    config.features.batch_size,
+                    BodyMode::Frozen,
+                    None,
+                );
+                for (ui, unit) in units.iter().enumerate() {
+                    if unit.head_dir.as_ref().filter(|d| bodies.1.contains_key(*d)) != body {
+                        continue;
+                    }
+                    let head = unit.head_dir.as_ref().map(|d| &heads[d].1);
+                    let seed = config.eval.eval_seed
+                        ^ (1000 + si as u64)
+                        ^ unit.seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let predictor = make_predictor(backbone, head, unit, seed);
+                    let p = predict(&predictor, &fs, device).map_err(|e| e.to_string())?;
+                    sweeps[ui]
+                        .add_cell(name, severity, &p)
+                        .map_err(|e| e.to_string())?;
+                    paper_sweeps[ui]
+                        .add_cell(name, severity, &p)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            bodies.0.restore(&backbone._vs)?;
         }
         log(&format!(
             "shift: {name} done ({} severities × {} images) [{:.0}s]",
             severities.len(),
-            per.div_ceil(every),
+            kept,
             t.elapsed().as_secs_f64()
         ));
     }
@@ -2012,7 +2486,10 @@ fn run_shift(
         }));
         results.insert(key, json!({"primary": j, "paper": jp}));
     }
-    Ok(json!({"records": records, "results": results, "kind": "generated corruptions", "dir": dir}))
+    Ok(
+        json!({"records": records, "results": results, "kind": "generated corruptions", "dir": dir,
+            "held_out_calibration_images_excluded": !held_out.is_empty() && warning.is_none(), "warning": warning}),
+    )
 }
 
 /// Writes the MSP histogram of one method (ID test set vs each OOD set, 20 equal-width bins) to
@@ -2106,6 +2583,28 @@ fn write_report(
     method_order: &[String],
     warnings: &[String],
 ) -> Result<ReportFiles, String> {
+    write_report_with_notes(
+        config,
+        out,
+        records,
+        reliability,
+        method_order,
+        warnings,
+        &[],
+    )
+}
+
+/// [`write_report`] with the run's own notes (what ran: stage-2 mode, validation source, departures from
+/// the seed's recipe) after the warnings and before the compatibility notes.
+fn write_report_with_notes(
+    config: &ExperimentConfig,
+    out: &Path,
+    records: &[MetricRecord],
+    reliability: &BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
+    method_order: &[String],
+    warnings: &[String],
+    run_notes: &[String],
+) -> Result<ReportFiles, String> {
     // The report draws every CSV in `reliability/` and `ood_histograms/`: those of methods that are no
     // longer in the config (an earlier config in the same run directory) go first.
     let current: Vec<String> = method_order.iter().map(|m| slug(m)).collect();
@@ -2188,7 +2687,7 @@ fn write_report(
         config.name
     );
     let aggregates = aggregate(records).map_err(|e| e.to_string())?;
-    let table_markdown = Table::paper(&title, &aggregates, Spread::Std, method_order)
+    let table_markdown = Table::paper(&title, &aggregates, config.eval.spread, method_order)
         .map_err(|e| e.to_string())?
         .to_markdown();
     // `report/` belongs to the run (regenerated on every run, so `force`): a report decal-report wrote there
@@ -2214,8 +2713,10 @@ fn write_report(
         .then(|| SMOKE_NOTE.to_string())
         .into_iter()
         .chain(warnings.iter().cloned())
+        .chain(run_notes.iter().cloned())
         .chain(compat_notes(config))
         .collect();
+    options.spread = config.eval.spread;
     // The printed table, also as `report/results.md` (listed in the report's manifest).
     options.extra_files = vec![(
         PathBuf::from("results.md"),

@@ -307,7 +307,7 @@ pub const PAPER_COLUMNS: [(&str, &str, &str); 11] = [
     ("Shift ECE", "shift", "ece"),
     ("Shift MCE", "shift", "mce"),
     ("OOD AUROC", "ood", "auroc"),
-    ("FPR95 (ID+, exact)", "ood", "fpr95"),
+    ("FPR95 (exact)", "ood", "fpr95"),
 ];
 
 /// A results table: rows = methods, columns = metrics, cells = aggregates.

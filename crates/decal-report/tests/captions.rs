@@ -75,7 +75,7 @@ fn real_definitions_are_concise_and_exact() {
             "Train NLL: as NLL; 10000 training images incl. the validation part, un-augmented",
             "Shift ECE: as ECE; pooled over all 95 corruption cells (seed's SHIFT aggregation)",
             "OOD AUROC: exact AUROC, ties 1/2; MSP score; ID = 2000 test images positive, OOD = 2000 images of mnist",
-            "FPR95: fpr95_idpos, exact; rest as OOD AUROC",
+            "FPR95 (exact): fpr95_idpos, exact; rest as OOD AUROC",
         ]
     );
     // Every column is named by an entry; the units clause that contradicted the "(%)" header is gone.
