@@ -204,8 +204,65 @@ pub fn save(
         num_tensors: named.len(),
         num_parameters: crate::num_parameters(vs),
     });
-    decal_core::write_json_atomic(&config_path, &written)?;
+    let text = config_text_with_checksum(&written, &config_path)?;
+    decal_core::write_atomic(&config_path, text.as_bytes())?;
     Ok(written)
+}
+
+/// The key under which `config.json` records its own SHA-256. The checksum is computed over the file's bytes
+/// with the 64 hex digits replaced by zeros, so that damage anywhere in `config.json` (a flipped digit of
+/// `num_classes` would otherwise surface as a tensor-shape error in `model.safetensors`) is reported as
+/// what it is. Files without the key (written before it existed, or edited on purpose and the key
+/// removed) are read unchecked.
+pub const CONFIG_CHECKSUM_KEY: &str = "config_sha256";
+
+const ZERO_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn config_text_with_checksum(meta: &CheckpointMeta, path: &Path) -> Result<String, ModelError> {
+    let ser = |e: serde_json::Error| {
+        ModelError::Core(decal_core::CoreError::Serialize {
+            what: path.display().to_string(),
+            source: e,
+        })
+    };
+    let mut value = serde_json::to_value(meta).map_err(ser)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert(CONFIG_CHECKSUM_KEY.into(), ZERO_DIGEST.into());
+    }
+    let mut text = serde_json::to_string_pretty(&value).map_err(ser)?;
+    text.push('\n');
+    let digest = decal_core::sha256_bytes(text.as_bytes());
+    let marker = format!("\"{CONFIG_CHECKSUM_KEY}\": \"{ZERO_DIGEST}\"");
+    Ok(text.replacen(
+        &marker,
+        &format!("\"{CONFIG_CHECKSUM_KEY}\": \"{digest}\""),
+        1,
+    ))
+}
+
+/// Verifies the checksum `config.json` records for itself (see [`CONFIG_CHECKSUM_KEY`]); `Ok` when it
+/// matches or is absent.
+fn verify_config_checksum(text: &str, path: &Path) -> Result<(), ModelError> {
+    let key = format!("\"{CONFIG_CHECKSUM_KEY}\": \"");
+    let Some(start) = text.find(&key).map(|i| i + key.len()) else {
+        return Ok(());
+    };
+    let recorded = text.get(start..start + 64).unwrap_or("");
+    let mut zeroed = String::with_capacity(text.len());
+    zeroed.push_str(&text[..start]);
+    zeroed.push_str(ZERO_DIGEST);
+    zeroed.push_str(text.get(start + 64..).unwrap_or(""));
+    let actual = decal_core::sha256_bytes(zeroed.as_bytes());
+    if recorded.len() != 64 || actual != recorded {
+        return Err(ModelError::BadCheckpoint {
+            path: path.to_path_buf(),
+            problem: format!(
+                "SHA-256 {actual} does not match the {CONFIG_CHECKSUM_KEY} it records ({recorded}): \
+                 config.json was damaged or edited (remove the {CONFIG_CHECKSUM_KEY} line to accept an edit)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Reads and checks `config.json` of the checkpoint in `dir` (does not touch the weights).
@@ -221,6 +278,8 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, ModelError> {
         }
         Err(e) => return Err(io_err(&config_path)(e)),
     };
+    // Before parsing: a damaged file is reported as damaged, not as whatever its damage parses into.
+    verify_config_checksum(&text, &config_path)?;
     let meta: CheckpointMeta =
         serde_json::from_str(&text).map_err(|e| ModelError::BadCheckpoint {
             path: config_path.clone(),

@@ -24,7 +24,6 @@
 //! `qzx_body.*` layout), [`read_state_dict`] (raw tensors, no mapping).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 
 use decal_pickle::Value;
@@ -402,9 +401,10 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
     n >= 2 && (n as usize) <= bytes.len() - 8 && bytes[8] == b'{'
 }
 
-/// Largest tensor (in elements) the importer materialises: 2^34 (64 GiB of float32), far above any model here;
-/// a larger view can only come from a corrupt or hostile file (e.g. zero strides with huge sizes).
-const MAX_TENSOR_ELEMENTS: i128 = 1 << 34;
+/// Most elements a view may have beyond its storage's: a view larger than its storage repeats elements (zero
+/// strides, as `expand` makes); such a view is materialised only up to 2^24 elements (64 MiB of float32), so
+/// a tiny file cannot make the importer allocate gigabytes (a 1-element storage viewed as 2^17 × 2^17).
+const MAX_EXPANDED_VIEW_ELEMENTS: i128 = 1 << 24;
 
 /// Storage element type from a `torch.<Name>Storage` global.
 fn storage_kind(name: &str) -> Option<Kind> {
@@ -426,6 +426,7 @@ fn storage_kind(name: &str) -> Option<Kind> {
 struct ZipReader<'a> {
     file: &'a Path,
     archive: zip::ZipArchive<std::io::Cursor<&'a [u8]>>,
+    archive_len: u64,
     prefix: String,
     storages: HashMap<String, Tensor>,
 }
@@ -438,9 +439,26 @@ impl<'a> ZipReader<'a> {
             Err(zip::result::ZipError::FileNotFound) => return Ok(None),
             Err(e) => return Err(format_err(self.file, format!("zip member {full}: {e}"))),
         };
-        let mut out = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut out)
+        // The central directory's sizes are untrusted: checked against the archive before reading, and the
+        // buffer grows only as bytes arrive.
+        use decal_core::bounded::{member_size_problem, Packing};
+        let (size, packed) = (entry.size(), entry.compressed_size());
+        let problem = match entry.compression() {
+            zip::CompressionMethod::Stored => {
+                member_size_problem(size, packed, Packing::Stored, self.archive_len)
+            }
+            zip::CompressionMethod::Deflated => {
+                member_size_problem(size, packed, Packing::Deflated, self.archive_len)
+            }
+            other => Some(format!("unsupported compression method {other}")),
+        };
+        if let Some(p) = problem {
+            return Err(format_err(
+                self.file,
+                format!("zip member {full}: corrupt archive member: {p}"),
+            ));
+        }
+        let out = decal_core::bounded::read_exact_declared(&mut entry, size)
             .map_err(|e| format_err(self.file, format!("zip member {full}: {e}")))?;
         Ok(Some(out))
     }
@@ -550,7 +568,10 @@ impl<'a> ZipReader<'a> {
                         .map(|(&s, &st)| (s as i128 - 1).max(0) * st as i128)
                         .sum::<i128>();
                 let view_numel = size.iter().map(|&s| s as i128).product::<i128>();
-                if !empty && (last >= numel as i128 || view_numel > MAX_TENSOR_ELEMENTS) {
+                if !empty
+                    && (last >= numel as i128
+                        || view_numel > (numel as i128).max(MAX_EXPANDED_VIEW_ELEMENTS))
+                {
                     return Err(bad(&format!(
                         "view (offset {offset}, size {size:?}, stride {stride:?}) does not fit its storage of {numel} elements"
                     )));
@@ -589,6 +610,7 @@ fn read_torch_zip(file: &Path, bytes: &[u8]) -> Result<StateDict, ModelError> {
     let mut reader = ZipReader {
         file,
         archive,
+        archive_len: bytes.len() as u64,
         prefix,
         storages: HashMap::new(),
     };
