@@ -3,7 +3,8 @@
 //! overwrites with boundary values, truncations, insertions, chunk duplications and splices, runs the
 //! parser under `catch_unwind`, and saves any input that panics to `fuzz/artifacts/<target>/`.
 //!
-//! Usage: `fuzz_loop <target|all> <seconds per target> [seed]`, targets: cifar_binary, pickle, mat, npy, idx.
+//! Usage: `fuzz_loop <target|all> <seconds per target> [seed]`, targets: cifar_binary, pickle, mat, npy, idx,
+//! npz, image.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +37,16 @@ fn targets() -> Vec<(&'static str, Target)> {
         }),
         ("idx", |d| {
             let _ = decal_data::idx::parse_idx_bytes(d);
+        }),
+        ("npz", |d| {
+            let _ = decal_io::npz::from_bytes(d, Path::new("f.npz"));
+        }),
+        ("image", |d| {
+            let _ = decal_data::imagefolder::decode_image_bytes(
+                d,
+                Path::new("f"),
+                decal_data::imagefolder::ColorMode::Rgb,
+            );
         }),
     ]
 }
