@@ -76,7 +76,7 @@ enum Views {
     /// Read into memory: view-major values.
     Memory { views: Vec<Vec<f32>>, hash: String },
     /// A decal view cache (`views.json`).
-    Cache(ViewCache),
+    Cache(Box<ViewCache>),
 }
 
 impl Views {
@@ -144,7 +144,7 @@ fn load_views(spec: &Path, train: &FeatureSet) -> Result<Views, String> {
                 "{what}: its labels differ from the training labels (row r of every view must augment training row r)"
             ));
         }
-        return Ok(Views::Cache(cache));
+        return Ok(Views::Cache(Box::new(cache)));
     }
     let mut views = Vec::new();
     if plain.is_dir() {
