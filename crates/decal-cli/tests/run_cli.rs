@@ -177,11 +177,17 @@ fn head_with_wrong_feature_width_is_a_clear_error() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    // Caught from the architecture before any training (config_check), naming the file and the key.
     assert!(
-        err.contains(
-            "error: head \"TST\": head expects 640-dimensional features but the backbone gives 84"
-        ),
+        err.contains(&format!(
+            "error: {}: heads[0].feature_dim: 640 does not match the backbone: backbone.train.model \"cnn-mnist\" has 84-wide features",
+            path.display()
+        )),
         "{err}"
+    );
+    assert!(
+        !tmp.path().join("o").exists(),
+        "no run directory before the config is valid"
     );
 }
 
