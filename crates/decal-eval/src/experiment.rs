@@ -212,9 +212,18 @@ pub struct BackboneConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
-    /// `cached` (default: features of un-augmented images, computed once) or `exact` (the seed: augmented
-    /// training images through the frozen body every epoch).
-    #[serde(default = "cached")]
+    /// How stage 2 gets its training features (validation and test features are always un-augmented):
+    /// - `augmented`: the frozen body's features of `views` augmented views of every training image
+    ///   (the seed's crop + flip), extracted once into a cache ([`decal_train::views`]); every head epoch
+    ///   takes one view per image per seed;
+    /// - `unaugmented` (alias `cached`, its older name): features of the un-augmented training images,
+    ///   computed once — not the seed's training distribution;
+    /// - `exact`: the seed's loop — freshly augmented training images through the body every epoch.
+    ///
+    /// Default `augmented` with `views = 40`: as many views as the seed's 40 head epochs, so every epoch
+    /// sees a distinct augmented view of every image, the seed's per-epoch distribution
+    /// (docs/stage2-views.md).
+    #[serde(default = "augmented")]
     pub mode: String,
     /// `frozen` (default) or `seed-bn-drift` (exact mode only: the seed's train-mode body, BUG-7).
     #[serde(default)]
@@ -222,10 +231,23 @@ pub struct FeaturesConfig {
     /// Batch size of the body's forward passes (does not change results in frozen mode).
     #[serde(default = "default_feature_batch")]
     pub batch_size: usize,
+    /// A, augmented views per training image (`augmented` mode).
+    #[serde(default = "default_views")]
+    pub views: usize,
+    /// Element type of the view cache: `f16` (default, half the disk) or `f32` (`augmented` mode).
+    #[serde(default)]
+    pub storage: decal_train::views::Storage,
+    /// Seed of the views' crop and flip draws (`augmented` mode).
+    #[serde(default)]
+    pub views_seed: u64,
 }
 
-fn cached() -> String {
-    "cached".into()
+fn default_views() -> usize {
+    40
+}
+
+fn augmented() -> String {
+    "augmented".into()
 }
 fn default_feature_batch() -> usize {
     512
@@ -234,9 +256,12 @@ fn default_feature_batch() -> usize {
 impl Default for FeaturesConfig {
     fn default() -> Self {
         FeaturesConfig {
-            mode: cached(),
+            mode: augmented(),
             body: BodyMode::Frozen,
             batch_size: default_feature_batch(),
+            views: default_views(),
+            storage: decal_train::views::Storage::F16,
+            views_seed: 0,
         }
     }
 }
@@ -516,13 +541,19 @@ impl ExperimentConfig {
         if self.seeds.is_empty() && !self.heads.is_empty() {
             return Err("seeds must list at least one seed".into());
         }
-        if !matches!(self.features.mode.as_str(), "cached" | "exact") {
+        if !matches!(
+            self.features.mode.as_str(),
+            "augmented" | "unaugmented" | "cached" | "exact"
+        ) {
             return Err(format!(
-                "[features] mode must be \"cached\" or \"exact\", got {:?}",
+                "[features] mode must be \"augmented\", \"unaugmented\" (alias \"cached\") or \"exact\", got {:?}",
                 self.features.mode
             ));
         }
-        if self.features.mode == "cached" && self.features.body == BodyMode::SeedBnDrift {
+        if self.features.views == 0 {
+            return Err("[features] views must be at least 1".into());
+        }
+        if self.features.mode != "exact" && self.features.body == BodyMode::SeedBnDrift {
             return Err("[features] body = \"seed-bn-drift\" needs mode = \"exact\" (cached features come from the frozen body)".into());
         }
         let mut names: Vec<&str> = Vec::new();
@@ -645,6 +676,8 @@ pub fn smoke_config(config: &ExperimentConfig) -> ExperimentConfig {
         h.train_samples = h.train_samples.min(smoke::VTST_SAMPLES);
         h.val_samples = h.val_samples.min(smoke::VTST_SAMPLES);
     }
+    // Augmented stage 2: two views are enough to exercise the view cache and its sampler.
+    c.features.views = c.features.views.min(2);
     for o in &mut c.ood {
         o.limit = cap(o.limit, smoke::OOD);
     }
@@ -1545,6 +1578,69 @@ pub fn run(
         }
     }
 
+    // `[features] mode = "augmented"`: A augmented views of every training image through the frozen body,
+    // extracted once (chunked, resumable) and shared by every head and seed (decal_train::views).
+    let views_cache = if config.features.mode == "augmented" && !plan_for_split.augment {
+        // Nothing to augment (e.g. SVHN, MNIST): the un-augmented cached features are the seed's training
+        // distribution, so they are used as they are (float32, no view cache).
+        log(&format!(
+            "features: {} has no training augmentation; augmented mode trains on the un-augmented features",
+            config.data.dataset
+        ));
+        None
+    } else if config.features.mode == "augmented" {
+        let (views, augmentation) = (
+            config.features.views,
+            decal_train::views::Augmentation::crop_flip(
+                stage1::CROP_PADDING as usize,
+                backbone.mean.clone(),
+                backbone.std.clone(),
+            ),
+        );
+        let key = decal_train::views::ViewsKey::new(
+            views,
+            config.features.storage,
+            augmentation,
+            config.features.views_seed,
+            backbone.hash.clone(),
+            &train_set,
+            &split_data.train_indices,
+        );
+        let vdir = fdir.join(format!(
+            "views-a{views}-{}-{}",
+            config.features.storage.name(),
+            short(&key.digest())
+        ));
+        let t = Instant::now();
+        let options = decal_train::views::BuildOptions {
+            batch_size: batch,
+            device,
+            ..Default::default()
+        };
+        let mut body = decal_train::views::frozen_body(backbone.classifier.body.as_ref());
+        let (cache, status) = decal_train::views::build_or_open(
+            &vdir,
+            &key,
+            &train_set,
+            &split_data.train_indices,
+            feature_dim as usize,
+            &options,
+            &mut body,
+            log,
+        )
+        .map_err(step("augmented views of the training images"))?;
+        log(&format!(
+            "features train views: {} × {} × {} {} ({status:?}, {:.1}s)",
+            cache.num_views(),
+            cache.len(),
+            cache.feature_dim(),
+            config.features.storage.name(),
+            t.elapsed().as_secs_f64()
+        ));
+        Some(cache)
+    } else {
+        None
+    };
     // ---- Stage 2 --------------------------------------------------------------------------------------
     if let Some(n) = options.head_threads {
         tch::set_num_threads(n.max(1) as i32);
@@ -1553,6 +1649,11 @@ pub fn run(
         "train": train_key, "val": fit_key,
         "train_sha": hash_json(&train_f.labels.len()), "mode": config.features.mode, "body": config.features.body,
     });
+    if let Some(cache) = &views_cache {
+        features_desc["views"] = json!({
+            "views": cache.num_views(), "storage": cache.meta().key.dtype, "key": cache.meta().key.digest(),
+        });
+    }
     if drift_mode {
         // Heads trained before each one started from the undrifted body (and saved its drifted state) differ.
         features_desc["drift"] = json!("per-checkpoint body, restored before each head, v2");
@@ -1581,6 +1682,62 @@ pub fn run(
         temperature: None,
     }];
     for spec in &config.heads {
+        // Cached features (augmented views or un-augmented): every seed still to train, as one batched model
+        // (decal_train::stage2_batched); each seed's head is saved as its own ordinary checkpoint.
+        let mut batched_done: Vec<u64> = Vec::new();
+        if config.features.mode != "exact" {
+            let mut todo: Vec<(Stage2Config, PathBuf)> = Vec::new();
+            for &seed in &config.seeds {
+                let s2 = stage2_config(spec, feature_dim, num_classes, seed);
+                let unit_hash = hash_json(&json!({"stage2": s2, "features": features_desc}));
+                let dir = out
+                    .join("heads")
+                    .join(slug(&spec.name))
+                    .join(format!("seed-{seed}-{}", short(&unit_hash)));
+                if options.force || !dir.join(stage2::HEAD_CONFIG).exists() {
+                    todo.push((s2, dir));
+                }
+            }
+            if !todo.is_empty() {
+                let t = Instant::now();
+                let configs: Vec<Stage2Config> = todo.iter().map(|(c, _)| c.clone()).collect();
+                let source = match &views_cache {
+                    Some(cache) => decal_train::stage2_batched::BatchedSource::Views(cache),
+                    None => decal_train::stage2_batched::BatchedSource::Fixed(&train_f),
+                };
+                let seeds: Vec<u64> = configs.iter().map(|c| c.seed).collect();
+                let trained = decal_train::stage2_batched::train_batched(
+                    &configs,
+                    source,
+                    &fit_f,
+                    device,
+                    &mut |_, _| {},
+                )
+                .map_err(step(format!("stage 2: {} seeds {seeds:?}", spec.name)))?;
+                for ((c, dir), head) in todo.iter().zip(&trained) {
+                    stage2::save_head(dir, head, features_desc.clone())
+                        .map_err(step(format!("saving head {} seed {}", spec.name, c.seed)))?;
+                    let last = head.history.last().expect("at least one epoch");
+                    log(&format!(
+                        "stage 2: {} seed {}: best epoch {} of {} (val NLL {:.4}); last epoch: train loss {:.4}, val NLL {:.4}, val acc {:.2}%",
+                        spec.name,
+                        c.seed,
+                        head.best_epoch + 1,
+                        c.epochs,
+                        head.history[head.best_epoch].val_nll,
+                        last.train_loss,
+                        last.val_nll,
+                        100.0 * last.val_accuracy
+                    ));
+                    batched_done.push(c.seed);
+                }
+                log(&format!(
+                    "stage 2: {} seeds {seeds:?} trained batched in {:.1}s",
+                    spec.name,
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+        }
         for &seed in &config.seeds {
             let s2 = stage2_config(spec, feature_dim, num_classes, seed);
             let unit_hash = hash_json(&json!({"stage2": s2, "features": features_desc}));
@@ -1588,7 +1745,9 @@ pub fn run(
                 .join("heads")
                 .join(slug(&spec.name))
                 .join(format!("seed-{seed}-{}", short(&unit_hash)));
-            if dir.join(stage2::HEAD_CONFIG).exists() && !options.force {
+            if batched_done.contains(&seed) {
+                computed += 1;
+            } else if dir.join(stage2::HEAD_CONFIG).exists() && !options.force {
                 log(&format!(
                     "stage 2: {} seed {seed}: reusing {}",
                     spec.name,
@@ -2142,7 +2301,11 @@ pub fn run(
             "compat_notes": compat_notes(config),
             "recipe": {"name": config.recipe, "stage2": run_notes[0], "departures": &run_notes[2..]},
             "backbone": {"arch": backbone.arch, "weights_sha256": backbone.hash},
-            "features": {"train": train_key, "val": val_key, "test": test_key, "fit": fit_key, "mode": config.features.mode},
+            "features": {"train": train_key, "val": val_key, "test": test_key, "fit": fit_key, "mode": config.features.mode,
+                "views": (config.features.mode == "augmented").then(|| json!({
+                    "views": views_cache.as_ref().map(|c| c.num_views()), "storage": config.features.storage,
+                    "seed": config.features.views_seed, "augmentation": views_cache.as_ref().map(|c| &c.meta().key.augmentation),
+                }))},
             "validation": {
                 "choice": config.data.validation, "resolved": validation_source, "note": validation_note,
                 "backbone_training_images": known.describe(), "fit_images": fit_f.len(), "test_images": test_f.len(),
