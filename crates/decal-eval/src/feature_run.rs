@@ -38,7 +38,9 @@ pub(super) fn validate(config: &ExperimentConfig) -> Result<(), String> {
                 .into(),
         );
     }
-    if config.features.mode != "cached" {
+    // `[features]` describes images through the network; with feature files the training distribution is
+    // the files': augmented exactly when `train_views` is given. Only the per-epoch image loop is refused.
+    if config.features.mode == "exact" {
         return Err(
             "[features] mode = \"exact\" runs images through the network; with [backbone] features give augmented training views as features.train_views".into(),
         );
