@@ -118,6 +118,11 @@ pub(crate) fn build_profile(
         if m == 0 {
             bail!("--bins must be at least 1");
         }
+        // Bin arrays and reliability tables are O(M): a stated bound keeps a typo from allocating gigabytes.
+        const MAX_BINS: usize = 100_000;
+        if m > MAX_BINS {
+            bail!("--bins {m} is more than the {MAX_BINS} bins decal supports");
+        }
         profile.num_bins = m;
         overrides.push(format!("bins={m}"));
     }
