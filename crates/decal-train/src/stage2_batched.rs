@@ -5,7 +5,8 @@
 //! and the validation pass are paid once per step instead of once per seed. Everything that makes the seeds
 //! differ stays per seed, exactly as in [`crate::stage2::train`]:
 //! - **initialisation**: seed `s`'s head is built with `tch::manual_seed(s)` as the single-seed trainer
-//!   builds it, then copied into slice `s`;
+//!   builds it, then copied into slice `s` (libtorch's global generator, as in
+//!   [`crate::stage2::train`]: do not build heads on other threads of the same process meanwhile);
 //! - **optimiser state**: one Adam over the stacked tensors is per-seed Adam, because Adam is elementwise
 //!   and all seeds take the same number of steps (the bias corrections agree);
 //! - **the loss**: the sum over seeds of each seed's own batch-mean loss, so seed `s`'s gradient is exactly

@@ -12,6 +12,14 @@ use decal_train::stage2_batched::{train_batched, BatchedSource};
 use decal_train::views::{self, Augmentation, BuildOptions, Storage, ViewsKey};
 use tch::{Device, Kind, Tensor};
 
+/// Heads are initialised from libtorch's global generator (`tch::manual_seed`, as `stage2::train` does), so
+/// the tests of this file must not build heads concurrently.
+static GLOBAL_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Three Gaussian blobs in 6-D with overlap (so training keeps improving for a few epochs).
 fn blobs(n: usize, seed: u64) -> FeatureSet {
     let mut rng = NormalRng::new(seed);
@@ -86,6 +94,7 @@ fn assert_close(batched: &TrainedHead, alone: &TrainedHead, what: &str) {
 
 #[test]
 fn batched_seeds_match_each_seed_trained_alone() {
+    let _serial = serial();
     let train = blobs(300, 1);
     let val = blobs(150, 2);
     for kind in [HeadKind::Tst, HeadKind::Vtst, HeadKind::Reinit] {
@@ -132,6 +141,7 @@ fn batched_seeds_match_each_seed_trained_alone() {
 
 #[test]
 fn batched_heads_save_as_ordinary_checkpoints() {
+    let _serial = serial();
     let train = blobs(120, 5);
     let val = blobs(60, 6);
     let configs: Vec<Stage2Config> = [0, 1]
@@ -162,6 +172,7 @@ fn batched_heads_save_as_ordinary_checkpoints() {
 
 #[test]
 fn seeds_with_different_settings_are_refused() {
+    let _serial = serial();
     let train = blobs(30, 1);
     let mut other = config(HeadKind::Tst, 1);
     other.lr = 1e-3;
@@ -220,6 +231,7 @@ fn body(x: &Tensor) -> Tensor {
 
 #[test]
 fn view_source_feeds_sampled_views_and_one_view_equals_its_fixed_features() {
+    let _serial = serial();
     let set = images();
     let idx: Vec<usize> = (0..48).collect();
     let val_idx: Vec<usize> = (48..60).collect();
