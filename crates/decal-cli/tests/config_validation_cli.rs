@@ -87,10 +87,13 @@ fn run_config(dir: &Path, config: &Path) -> (Output, Duration) {
     r
 }
 
+/// An edit of the base config text that introduces one error.
+type ConfigEdit = Box<dyn Fn(String) -> String>;
+
 #[test]
 fn run_config_errors_name_the_file_and_key_before_any_work() {
     let d = tempfile::tempdir().unwrap();
-    let cases: Vec<(Box<dyn Fn(String) -> String>, Vec<&str>)> = vec![
+    let cases: Vec<(ConfigEdit, Vec<&str>)> = vec![
         (
             Box::new(|t| {
                 t.replacen("latent_dim = 16", "latent_dim = 0", 2).replacen(

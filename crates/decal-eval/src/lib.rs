@@ -17,11 +17,11 @@ pub mod drift;
 pub mod experiment;
 pub mod feature_files;
 pub mod predict;
-pub mod suite;
-
 pub mod recipe;
-/// Errors of the evaluation suite.
+pub mod suite;
 pub mod validation;
+
+/// Errors of the evaluation suite.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// A metric could not be computed (shape, labels, non-finite values).
