@@ -76,8 +76,12 @@ pub struct Args {
 /// Runs `decal report`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let formats = Formats::parse(&args.format)?;
-    let spread = Spread::parse(&args.spread)
-        .with_context(|| format!("--spread {:?}: expected `std`, `se` or `seed-se`", args.spread))?;
+    let spread = Spread::parse(&args.spread).with_context(|| {
+        format!(
+            "--spread {:?}: expected `std`, `se` or `seed-se`",
+            args.spread
+        )
+    })?;
     let seed_results: Vec<(PathBuf, String)> = args
         .seed_results
         .chunks(2)
