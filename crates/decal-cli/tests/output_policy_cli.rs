@@ -528,3 +528,23 @@ fn calibrator_json_is_validated_like_user_input() {
         &[s(&p), "calibrator.values[2]", "1 bins for num_bins = 2"],
     );
 }
+
+/// Outputs named relative to the working directory (`--json m.json`, the common case) are written; they
+/// were once refused as "written without being claimed" because the staged name came back as `./m.json`.
+#[test]
+fn relative_output_names_are_written() {
+    let d = tempfile::tempdir().unwrap();
+    let (z, y) = predictions(d.path());
+    let o = Command::new(env!("CARGO_BIN_EXE_decal"))
+        .current_dir(d.path())
+        .args(["metrics", "--logits", "z.npy", "--labels", "y.npy"])
+        .args(["--json", "m.json", "--reliability", "rel"])
+        .output()
+        .expect("decal binary runs");
+    ok(&o);
+    assert!(std::fs::read_to_string(d.path().join("m.json"))
+        .unwrap()
+        .contains("\"ece\""));
+    assert!(d.path().join("rel.svg").exists());
+    let _ = (z, y);
+}

@@ -266,7 +266,13 @@ impl OutputFiles {
             names.sort();
             for name in names {
                 let dest = parent.join(&name);
-                if !self.claimed.contains(&dest) {
+                // Claimed as given (`out.json`); staged under its parent (`./out.json`): compare both
+                // in the parent-joined form.
+                let claimed = self
+                    .claimed
+                    .iter()
+                    .any(|c| parent_of(c).join(c.file_name().unwrap_or_default()) == dest);
+                if !claimed {
                     return Err(OutputError::Unclaimed { path: dest });
                 }
                 // Re-checked: something may have appeared while the command worked.
@@ -285,7 +291,7 @@ impl OutputFiles {
         Ok(self
             .claimed
             .iter()
-            .filter(|c| written.contains(c))
+            .filter(|c| written.contains(&parent_of(c).join(c.file_name().unwrap_or_default())))
             .cloned()
             .collect())
     }
