@@ -187,6 +187,27 @@ fn run_checks_head_widths_against_a_checkpoint_config() {
             "config.json",
         ],
     );
+
+    // A damaged config.json is reported as damaged (its recorded checksum), not as a parse error of the
+    // older bare-architecture layout or a tensor-shape error in model.safetensors.
+    let cfg = ckpt.join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("\"num_classes\": 10"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replacen("\"num_classes\": 10", "\"num_classes\": 11", 1),
+    )
+    .unwrap();
+    let config = experiment(d.path(), |t| {
+        t.replace(
+            "[backbone.train]\nmodel = \"cnn-mnist\"\nepochs = 1",
+            &format!("[backbone]\ncheckpoint = \"{}\"", s(&ckpt)),
+        )
+    });
+    fails_fast(
+        &run_config(d.path(), &config),
+        &["config.json", "does not match the config_sha256"],
+    );
 }
 
 #[test]

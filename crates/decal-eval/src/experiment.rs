@@ -769,7 +769,11 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
     let hash = sha256_file(&weights).map_err(step(&what))?;
     // A decal checkpoint (its config.json parses as one) is loaded strictly: a tensor that does not match
     // the architecture in config.json is that error, not a fallback to the older bare-architecture layout.
-    if decal_models::checkpoint::read_meta(dir).is_ok() {
+    let meta_error = match decal_models::checkpoint::read_meta(dir) {
+        Ok(_) => None,
+        Err(e) => Some(e),
+    };
+    if meta_error.is_none() {
         let loaded = decal_models::checkpoint::load(dir, device).map_err(step(&what))?;
         let channels = loaded.meta.arch.input_shape().0 as usize;
         let (mean, std) = match &loaded.meta.normalization {
@@ -790,8 +794,17 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
         });
     }
     let text = std::fs::read_to_string(dir.join("config.json")).map_err(step(&what))?;
-    let arch: ArchConfig =
-        serde_json::from_str(&text).map_err(step(format!("{what}: config.json")))?;
+    let meta_error = meta_error.map(|e| e.to_string()).unwrap_or_default();
+    // A config.json that records its own checksum is a decal checkpoint: its error (e.g. the checksum
+    // mismatch of a damaged file) is the cause, not a failed parse as the older bare-architecture layout.
+    if text.contains(decal_models::checkpoint::CONFIG_CHECKSUM_KEY) {
+        return Err(step(&what)(meta_error));
+    }
+    let arch: ArchConfig = serde_json::from_str(&text).map_err(|e| {
+        step(format!("{what}: config.json"))(format!(
+            "neither a decal checkpoint ({meta_error}) nor a bare architecture ({e})"
+        ))
+    })?;
     let vs = nn::VarStore::new(device);
     let classifier = decal_models::try_build_classifier(&vs.root(), &arch).map_err(step(&what))?;
     // Strict: every tensor named and shaped as config.json's architecture says (no broadcasting).
