@@ -4,6 +4,8 @@
 //! a child process under `ulimit -v`, see `hostile/mod.rs`). Also: a class folder missing from one
 //! ImageFolder split is named.
 
+// The child-process harness (peak RSS, one-line error) is shared with decal-io's hostile_sizes tests.
+#[path = "../../decal-io/tests/hostile/mod.rs"]
 mod hostile;
 
 use std::io::Write;

@@ -4,6 +4,8 @@
 //! `ulimit -v` here, libtorch maps gigabytes of address space). Also: a damaged `config.json` is reported as
 //! damaged, not as a tensor-shape error in `model.safetensors`.
 
+// The child-process harness (peak RSS, one-line error) is shared with decal-io's hostile_sizes tests.
+#[path = "../../decal-io/tests/hostile/mod.rs"]
 mod hostile;
 
 use std::path::Path;

@@ -4,6 +4,8 @@
 //! under `ulimit -v`, see `hostile/mod.rs`; file names are added by the callers, e.g. decal-data's CIFAR
 //! reader and decal-models' importer, whose own tests check them).
 
+// The child-process harness (peak RSS, one-line error) is shared with decal-io's hostile_sizes tests.
+#[path = "../../decal-io/tests/hostile/mod.rs"]
 mod hostile;
 
 use hostile::assert_refused;

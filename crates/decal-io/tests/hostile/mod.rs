@@ -1,5 +1,5 @@
-//! Hostile-size harness shared by the `hostile_sizes` tests (the same file is copied into each reader
-//! crate's `tests/hostile/`): a case runs in a child process — this test binary re-executed with
+//! Hostile-size harness shared by the `hostile_sizes` tests (decal-data, decal-models and decal-pickle include
+//! this file with `#[path]`): a case runs in a child process — this test binary re-executed with
 //! `--exact <case>` — so that its peak resident memory (`VmHWM` of `/proc/self/status`) is its own, and,
 //! when the test binary has no libtorch mapped, under an address-space limit (`ulimit -v`) so that an
 //! allocation the invariant forbids fails in the child instead of swapping the machine.
