@@ -769,10 +769,7 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
     let hash = sha256_file(&weights).map_err(step(&what))?;
     // A decal checkpoint (its config.json parses as one) is loaded strictly: a tensor that does not match
     // the architecture in config.json is that error, not a fallback to the older bare-architecture layout.
-    let meta_error = match decal_models::checkpoint::read_meta(dir) {
-        Ok(_) => None,
-        Err(e) => Some(e),
-    };
+    let meta_error = decal_models::checkpoint::read_meta(dir).err();
     if meta_error.is_none() {
         let loaded = decal_models::checkpoint::load(dir, device).map_err(step(&what))?;
         let channels = loaded.meta.arch.input_shape().0 as usize;
@@ -2179,22 +2176,7 @@ pub fn run(
                     }
                 }
                 if config.eval.save_predictions {
-                    let path = out
-                        .join("predictions")
-                        .join(format!("{}{seed_tag}", slug(&unit.method)))
-                        .join("test_probs.npy");
-                    let arr = decal_io::NpyArray::from_f32(
-                        vec![test_p.len(), test_p.num_classes],
-                        test_p.probabilities().iter().map(|&v| v as f32).collect(),
-                    );
-                    decal_io::npy::write(&path, &arr)
-                        .map_err(step(format!("writing {}", path.display())))?;
-                    let lpath = path.with_file_name("test_labels.npy");
-                    decal_io::npy::write(
-                        &lpath,
-                        &decal_io::NpyArray::from_i64(vec![test_p.len()], test_p.labels.clone()),
-                    )
-                    .map_err(step(format!("writing {}", lpath.display())))?;
+                    save_test_predictions(out, &unit.method, &seed_tag, &test_p)?;
                 }
                 let value = json!({
                     "method": unit.method, "seed": unit.seed, "num_samples": unit.num_samples,
@@ -2216,18 +2198,15 @@ pub fn run(
                 value
             }
         };
-        let recs: Vec<MetricRecord> = serde_json::from_value(result["records"].clone())
-            .map_err(step(format!("reading {}", file.display())))?;
-        all_records.extend(recs);
-        if let Ok(rb) = serde_json::from_value(result["reliability"].clone()) {
-            reliability.entry(unit.method.clone()).or_default().push(rb);
-        }
-        let key = format!(
-            "{}{}",
-            unit.method,
-            unit.seed.map(|s| format!(" seed {s}")).unwrap_or_default()
-        );
-        results.insert(key, result["results"].clone());
+        collect_unit_result(
+            &unit.method,
+            unit.seed,
+            &file,
+            &result,
+            &mut all_records,
+            &mut reliability,
+            &mut results,
+        )?;
     }
 
     // ---- Corruption shift (streamed cell by cell over every method) --------------------------------------
@@ -2363,6 +2342,57 @@ pub fn run(
         computed,
         reused,
     })
+}
+
+/// Writes a unit's test probabilities (float32 [N, K]) and labels under
+/// `predictions/<method><seed_tag>/` (`[eval] save_predictions`).
+fn save_test_predictions(
+    out: &Path,
+    method: &str,
+    seed_tag: &str,
+    test_p: &Predictions,
+) -> Result<(), ExperimentError> {
+    let path = out
+        .join("predictions")
+        .join(format!("{}{seed_tag}", slug(method)))
+        .join("test_probs.npy");
+    let arr = decal_io::NpyArray::from_f32(
+        vec![test_p.len(), test_p.num_classes],
+        test_p.probabilities().iter().map(|&v| v as f32).collect(),
+    );
+    decal_io::npy::write(&path, &arr).map_err(step(format!("writing {}", path.display())))?;
+    let lpath = path.with_file_name("test_labels.npy");
+    decal_io::npy::write(
+        &lpath,
+        &decal_io::NpyArray::from_i64(vec![test_p.len()], test_p.labels.clone()),
+    )
+    .map_err(step(format!("writing {}", lpath.display())))
+}
+
+/// Adds one evaluation unit's stored result (`file`, computed now or reused) to the run's records,
+/// reliability bins per method and `results.json` entries (keyed `<method>[ seed <s>]`).
+fn collect_unit_result(
+    method: &str,
+    seed: Option<u64>,
+    file: &Path,
+    result: &serde_json::Value,
+    all_records: &mut Vec<MetricRecord>,
+    reliability: &mut BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
+    results: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ExperimentError> {
+    let recs: Vec<MetricRecord> = serde_json::from_value(result["records"].clone())
+        .map_err(step(format!("reading {}", file.display())))?;
+    all_records.extend(recs);
+    if let Ok(rb) = serde_json::from_value(result["reliability"].clone()) {
+        reliability.entry(method.to_string()).or_default().push(rb);
+    }
+    let key = format!(
+        "{}{}",
+        method,
+        seed.map(|s| format!(" seed {s}")).unwrap_or_default()
+    );
+    results.insert(key, result["results"].clone());
+    Ok(())
 }
 
 /// The resolved head architecture of a spec.

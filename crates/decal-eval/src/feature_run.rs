@@ -663,22 +663,7 @@ pub(super) fn run(
                     }
                 }
                 if config.eval.save_predictions {
-                    let path = out
-                        .join("predictions")
-                        .join(format!("{}{seed_tag}", slug(&unit.method)))
-                        .join("test_probs.npy");
-                    let arr = decal_io::NpyArray::from_f32(
-                        vec![test_p.len(), test_p.num_classes],
-                        test_p.probabilities().iter().map(|&v| v as f32).collect(),
-                    );
-                    decal_io::npy::write(&path, &arr)
-                        .map_err(step(format!("writing {}", path.display())))?;
-                    let lpath = path.with_file_name("test_labels.npy");
-                    decal_io::npy::write(
-                        &lpath,
-                        &decal_io::NpyArray::from_i64(vec![test_p.len()], test_p.labels.clone()),
-                    )
-                    .map_err(step(format!("writing {}", lpath.display())))?;
+                    save_test_predictions(out, &unit.method, &seed_tag, &test_p)?;
                 }
                 let value = json!({
                     "method": unit.method, "seed": unit.seed, "num_samples": unit.num_samples,
@@ -700,18 +685,15 @@ pub(super) fn run(
                 value
             }
         };
-        let recs: Vec<MetricRecord> = serde_json::from_value(result["records"].clone())
-            .map_err(step(format!("reading {}", file.display())))?;
-        all_records.extend(recs);
-        if let Ok(rb) = serde_json::from_value(result["reliability"].clone()) {
-            reliability.entry(unit.method.clone()).or_default().push(rb);
-        }
-        let key = format!(
-            "{}{}",
-            unit.method,
-            unit.seed.map(|s| format!(" seed {s}")).unwrap_or_default()
-        );
-        results.insert(key, result["results"].clone());
+        collect_unit_result(
+            &unit.method,
+            unit.seed,
+            &file,
+            &result,
+            &mut all_records,
+            &mut reliability,
+            &mut results,
+        )?;
     }
 
     // ---- Outputs --------------------------------------------------------------------------------------
