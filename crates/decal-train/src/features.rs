@@ -14,12 +14,14 @@
 use std::path::{Path, PathBuf};
 
 use decal_core::{sha256_bytes, sha256_file, write_json_atomic, CoreError};
-use decal_data::{Batch, ImageSet};
+use decal_data::ImageSet;
 use decal_io::npy::{self, NpyArray};
 use decal_models::Backbone;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
+
+use crate::stage1::{DeviceImages, SplitMix64};
 
 /// Errors of feature extraction and of the cache; each names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -53,12 +55,9 @@ pub enum FeatureError {
         /// What is wrong.
         problem: String,
     },
-    /// The backbone produced no batches.
-    #[error("feature extraction for {name}: the data source yielded no images")]
-    Empty {
-        /// The split's name.
-        name: String,
-    },
+    /// libtorch failed while extracting (e.g. the body returned a non-float tensor).
+    #[error("feature extraction: libtorch: {0}")]
+    Torch(#[from] tch::TchError),
 }
 
 /// How the frozen body is run while extracting features.
@@ -186,41 +185,45 @@ pub fn images_hash(set: &ImageSet, indices: &[usize]) -> String {
         .collect()
 }
 
-/// Runs `backbone` over `batches` (no gradients) and collects the features in batch order.
+/// **The** feature extractor of decal (one owner, issue #11): the features `[N, F]` of the images
+/// `indices` of `images`, in that order, through `body`, `batch_size` images per forward pass, without
+/// gradients. Every caller that turns images into features goes through this function (the experiment's
+/// units, the drifted bodies, `decal eval`), so there is one definition of what "the features" are.
 ///
-/// `mode` decides eval mode (default) or the seed's train-mode body ([`BodyMode::SeedBnDrift`]).
+/// - `mode`: [`BodyMode::Frozen`] runs the body in eval mode (BatchNorm on its running statistics, which
+///   stay unchanged; dropout off); [`BodyMode::SeedBnDrift`] runs it in train mode as the seed did
+///   (BatchNorm normalises with batch statistics and **updates** its running statistics; dropout on).
+/// - `augment`: with a generator, each batch gets the training augmentation of [`DeviceImages::batch`]
+///   (random crop with zero padding [`crate::stage1::CROP_PADDING`], horizontal flip with probability ½),
+///   drawn from `augment` in index order, batch by batch; `None` gives the plain normalised images.
+///
+/// Features are returned as float32 on the CPU, labels as the images' labels. Empty `indices` give an empty
+/// set of width `body.feature_dim()`. The result is bit-identical to the computation `decal run` has always
+/// used (tested in `tests/stage2_body_mode.rs` against a copy of it).
 pub fn extract(
-    backbone: &dyn Backbone,
-    batches: impl IntoIterator<Item = Batch>,
-    device: Device,
+    body: &dyn Backbone,
+    images: &DeviceImages,
+    indices: &[usize],
+    batch_size: usize,
     mode: BodyMode,
-    name: &str,
+    mut augment: Option<&mut SplitMix64>,
 ) -> Result<FeatureSet, FeatureError> {
     let train = mode == BodyMode::SeedBnDrift;
     let mut features = Vec::new();
     let mut labels = Vec::new();
-    let mut feature_dim = backbone.feature_dim() as usize;
-    for batch in batches {
-        let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
-        let images = Tensor::from_slice(&batch.images)
-            .reshape(&shape)
-            .to_device(device);
-        let out = tch::no_grad(|| backbone.features(&images, train)); // [B, F]
-        feature_dim = out.size()[1] as usize;
-        let out: Vec<f32> = Vec::try_from(
-            out.to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-                .flatten(0, -1),
-        )
-        .expect("backbone features should be a float tensor");
-        features.extend(out);
-        labels.extend_from_slice(&batch.labels);
-    }
-    if labels.is_empty() {
-        return Err(FeatureError::Empty {
-            name: name.to_string(),
-        });
-    }
+    let feature_dim = body.feature_dim() as usize;
+    tch::no_grad(|| {
+        for chunk in indices.chunks(batch_size.max(1)) {
+            let (x, y) = images.batch(chunk, augment.as_deref_mut());
+            let f = body
+                .features(&x, train)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            features.extend(Vec::<f32>::try_from(f.flatten(0, -1))?);
+            labels.extend(Vec::<i64>::try_from(y.to_device(Device::Cpu))?);
+        }
+        Ok::<(), tch::TchError>(())
+    })?;
     Ok(FeatureSet {
         features,
         labels,
