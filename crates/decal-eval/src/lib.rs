@@ -16,9 +16,11 @@ pub mod config_check;
 pub mod drift;
 pub mod experiment;
 pub mod feature_files;
+pub mod plan;
 pub mod predict;
 pub mod recipe;
 pub mod suite;
+pub mod units;
 pub mod validation;
 
 /// Errors of the evaluation suite.
