@@ -18,7 +18,7 @@ use decal_metrics::summary::{
     EvalOptions, KeepRows, ScoreKind, Summary, SummaryAccumulator, Values,
 };
 use decal_metrics::MetricsError;
-use decal_report::reliability::{write_reliability_diagram, BinStat, ReliabilitySeries};
+use decal_report::reliability::{write_reliability_diagram, ReliabilitySeries};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
@@ -355,23 +355,12 @@ impl Accumulator {
         title: &str,
     ) -> PyResult<Vec<String>> {
         let summary = self.summary(py)?;
-        let series = ReliabilitySeries {
-            label: label.to_string(),
-            bins: summary
-                .reliability
-                .bins
-                .iter()
-                .map(|b| BinStat {
-                    lower: b.lower,
-                    upper: b.upper,
-                    count: b.count,
-                    mean_confidence: b.mean_confidence,
-                    accuracy: b.accuracy,
-                })
-                .collect(),
-            ece: Some(summary.ece),
-            definition: summary.definitions.ece.clone(),
-        };
+        let series = ReliabilitySeries::from_metrics(
+            label,
+            &summary.reliability,
+            Some(summary.ece),
+            &summary.definitions.ece,
+        );
         let files = py
             .detach(|| write_reliability_diagram(&stem, &[series], title))
             .map_err(|e| PyOSError::new_err(format!("path: {e}")))?;

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use decal_report::plot::ScoreHistogram;
 use decal_report::record::{write_jsonl, MetricRecord};
-use decal_report::reliability::{write_reliability_csv, BinStat, ReliabilitySeries};
+use decal_report::reliability::{write_reliability_csv, ReliabilityBin, ReliabilitySeries};
 
 const METHODS: [(&str, f64, f64); 4] = [
     ("Baseline", 0.9252, 0.0606),
@@ -53,7 +53,7 @@ fn reliability(method: &str, ece: f64, seed: u64) -> ReliabilitySeries {
             let lower = i as f64 / 10.0;
             let count = [0u64, 3, 10, 30, 60, 90, 130, 190, 300, 9187][i] + seed;
             let conf = lower + 0.07;
-            BinStat {
+            ReliabilityBin {
                 lower,
                 upper: lower + 0.1,
                 count,

@@ -37,7 +37,7 @@ use crate::plot::histogram::{read_histogram_csv, ScoreHistogram};
 use crate::plot::{severity_lines, write_score_histograms, write_severity_plot};
 use crate::record::{self, MetricRecord};
 use crate::reliability::{
-    read_reliability_csv, write_reliability_diagram, BinStat, ReliabilitySeries,
+    pool_bins, read_reliability_csv, write_reliability_diagram, ReliabilitySeries,
 };
 use crate::table::{aggregate, aggregates_to_csv, Spread, Table};
 use crate::ReportError;
@@ -294,7 +294,10 @@ fn same_path(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// A file-name-safe slug: lowercase ASCII letters and digits, other runs of characters become `-`.
+/// **The** file-name slug of decal (one owner, issue #11; also `decal_report::slug`): lowercase ASCII
+/// letters and digits, every other run of characters becomes one `-`, leading and trailing `-` are
+/// dropped, and a name with no letter or digit becomes `x` (never an empty file name).
+/// `V-TST m=10` → `v-tst-m-10`.
 pub fn slug(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
@@ -818,10 +821,7 @@ fn pool_reliability(
             .iter()
             .filter(|(s, p)| {
                 let ok = s.definition == first.definition
-                    && s.bins.len() == first.bins.len()
-                    && s.bins.iter().zip(&first.bins).all(|(a, b)| {
-                        a.lower.to_bits() == b.lower.to_bits() && a.upper.to_bits() == b.upper.to_bits()
-                    });
+                    && pool_bins([s.bins.as_slice(), first.bins.as_slice()]).is_some();
                 if !ok {
                     warnings.push(format!(
                         "{}: series {:?} has other bins or definition than in {}; not pooled, left out of the diagram",
@@ -835,29 +835,8 @@ fn pool_reliability(
             .map(|(s, _)| s)
             .collect();
         let n = compatible.len();
-        let bins = (0..first.bins.len())
-            .map(|i| {
-                let count: u64 = compatible.iter().map(|s| s.bins[i].count).sum();
-                let weighted = |f: fn(&BinStat) -> f64| {
-                    if count == 0 {
-                        0.0
-                    } else {
-                        compatible
-                            .iter()
-                            .map(|s| s.bins[i].count as f64 * f(&s.bins[i]))
-                            .sum::<f64>()
-                            / count as f64
-                    }
-                };
-                BinStat {
-                    lower: first.bins[i].lower,
-                    upper: first.bins[i].upper,
-                    count,
-                    mean_confidence: weighted(|b| b.mean_confidence),
-                    accuracy: weighted(|b| b.accuracy),
-                }
-            })
-            .collect();
+        let bins = pool_bins(compatible.iter().map(|s| s.bins.as_slice()))
+            .expect("every compatible series has the first one's edges");
         let eces: Vec<f64> = compatible.iter().filter_map(|s| s.ece).collect();
         let (label, ece, definition) = if n == 1 {
             (first.label.clone(), first.ece, first.definition.clone())

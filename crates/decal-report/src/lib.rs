@@ -31,5 +31,8 @@ pub mod seed_results;
 pub mod table;
 
 pub use error::ReportError;
+pub use generate::slug;
 pub use record::MetricRecord;
-pub use reliability::{write_reliability_diagram, BinStat, ReliabilitySeries};
+pub use reliability::{
+    bins_ece, pool_bins, write_reliability_diagram, BinStat, ReliabilityBin, ReliabilitySeries,
+};

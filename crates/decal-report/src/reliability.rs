@@ -23,20 +23,68 @@ use crate::plot::{self, de, font, px, Figure};
 use crate::record::{format_value, parse_value};
 use crate::ReportError;
 
-/// One confidence bin: samples whose top-label confidence fell in `[lower, upper)` (or whatever
-/// membership the producer used, recorded in [`ReliabilitySeries::definition`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BinStat {
-    /// Lower edge of the bin, in [0, 1].
-    pub lower: f64,
-    /// Upper edge of the bin, in [0, 1]; equal to `lower` for a single-value bin (confidence == 1.0).
-    pub upper: f64,
-    /// Number of samples in the bin.
-    pub count: u64,
-    /// Mean top-label confidence of the bin's samples (0 for an empty bin).
-    pub mean_confidence: f64,
-    /// Fraction of the bin's samples whose top label is correct (0 for an empty bin).
-    pub accuracy: f64,
+/// One confidence bin: **the** reliability-bin type of decal, owned by decal-metrics (which computes
+/// the bins) and drawn here; `lower == upper` is the torchmetrics bin that holds confidence exactly 1.0.
+pub use decal_metrics::calibration::ReliabilityBin;
+
+/// The earlier name of [`ReliabilityBin`] (the same type), kept for callers not yet renamed.
+pub type BinStat = ReliabilityBin;
+
+/// **The** pooling of reliability bins (one owner, issue #11): bins of several evaluations with
+/// identical edges are merged exactly — counts add, accuracy and mean confidence are count-weighted means
+/// (0 for a bin that stays empty). Returns `None` when the parts differ in bin count or edges (bit for
+/// bit), or when there are no parts. Used by `decal report` (series from several runs) and by `decal
+/// run` (a method's seeds).
+pub fn pool_bins<'a>(
+    parts: impl IntoIterator<Item = &'a [ReliabilityBin]>,
+) -> Option<Vec<ReliabilityBin>> {
+    let parts: Vec<&[ReliabilityBin]> = parts.into_iter().collect();
+    let first = *parts.first()?;
+    let same_edges = parts.iter().all(|p| {
+        p.len() == first.len()
+            && p.iter().zip(first).all(|(a, b)| {
+                a.lower.to_bits() == b.lower.to_bits() && a.upper.to_bits() == b.upper.to_bits()
+            })
+    });
+    if !same_edges {
+        return None;
+    }
+    let pooled = (0..first.len())
+        .map(|i| {
+            let count: u64 = parts.iter().map(|p| p[i].count).sum();
+            let weighted = |f: fn(&ReliabilityBin) -> f64| {
+                if count == 0 {
+                    0.0
+                } else {
+                    parts
+                        .iter()
+                        .map(|p| p[i].count as f64 * f(&p[i]))
+                        .sum::<f64>()
+                        / count as f64
+                }
+            };
+            ReliabilityBin {
+                lower: first[i].lower,
+                upper: first[i].upper,
+                count,
+                mean_confidence: weighted(|b| b.mean_confidence),
+                accuracy: weighted(|b| b.accuracy),
+            }
+        })
+        .collect();
+    Some(pooled)
+}
+
+/// The ECE of a set of bins, `Σ_b (n_b / N) · |accuracy_b − mean_confidence_b|` (a fraction); `None`
+/// when the bins hold no samples. For pooled bins this is the ECE of all pooled predictions under the
+/// bins' membership convention.
+pub fn bins_ece(bins: &[ReliabilityBin]) -> Option<f64> {
+    let total: u64 = bins.iter().map(|b| b.count).sum();
+    (total > 0).then(|| {
+        bins.iter()
+            .map(|b| b.count as f64 / total as f64 * (b.accuracy - b.mean_confidence).abs())
+            .sum::<f64>()
+    })
 }
 
 /// One model's reliability data: a label for the legend, its bins, and its ECE as computed by the
@@ -46,7 +94,7 @@ pub struct ReliabilitySeries {
     /// Legend label, e.g. `before TS`.
     pub label: String,
     /// Bins in increasing confidence order.
-    pub bins: Vec<BinStat>,
+    pub bins: Vec<ReliabilityBin>,
     /// ECE of this series (fraction), shown in the legend when present.
     pub ece: Option<f64>,
     /// How the bins/ECE were defined, e.g. `top-label, 15 equal-width bins, (lo,hi] membership`.
@@ -54,6 +102,22 @@ pub struct ReliabilitySeries {
 }
 
 impl ReliabilitySeries {
+    /// A series of the bins decal-metrics computed (`summary.reliability`), with the caller's ECE and its
+    /// definition.
+    pub fn from_metrics(
+        label: &str,
+        bins: &decal_metrics::calibration::ReliabilityBins,
+        ece: Option<f64>,
+        definition: &str,
+    ) -> Self {
+        ReliabilitySeries {
+            label: label.to_string(),
+            bins: bins.bins.clone(),
+            ece,
+            definition: definition.to_string(),
+        }
+    }
+
     /// Total number of samples over all bins.
     pub fn total(&self) -> u64 {
         self.bins.iter().map(|b| b.count).sum()
@@ -187,7 +251,7 @@ pub fn parse_reliability_csv(
         let count: u64 = get(4)
             .parse()
             .map_err(|_| err(format!("count {:?} is not a count", get(4))))?;
-        let stat = BinStat {
+        let stat = ReliabilityBin {
             lower: num(2)?,
             upper: num(3)?,
             count,
@@ -276,7 +340,7 @@ struct ReliabilityFigure<'a> {
 
 impl ReliabilityFigure<'_> {
     /// x-extent of bin `b`'s slot for series `j` of `n`: the bin split into `n` side-by-side bars.
-    fn slot(b: &BinStat, j: usize, n: usize) -> (f64, f64) {
+    fn slot(b: &ReliabilityBin, j: usize, n: usize) -> (f64, f64) {
         let (lo, hi) = if b.upper > b.lower {
             (b.lower, b.upper)
         } else {
@@ -524,12 +588,12 @@ mod tests {
     /// Reliability data in the torchmetrics layout (10 bins + the confidence == 1.0 bin), shaped like an
     /// over-confident CIFAR-10 network.
     pub(crate) fn overconfident(label: &str, shrink: f64) -> ReliabilitySeries {
-        let mut bins: Vec<BinStat> = (0..10)
+        let mut bins: Vec<ReliabilityBin> = (0..10)
             .map(|i| {
                 let lower = i as f64 / 10.0;
                 let count = [0u64, 2, 12, 40, 85, 120, 160, 210, 330, 5400][i];
                 let conf = lower + 0.06;
-                BinStat {
+                ReliabilityBin {
                     lower,
                     upper: lower + 0.1,
                     count,
@@ -538,7 +602,7 @@ mod tests {
                 }
             })
             .collect();
-        bins.push(BinStat {
+        bins.push(ReliabilityBin {
             lower: 1.0,
             upper: 1.0,
             count: 3600,
@@ -645,5 +709,39 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    fn bin(lower: f64, count: u64, conf: f64, acc: f64) -> ReliabilityBin {
+        ReliabilityBin {
+            lower,
+            upper: lower + 0.5,
+            count,
+            mean_confidence: conf,
+            accuracy: acc,
+        }
+    }
+
+    #[test]
+    fn pooling_weights_by_count_and_refuses_other_edges() {
+        let a = [bin(0.0, 2, 0.25, 0.5), bin(0.5, 0, 0.0, 0.0)];
+        let b = [bin(0.0, 6, 0.45, 0.0), bin(0.5, 4, 0.75, 1.0)];
+        let p = pool_bins([&a[..], &b[..]]).unwrap();
+        assert_eq!(p[0].count, 8);
+        assert_eq!(p[0].mean_confidence, (2.0 * 0.25 + 6.0 * 0.45) / 8.0);
+        assert_eq!(p[0].accuracy, (2.0 * 0.5) / 8.0);
+        assert_eq!(
+            (p[1].count, p[1].mean_confidence, p[1].accuracy),
+            (4, 0.75, 1.0)
+        );
+        assert_eq!((p[0].lower, p[1].upper), (0.0, 1.0));
+        // ECE of the pooled bins: Σ n_b/N · |acc − conf|.
+        let want = 8.0 / 12.0 * (0.125f64 - 0.4).abs() + 4.0 / 12.0 * 0.25;
+        assert!((bins_ece(&p).unwrap() - want).abs() < 1e-15);
+        assert_eq!(bins_ece(&[bin(0.0, 0, 0.0, 0.0)]), None);
+        // Other edges or another bin count: not pooled.
+        let shifted = [bin(0.1, 1, 0.2, 0.0), bin(0.5, 1, 0.7, 1.0)];
+        assert!(pool_bins([&a[..], &shifted[..]]).is_none());
+        assert!(pool_bins([&a[..], &a[..1]]).is_none());
+        assert!(pool_bins(std::iter::empty::<&[ReliabilityBin]>()).is_none());
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use decal_report::generate::{find_metrics_files, generate_report, Formats, ReportOptions};
 use decal_report::manifest;
 use decal_report::record::{write_jsonl, MetricRecord};
-use decal_report::reliability::{write_reliability_csv, BinStat, ReliabilitySeries};
+use decal_report::reliability::{write_reliability_csv, ReliabilityBin, ReliabilitySeries};
 
 fn rec(seed: u64, method: &str, metric: &str, value: f64) -> MetricRecord {
     MetricRecord {
@@ -25,7 +25,7 @@ fn rec(seed: u64, method: &str, metric: &str, value: f64) -> MetricRecord {
 
 fn series(label: &str, seed: u64) -> ReliabilitySeries {
     let bins = (0..5)
-        .map(|i| BinStat {
+        .map(|i| ReliabilityBin {
             lower: i as f64 / 5.0,
             upper: (i + 1) as f64 / 5.0,
             count: 10 * (i as u64 + 1) + seed,

@@ -449,23 +449,12 @@ pub(crate) fn reliability_series(
     summary: &Summary,
     label: &str,
 ) -> decal_report::reliability::ReliabilitySeries {
-    decal_report::reliability::ReliabilitySeries {
-        label: label.to_string(),
-        bins: summary
-            .reliability
-            .bins
-            .iter()
-            .map(|b| decal_report::reliability::BinStat {
-                lower: b.lower,
-                upper: b.upper,
-                count: b.count,
-                mean_confidence: b.mean_confidence,
-                accuracy: b.accuracy,
-            })
-            .collect(),
-        ece: Some(summary.ece),
-        definition: summary.definitions.ece.clone(),
-    }
+    decal_report::reliability::ReliabilitySeries::from_metrics(
+        label,
+        &summary.reliability,
+        Some(summary.ece),
+        &summary.definitions.ece,
+    )
 }
 
 /// Formats a fraction for the table: ECE-like values ×100 with a `%` when the profile says so.
