@@ -225,7 +225,7 @@ fn cifar10_c_directory_reads_every_severity_block() {
     let dir = decal_data::corrupted::find_dir(&fixture(""), 10).unwrap();
     assert_eq!(
         decal_data::corrupted::available(&dir),
-        vec!["fog", "brightness"]
+        vec!["brightness", "fog"]
     );
     for (k, c) in ["brightness", "fog"].iter().enumerate() {
         for s in 1..=5 {
