@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// Errors of the dataset readers, splits, transforms, loader and downloader.
+/// Errors of the dataset readers, splits, transforms and downloader.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// An I/O error on a named path.

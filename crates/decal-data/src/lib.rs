@@ -1,5 +1,6 @@
-//! Dataset readers, splits, transforms and the batch loader. No tensor library: batches are plain
-//! `f32` buffers that the training crates turn into tensors.
+//! Dataset readers, splits, transforms, OOD adaptation and corruption directories. No tensor library:
+//! images are `u8` [`ImageSet`]s that the training crates upload and batch on their device
+//! (`decal_train::stage1::DeviceImages`).
 //!
 //! Entry points:
 //! * [`load`]`(dataset, data_dir, split)` reads any supported dataset from its official on-disk format
@@ -7,7 +8,9 @@
 //! * [`imagefolder::read`] for `<root>/<class>/<image>` trees.
 //! * [`split::seed_split`] reproduces the seed's `random_split` bit for bit; [`split::SplitManifest`]
 //!   records it per run.
-//! * [`transforms`] and [`loader`] turn an [`ImageSet`] into normalised, augmented [`Batch`]es.
+//! * [`transforms`]: per-image normalisation and augmentation draws (used by the augmented view cache) and
+//!   the seed's normalisation constants; [`ood`]: an OOD set in the in-distribution geometry;
+//!   [`corrupted`]: CIFAR-C and generated corruption directories.
 //!
 //! Invariant: a reader never returns a silently shorter dataset. Truncated files, bad magic numbers,
 //! labels outside the class range, unreadable images are errors that name the file and the record.
@@ -20,7 +23,6 @@ pub mod error;
 pub mod idx;
 pub mod imagefolder;
 pub mod inspect;
-pub mod loader;
 pub mod mat;
 pub mod ood;
 pub mod resize;
@@ -51,19 +53,6 @@ pub struct ImageSet {
     pub labels: Vec<u32>,
     /// Class names in label order.
     pub class_names: Vec<String>,
-}
-
-/// One batch ready for a model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Batch {
-    /// `[N, C, H, W]` row-major, normalised.
-    pub images: Vec<f32>,
-    /// `[N, C, H, W]`.
-    pub shape: [usize; 4],
-    /// One label per image.
-    pub labels: Vec<i64>,
-    /// Index of each image in its source `ImageSet`.
-    pub indices: Vec<usize>,
 }
 
 impl ImageSet {

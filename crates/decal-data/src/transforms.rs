@@ -6,9 +6,9 @@
 //! * Random-crop padding is applied in `[0, 1]` space before normalisation, so padded pixels are 0 (black)
 //!   and become `−mean/std` after normalisation, as in the seed.
 //! * Randomness is a pure function of `(transform seed, epoch, image index)` (SplitMix64), so batches are
-//!   identical whatever the number of loader threads. The draws are not torch's (the seed spec accepts that).
-//! * The seed's quirks are opt-in: [`SeedCompat::augmented_validation`] (BUG-6) and
-//!   [`SeedCompat::unshuffled_training`] (BUG-5, used by [`crate::loader`]).
+//!   identical whatever the number of threads. The draws are not torch's (the seed spec accepts that).
+//! * The seed's quirk is opt-in: [`SeedCompat::augmented_validation`] (BUG-6). (BUG-5, the unshuffled
+//!   training order, belongs to the training loop: `decal_train::stage1::Compat::SeedUnshuffled`.)
 
 use decal_core::rng::splitmix64;
 use serde::{Deserialize, Serialize};
@@ -122,8 +122,6 @@ pub fn channel_stats(set: &ImageSet) -> (Vec<f64>, Vec<f64>) {
 pub struct SeedCompat {
     /// BUG-6: the stage-1/2 validation subset uses the training transform (random crop + flip).
     pub augmented_validation: bool,
-    /// BUG-5: the training loader never shuffles (the same fixed order every epoch).
-    pub unshuffled_training: bool,
 }
 
 impl SeedCompat {
@@ -131,7 +129,6 @@ impl SeedCompat {
     pub fn all() -> Self {
         SeedCompat {
             augmented_validation: true,
-            unshuffled_training: true,
         }
     }
 }
