@@ -27,7 +27,7 @@ fn key(name: impl std::fmt::Display, problem: impl std::fmt::Display) -> String 
 }
 
 /// Feature width of a stage-1 model preset (the architecture alone; nothing is trained or built).
-fn preset_feature_dim(model: &str) -> Result<i64, String> {
+pub(crate) fn preset_feature_dim(model: &str) -> Result<i64, String> {
     ArchConfig::preset(model, 10)
         .map(|a| a.feature_dim())
         .map_err(|e| e.to_string())
@@ -128,7 +128,7 @@ pub fn check_keys(c: &ExperimentConfig) -> Result<(), String> {
 
 /// Feature width recorded in a backbone checkpoint's `config.json` (a decal checkpoint, or a bare
 /// architecture config of an older stage-1 `best/`), without reading the weights.
-fn checkpoint_feature_dim(dir: &Path) -> Result<i64, String> {
+pub(crate) fn checkpoint_feature_dim(dir: &Path) -> Result<i64, String> {
     if !dir.is_dir() {
         return Err(format!(
             "{} does not exist or is not a directory",

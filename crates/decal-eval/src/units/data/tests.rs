@@ -1,0 +1,1 @@
+//! Tests of the data-side planning: ids are stable, and adding an OOD set only adds units.
