@@ -1,38 +1,113 @@
-//! The `report` unit: records, results.json, tables and plots (being ported from `experiment::run`).
+//! The `report` unit: every report input's records put together in table order — `metrics.jsonl`,
+//! `metrics.csv`, `results.json`, `reliability/<method>.csv` (each method's bins pooled over seeds),
+//! `ood_histograms/`, `predictions/`, the report in `report/` ([`decal_report::generate`]) and
+//! `results.md` (the comparison table `decal run` prints) — written into its own unit directory.
+//! [`publish`] copies them to the run directory's top level, where users find them.
+//!
+//! Inputs: every [`PlanCtx::report_inputs`] entry (`eval/<row>`, `ood/<row>/<set>`, `shift`, …), every row's
+//! `temperature` fit (role `temperature/<row>`), and `backbone` + `split` for the facts of `results.json`.
+//! An input that skipped (its reason) or did not complete (`--keep-going`: it or one of its inputs failed)
+//! is named in the report's Warnings section and in `results.json` `"warnings"`; the rest is reported.
 
-use std::path::Path;
+mod collect;
+mod write;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{UnitContext, UnitError, UnitResult};
+use super::{UnitContext, UnitError, UnitResult, UnitSpec};
+use crate::experiment::ExperimentConfig;
 use crate::plan::build::PlanCtx;
-use crate::plan::{PlanError, Unit};
+use crate::plan::{PlanError, Resource, Unit};
 
-/// The report.
+pub use write::{publish, summary, PUBLISHED};
+
+/// One row × seed of the table, in table order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReportSpec {
-    /// The method row or name.
+pub struct ReportRow {
+    /// Row name.
+    pub method: String,
+    /// Stage-2 seed.
+    pub seed: Option<u64>,
+    /// `<method-slug>[/seed-<s>]`: the row's part of its input roles.
     pub name: String,
 }
 
-fn not_ported(unit: &Unit) -> UnitError {
-    UnitError::Input {
-        unit: unit.name.clone(),
-        problem: "this unit kind is being ported".into(),
-    }
+/// The report: the experiment (titles, notes, `results.json` `config`) and its rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportSpec {
+    /// The experiment config (as `results.json` records it).
+    pub config: ExperimentConfig,
+    /// Every row × seed, table order.
+    pub rows: Vec<ReportRow>,
 }
 
-/// Plans this module's units.
-pub fn plan(_ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
+/// Plans the one `report` unit (last).
+pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
+    let mut deps: BTreeMap<String, String> = ctx.report_inputs.clone();
+    for (role, id) in [("backbone", &ctx.backbone), ("split", &ctx.split)] {
+        if let Some(id) = id {
+            deps.insert(role.to_string(), id.clone());
+        }
+    }
+    for (set, id) in &ctx.features {
+        if ["train", "val", "test", "fit"].contains(&set.as_str()) {
+            deps.insert(format!("features:{set}"), id.clone());
+        }
+    }
+    if let Some(v) = &ctx.views {
+        deps.insert("views".into(), v.clone());
+    }
+    let mut rows = Vec::new();
+    for row in &ctx.rows {
+        let name = super::shift::row_name(&row.method, row.seed);
+        if let Some(t) = &row.temperature {
+            if !deps.values().any(|d| d == t) {
+                deps.insert(format!("temperature/{name}"), t.clone());
+            }
+        }
+        rows.push(ReportRow {
+            method: row.method.clone(),
+            seed: row.seed,
+            name,
+        });
+    }
+    let spec = ReportSpec {
+        config: ctx.config.clone(),
+        rows,
+    };
+    ctx.plan
+        .add("report", UnitSpec::Report(spec), deps, Resource::Cpu)?;
     Ok(())
 }
 
-/// Runs a unit of this kind.
+/// Runs the `report` unit.
 pub fn run_report(
-    _s: &ReportSpec,
+    s: &ReportSpec,
     unit: &Unit,
-    _ctx: &mut UnitContext<'_>,
-    _dir: &Path,
+    ctx: &mut UnitContext<'_>,
+    dir: &Path,
 ) -> Result<UnitResult, UnitError> {
-    Err(not_ported(unit))
+    let collected = collect::collect(s, unit, ctx, dir)?;
+    let facts = collect::facts(s, unit, ctx)?;
+    let outcome = write::write(s, unit, dir, collected, facts)?;
+    let mut result = UnitResult::done(serde_json::json!({
+        "records": outcome.records, "methods": outcome.methods, "warnings": outcome.warnings.len(),
+    }));
+    result.warnings = outcome.warnings;
+    Ok(result)
 }
+
+/// The files of a report unit's directory that [`publish`] copies, relative to it.
+pub fn outputs(dir: &Path) -> Vec<PathBuf> {
+    PUBLISHED
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

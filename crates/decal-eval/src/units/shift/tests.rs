@@ -1,0 +1,227 @@
+//! Planner tests of the corruption sweep: what adding a corruption or a head seed adds to the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use decal_io::NpyArray;
+
+use crate::experiment::ExperimentConfig;
+use crate::plan::build::{MethodRow, PlanCtx};
+use crate::plan::{Plan, PlanError, Resource};
+use crate::units::UnitSpec;
+
+use super::ShiftReduceSpec;
+
+/// A corruption directory with `names` (2 severities × 4 images of 2×2 RGB) and a manifest.
+pub(crate) fn corruption_dir(dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for n in names {
+        let arr = NpyArray::from_u8(
+            vec![8, 2, 2, 3],
+            (0..96).map(|i| (i * 7 % 251) as u8).collect(),
+        );
+        decal_io::npy::write(&dir.join(format!("{n}.npy")), &arr).unwrap();
+    }
+    let labels = NpyArray::from_i64(vec![8], vec![0, 1, 0, 1, 0, 1, 0, 1]);
+    decal_io::npy::write(&dir.join("labels.npy"), &labels).unwrap();
+    std::fs::write(dir.join("manifest.json"), r#"{"severities": [1, 3]}"#).unwrap();
+}
+
+fn config(dir: &Path, corruptions: &[&str], seeds: &[u64]) -> ExperimentConfig {
+    let text = format!(
+        r#"
+name = "t"
+seeds = {seeds:?}
+[data]
+dataset = "cifar10"
+dir = "{data}"
+[backbone]
+checkpoint = "{data}"
+[shift]
+dir = "{shift}"
+corruptions = {corruptions:?}
+"#,
+        data = dir.display(),
+        shift = dir.join("c").display(),
+    );
+    toml::from_str(&text).unwrap()
+}
+
+/// A plan context as the data and heads planners leave it: a backbone, a split, shared features and rows
+/// (Baseline, and one TST row per seed, the second with a temperature).
+pub(crate) fn ctx(config: &ExperimentConfig) -> PlanCtx<'_> {
+    let mut plan = Plan::default();
+    let mut add = |name: &str| {
+        // A stand-in for the unit of another module: only its id matters here.
+        let spec = UnitSpec::Shift(ShiftReduceSpec {
+            run: name.into(),
+            dataset: String::new(),
+            profile: String::new(),
+            severity_divisor: None,
+            dir: "x".into(),
+            corruptions: Vec::new(),
+            severities: Vec::new(),
+            rows: Vec::new(),
+        });
+        plan.add(name, spec, BTreeMap::new(), Resource::Cpu)
+            .unwrap()
+    };
+    let (backbone, split, test) = (add("backbone"), add("split"), add("features/test"));
+    let mut rows = vec![MethodRow {
+        method: "Baseline".into(),
+        seed: None,
+        num_samples: 0,
+        model: backbone.clone(),
+        temperature: None,
+        features: BTreeMap::from([("test".to_string(), test.clone())]),
+        head: None,
+    }];
+    for &seed in &config.seeds {
+        let head = add(&format!("head/tst/seed-{seed}"));
+        let t = add(&format!("temperature/ts-tst/seed-{seed}"));
+        for temperature in [None, Some(t)] {
+            rows.push(MethodRow {
+                method: if temperature.is_some() {
+                    "TS + TST"
+                } else {
+                    "TST"
+                }
+                .into(),
+                seed: Some(seed),
+                num_samples: 0,
+                model: head.clone(),
+                temperature,
+                features: BTreeMap::from([("test".to_string(), test.clone())]),
+                head: Some("TST".into()),
+            });
+        }
+    }
+    PlanCtx {
+        config,
+        device_kind: "cpu".into(),
+        plan,
+        backbone: Some(backbone),
+        split: Some(split.clone()),
+        features: BTreeMap::from([("test".to_string(), test)]),
+        views: None,
+        feature_dim: 4,
+        num_classes: 2,
+        rows,
+        report_inputs: BTreeMap::new(),
+    }
+}
+
+fn planned(config: &ExperimentConfig) -> BTreeMap<String, String> {
+    let mut ctx = ctx(config);
+    super::plan(&mut ctx).unwrap();
+    crate::units::report::plan(&mut ctx).unwrap();
+    ctx.plan
+        .units
+        .iter()
+        .map(|u| (u.name.clone(), u.id.clone()))
+        .collect()
+}
+
+/// Units whose (name, id) is not in `before`.
+fn added(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> BTreeSet<String> {
+    after
+        .iter()
+        .filter(|(n, id)| before.get(*n) != Some(id))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[test]
+fn adding_a_corruption_adds_only_its_cells_and_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    corruption_dir(&tmp.path().join("c"), &["fog", "snow"]);
+    let before = planned(&config(tmp.path(), &["fog"], &[0]));
+    let after = planned(&config(tmp.path(), &["fog", "snow"], &[0]));
+    let want: BTreeSet<String> = [
+        "shift-cell/snow/s1",
+        "shift-cell/snow/s3",
+        "shift-score/baseline/snow",
+        "shift-score/tst/seed-0/snow",
+        "shift-score/ts-tst/seed-0/snow",
+        "shift",
+        "report",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(added(&before, &after), want);
+    // Nothing disappeared: every unit of the first plan is in the second with the same id.
+    assert!(before.iter().all(|(n, id)| after.get(n) == Some(id)));
+    let cell = &before["shift-cell/fog/s3"];
+    assert_eq!(cell.len(), 64);
+}
+
+#[test]
+fn adding_a_seed_adds_only_its_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    corruption_dir(&tmp.path().join("c"), &["fog"]);
+    let before = planned(&config(tmp.path(), &["fog"], &[0]));
+    let after = planned(&config(tmp.path(), &["fog"], &[0, 1]));
+    let got: BTreeSet<String> = added(&before, &after)
+        .into_iter()
+        .filter(|n| n.starts_with("shift"))
+        .collect();
+    let want: BTreeSet<String> = [
+        "shift-score/tst/seed-1/fog",
+        "shift-score/ts-tst/seed-1/fog",
+        "shift",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn every_npy_is_a_corruption_when_none_are_listed_and_a_changed_file_changes_its_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    corruption_dir(&dir, &["fog", "snow"]);
+    let before = planned(&config(tmp.path(), &[], &[0]));
+    assert!(before.contains_key("shift-cell/fog/s1") && before.contains_key("shift-cell/snow/s3"));
+    // Same size, new content (and a new mtime): the file's cells get new ids.
+    let arr = NpyArray::from_u8(vec![8, 2, 2, 3], vec![9; 96]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    decal_io::npy::write(&dir.join("snow.npy"), &arr).unwrap();
+    let after = planned(&config(tmp.path(), &[], &[0]));
+    assert_eq!(before["shift-cell/fog/s1"], after["shift-cell/fog/s1"]);
+    assert_ne!(before["shift-cell/snow/s1"], after["shift-cell/snow/s1"]);
+}
+
+fn plan_error(config: &ExperimentConfig) -> String {
+    let mut ctx = ctx(config);
+    match super::plan(&mut ctx) {
+        Err(e @ PlanError::Config { .. }) => e.to_string(),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_or_empty_directory_or_corruption_is_a_plan_error_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = plan_error(&config(tmp.path(), &[], &[0]));
+    assert!(
+        e.starts_with("shift.dir: ") && e.contains("not a directory"),
+        "{e}"
+    );
+    corruption_dir(&tmp.path().join("c"), &[]);
+    let e = plan_error(&config(tmp.path(), &[], &[0]));
+    assert!(e.starts_with("shift.dir: no <corruption>.npy"), "{e}");
+    corruption_dir(&tmp.path().join("c"), &["fog"]);
+    let e = plan_error(&config(tmp.path(), &["fog", "rain"], &[0]));
+    assert!(
+        e.starts_with("shift.corruptions[1]: ") && e.contains("rain.npy"),
+        "{e}"
+    );
+    std::fs::write(tmp.path().join("c/manifest.json"), "{").unwrap();
+    let e = plan_error(&config(tmp.path(), &["fog"], &[0]));
+    assert!(
+        e.starts_with("shift.dir: ") && e.contains("manifest.json"),
+        "{e}"
+    );
+}
