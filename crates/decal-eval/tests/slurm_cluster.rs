@@ -275,3 +275,73 @@ fn a_failing_sbatch_cancels_what_was_submitted_and_names_the_command() {
     );
     assert!(msg.contains("nothing had been submitted"), "{msg}");
 }
+
+#[test]
+fn wait_cancels_a_job_whose_dependency_can_never_be_satisfied() {
+    if !cluster_up("wait_cancels_a_job_whose_dependency_can_never_be_satisfied") {
+        return;
+    }
+    // Submitted by hand WITHOUT --kill-on-invalid-dep (a cluster may keep such jobs pending for ever):
+    // wait itself must notice the never-satisfiable dependency, cancel the job and report it.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let script = dir.path().join("job.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\necho \"decal-slurm: unit x exit 1 t\"\nexit 1\n",
+    )
+    .unwrap();
+    let sbatch = |extra: &[&str]| {
+        let mut args = vec![
+            "--parsable",
+            "--array=0-0",
+            "--time=1:00",
+            "--kill-on-invalid-dep=no",
+        ];
+        args.extend_from_slice(extra);
+        let out_pattern = logs.join("%A_%a.out");
+        let out = Command::new("sbatch")
+            .args(&args)
+            .arg(format!("--output={}", out_pattern.display()))
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let first = sbatch(&[]);
+    let second = sbatch(&[&format!("--dependency=afterok:{first}")]);
+    let sub = slurm::Submitted {
+        job_ids: vec![("first".into(), first), ("second".into(), second.clone())],
+        units: vec![vec!["x".into()], vec!["y".into()]],
+        dir: dir.path().to_path_buf(),
+        log_dir: logs,
+    };
+    let t = Instant::now();
+    let mut lines = Vec::new();
+    let report = slurm::wait(&sub, Duration::from_millis(500), &mut |l| {
+        eprintln!("{l}");
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "wait took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.never_ran.len(), 1, "{report:?}");
+    let n = &report.never_ran[0];
+    assert_eq!(
+        (n.job_id.as_str(), n.cancelled_by_wait),
+        (second.as_str(), true),
+        "{report:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&second) && l.contains("cancelled")),
+        "{lines:?}"
+    );
+}
