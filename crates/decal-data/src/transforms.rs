@@ -69,6 +69,21 @@ impl Normalize {
         })
     }
 
+    /// **The** normalisation decal chooses for images of `dataset` with `channels` channels (one owner,
+    /// issue #11): the seed's constants ([`Normalize::seed`]) when the name is a known dataset and they
+    /// have `channels` entries, otherwise mean = std = 0.5 per channel (ImageFolder trees, synthetic sets).
+    /// `decal train` records it in every checkpoint; a checkpoint that records none is read with it
+    /// (`decal run`, `decal eval`), i.e. as if decal had trained it on that dataset.
+    pub fn for_dataset(dataset: &str, channels: usize) -> Normalize {
+        match DatasetName::parse(dataset).ok().and_then(Normalize::seed) {
+            Some(n) if n.mean.len() == channels => n,
+            _ => Normalize {
+                mean: vec![0.5; channels],
+                std: vec![0.5; channels],
+            },
+        }
+    }
+
     /// Published statistics of each training set (what the seed's constants should have been):
     /// CIFAR-10 std `(0.2470, 0.2435, 0.2616)`, CIFAR-100 `(0.5071, 0.4865, 0.4409)/(0.2673, 0.2564,
     /// 0.2762)`, SVHN `(0.4377, 0.4438, 0.4728)/(0.1980, 0.2010, 0.1970)`. For other datasets the seed's
@@ -353,5 +368,20 @@ mod tests {
                 .resize,
             Some((224, 224, Filter::Bicubic))
         );
+    }
+
+    #[test]
+    fn one_normalisation_rule() {
+        let c10 = Normalize::for_dataset("cifar10", 3);
+        assert_eq!(c10, Normalize::seed(DatasetName::Cifar10).unwrap());
+        assert_eq!(
+            Normalize::for_dataset("fashion-mnist", 1).mean,
+            vec![0.2860]
+        );
+        // No constants (ImageFolder, unknown names) or constants of another channel count: 0.5 / 0.5.
+        for (name, c) in [("imagefolder", 3), ("my-synthetic-set", 2), ("mnist", 3)] {
+            let n = Normalize::for_dataset(name, c);
+            assert_eq!((n.mean, n.std), (vec![0.5; c], vec![0.5; c]), "{name}");
+        }
     }
 }

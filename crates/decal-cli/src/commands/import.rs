@@ -50,19 +50,22 @@ pub struct Args {
     pub force: bool,
 }
 
-/// The seed's normalisation constants per dataset (seed-system.md §4.2; CIFAR-100/SVHN keep the seed's values,
-/// which are not those datasets' statistics, Q-3). `None` for datasets the seed never normalised.
-fn seed_normalization(dataset: &str) -> Option<Normalization> {
-    let (mean, std) = match dataset {
-        "cifar10" => ([0.4914, 0.4822, 0.4465], [0.247, 0.243, 0.261]),
-        "cifar100" => ([0.5074, 0.4867, 0.4411], [0.2011, 0.1987, 0.2025]),
-        "svhn" => ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
-        "tiny-imagenet" => ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        _ => return None,
+/// The seed's normalisation constants of `dataset` (`decal_data::transforms::Normalize::seed`, seed-system.md
+/// §4.2, Q-3 constants included) when they fit the model's `channels`; `None` otherwise. Recorded as the
+/// f64 nearest to each constant's shortest decimal form (0.247, not 0.24699999392).
+fn seed_normalization(dataset: &str, channels: usize) -> Option<Normalization> {
+    let n = decal_data::DatasetName::parse(dataset)
+        .ok()
+        .and_then(decal_data::transforms::Normalize::seed)
+        .filter(|n| n.mean.len() == channels)?;
+    let wide = |v: &[f32]| -> Vec<f64> {
+        v.iter()
+            .map(|x| x.to_string().parse().expect("an f32 prints as a number"))
+            .collect()
     };
     Some(Normalization {
-        mean: mean.to_vec(),
-        std: std.to_vec(),
+        mean: wide(&n.mean),
+        std: wide(&n.std),
     })
 }
 
@@ -114,7 +117,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (Some(d), _) | (None, Some(d)) => Some(canonical_dataset(d)?),
         (None, None) => None,
     };
-    imported.meta.normalization = dataset.as_deref().and_then(seed_normalization);
+    let channels = arch.input_shape().0 as usize;
+    imported.meta.normalization = dataset
+        .as_deref()
+        .and_then(|d| seed_normalization(d, channels));
     imported.meta.dataset = dataset;
     let written = checkpoint::save(staged.path(), &imported.vs, &imported.meta)?;
     staged.commit()?;
