@@ -115,6 +115,28 @@ pub fn seed_split(n: usize, train_fraction: f64, generator_seed: u64) -> (Vec<us
     (train, valid)
 }
 
+/// **The** meaning of every `limit` in decal (one owner, issue #11): `limit` images evenly spaced over a
+/// set of `n` in its order — positions `⌊i·n/limit⌋` for `i < limit` — and all `n` when `limit` is 0 or
+/// at least `n`. Unlike a prefix this keeps every class of a class-ordered copy (the CIFAR-10 JPEG test
+/// set stores 1,000 airplanes first); on a shuffled list (a split part) it is as random as a prefix.
+/// Used by `[data] limit_test`, `[[ood]] limit`, `decal eval --limit` and, through [`limit`], by
+/// `limit_train` / `limit_val` on the split's parts.
+pub fn evenly_spaced(n: usize, limit: usize) -> Vec<usize> {
+    if limit == 0 || limit >= n {
+        (0..n).collect()
+    } else {
+        (0..limit).map(|i| i * n / limit).collect()
+    }
+}
+
+/// The entries of `indices` that a `limit` keeps ([`evenly_spaced`] positions of the list), in order.
+pub fn limit(indices: &[usize], limit: usize) -> Vec<usize> {
+    evenly_spaced(indices.len(), limit)
+        .into_iter()
+        .map(|p| indices[p])
+        .collect()
+}
+
 /// A clean alternative to the seed's split: stratified (every class keeps its proportion, up to
 /// rounding), seeded (per class, a torch-compatible `randperm` with `generator_seed + class`), and with
 /// both index lists sorted ascending so that the split does not depend on the loader's shuffling.
@@ -343,5 +365,25 @@ pub fn seed_train_fraction(dataset: crate::DatasetName) -> f64 {
         0.95
     } else {
         0.8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_keeps_evenly_spaced_images_of_every_class() {
+        assert_eq!(evenly_spaced(10, 0), (0..10).collect::<Vec<_>>());
+        assert_eq!(evenly_spaced(10, 12), (0..10).collect::<Vec<_>>());
+        assert_eq!(evenly_spaced(10, 4), vec![0, 2, 5, 7]);
+        // A class-ordered set of 3 classes × 100: a limit of 30 keeps 10 of each (a prefix would keep one).
+        let labels: Vec<usize> = (0..300).map(|i| i / 100).collect();
+        let kept = evenly_spaced(300, 30);
+        for c in 0..3 {
+            assert_eq!(kept.iter().filter(|&&i| labels[i] == c).count(), 10);
+        }
+        assert_eq!(limit(&[9, 8, 7, 6, 5, 4], 3), vec![9, 7, 5]);
+        assert_eq!(limit(&[9, 8], 0), vec![9, 8]);
     }
 }

@@ -172,10 +172,8 @@ fn stage1_records(dir: &Path) -> Result<(Vec<usize>, usize, String), String> {
         .and_then(|v| v.as_str())
         .ok_or_else(|| format!("{}: no data_sha256", prov_path.display()))?
         .to_string();
-    let mut train = manifest.train_indices;
-    if plan.limit_train > 0 {
-        train.truncate(plan.limit_train);
-    }
+    // The images `decal train` kept (decal_data::split::limit, as Stage1Data::from_set).
+    let train = decal_data::split::limit(&manifest.train_indices, plan.limit_train);
     Ok((train, manifest.n, data))
 }
 

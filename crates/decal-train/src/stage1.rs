@@ -181,9 +181,10 @@ pub struct Stage1Plan {
     pub train_fraction: f64,
     /// Seed of the split's generator (seed: 1, independent of the training seed).
     pub split_seed: u64,
-    /// Use only the first N training-split images (0 = all): quick runs.
+    /// Use only N images of the training part (0 = all): quick runs. N evenly spaced entries of the
+    /// part's (random) order, as every `limit` ([`decal_data::split::evenly_spaced`]).
     pub limit_train: usize,
-    /// Use only the first N validation-split images (0 = all).
+    /// Use only N images of the validation part (0 = all), chosen the same way.
     pub limit_val: usize,
     /// Number of epochs (seed: 600 for bases).
     pub epochs: usize,
@@ -379,17 +380,11 @@ impl Stage1Plan {
     }
 }
 
-/// Per-dataset normalisation constants: the seed's (`decal_data::transforms::Normalize::seed`, seed-system.md
-/// §4.2, Q-3 constants included); mean = std = 0.5 per channel for datasets without published constants
-/// (ImageFolder trees, synthetic sets). Returns `(mean, std)` per channel.
+/// `(mean, std)` per channel of [`decal_data::transforms::Normalize::for_dataset`], the one normalisation
+/// rule (the seed's constants, else 0.5 / 0.5).
 pub fn normalization(dataset: &str, channels: usize) -> (Vec<f32>, Vec<f32>) {
-    match decal_data::DatasetName::parse(dataset)
-        .ok()
-        .and_then(decal_data::transforms::Normalize::seed)
-    {
-        Some(n) if n.mean.len() == channels => (n.mean, n.std),
-        _ => (vec![0.5; channels], vec![0.5; channels]),
-    }
+    let n = decal_data::transforms::Normalize::for_dataset(dataset, channels);
+    (n.mean, n.std)
 }
 
 /// Lowercase alphanumerics of a dataset name (`CIFAR-10` → `cifar10`, `tiny-imagenet` → `tinyimagenet`).
@@ -413,13 +408,14 @@ pub struct Stage1Data {
     pub mean: Vec<f32>,
     /// Per-channel std for normalisation.
     pub std: Vec<f32>,
-    /// The full seed split (before `limit_train` / `limit_val`, which take prefixes of its two parts);
+    /// The full seed split (before `limit_train` / `limit_val`, which keep evenly spaced entries of its parts);
     /// written to the run directory as `split.json`.
     pub manifest: decal_data::split::SplitManifest,
 }
 
 impl Stage1Data {
-    /// Splits `set` as the plan says (seed split, then `limit_train` / `limit_val`).
+    /// Splits `set` as the plan says (seed split, then `limit_train` / `limit_val` through
+    /// [`decal_data::split::limit`]).
     pub fn from_set(set: ImageSet, plan: &Stage1Plan) -> Result<Self, Stage1Error> {
         if set.len() < 2 {
             return Err(Stage1Error::Plan(format!(
@@ -434,14 +430,8 @@ impl Stage1Data {
             plan.train_fraction,
             plan.split_seed,
         )?;
-        let mut train_indices = manifest.train_indices.clone();
-        let mut val_indices = manifest.valid_indices.clone();
-        if plan.limit_train > 0 {
-            train_indices.truncate(plan.limit_train);
-        }
-        if plan.limit_val > 0 {
-            val_indices.truncate(plan.limit_val);
-        }
+        let train_indices = decal_data::split::limit(&manifest.train_indices, plan.limit_train);
+        let val_indices = decal_data::split::limit(&manifest.valid_indices, plan.limit_val);
         if train_indices.is_empty() || val_indices.is_empty() {
             return Err(Stage1Error::Plan(format!(
                 "split of {} images with train_fraction {} leaves an empty train or validation part",
@@ -749,7 +739,7 @@ pub struct Stage1Provenance {
     /// SHA-256 of the training set's pixels and labels.
     pub data_sha256: String,
     /// SHA-256 of the full split's index lists (as in `split.json`); `limit_train` / `limit_val` in
-    /// `config.toml` say which prefixes were used.
+    /// `config.toml` say which of their images were used.
     pub split_sha256: String,
     /// Number of training / validation images.
     pub num_train: usize,

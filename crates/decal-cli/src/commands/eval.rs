@@ -49,7 +49,8 @@ pub struct Args {
     /// Inference batch size (does not change results; the seed uses 512).
     #[arg(long, default_value_t = 512)]
     pub batch_size: usize,
-    /// Evaluate only the first N images of the split (0 = all).
+    /// Evaluate only N images of the split, evenly spaced over its order so a class-ordered copy keeps
+    /// every class (0 = all).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub limit: usize,
     /// Device: cpu, cuda, cuda:<i>, auto.
@@ -104,18 +105,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut set = decal_data::load(dataset, &args.data_dir, split)
         .with_context(|| format!("loading {dataset} {split} from {}", args.data_dir.display()))?;
     if args.limit > 0 && args.limit < set.len() {
-        let idx: Vec<usize> = (0..args.limit).collect();
-        set = set.subset(&idx, format!("{} (first {})", set.name, args.limit))?;
+        let idx = decal_data::split::evenly_spaced(set.len(), args.limit);
+        set = set.subset(&idx, format!("{} ({} evenly spaced)", set.name, args.limit))?;
     }
     let (mean, std) = match &meta.normalization {
-        Some(n) => (n.mean.iter().map(|&v| v as f32).collect::<Vec<_>>(), n.std.iter().map(|&v| v as f32).collect()),
-        None => match decal_data::transforms::Normalize::seed(dataset) {
-            Some(n) => (n.mean, n.std),
-            None => bail!(
-                "{}: the checkpoint records no input normalisation and {dataset} has no standard constants",
-                args.checkpoint.display()
-            ),
-        },
+        Some(n) => (
+            n.mean.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            n.std.iter().map(|&v| v as f32).collect(),
+        ),
+        None => {
+            // The one rule (decal_data::transforms::Normalize::for_dataset), as `decal run` reads such a
+            // checkpoint: what `decal train` would have recorded for this dataset.
+            let n = decal_data::transforms::Normalize::for_dataset(
+                &dataset_name,
+                meta.arch.input_shape().0 as usize,
+            );
+            eprintln!(
+                "note: {} records no input normalisation; using mean {:?} std {:?} ({dataset}, as decal train records it)",
+                args.checkpoint.display(),
+                n.mean,
+                n.std
+            );
+            (n.mean, n.std)
+        }
     };
     let (channels, size) = meta.arch.input_shape();
     if set.channels as i64 != channels || mean.len() != set.channels {

@@ -130,10 +130,10 @@ pub struct Args {
     /// Overwrite an existing run directory.
     #[arg(long)]
     pub force: bool,
-    /// Train on only the first N images of the training split (quick runs); 0 = all.
+    /// Train on only N images of the training part, evenly spaced over its random order (quick runs); 0 = all.
     #[arg(long, value_name = "N")]
     pub limit_train: Option<usize>,
-    /// Validate on only the first N images of the validation split; 0 = all.
+    /// Validate on only N images of the validation part, chosen the same way; 0 = all.
     #[arg(long, value_name = "N")]
     pub limit_val: Option<usize>,
     /// Reproduce seed behaviours, comma-separated: seed-unshuffled (BUG-5), seed-augmented-val (BUG-6),
