@@ -1,0 +1,207 @@
+//! Tests of the model-side planning: the method rows in the old table order, and invalidation that follows
+//! the config (a new seed only adds units; one head's edit changes only that head's units and what depends
+//! on them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::experiment::ExperimentConfig;
+use crate::plan::Plan;
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/quickstart")
+}
+
+/// The quickstart experiment (TST and V-TST heads, both temperature-scaled) with `seeds` and `extra` TOML.
+fn config(seeds: &str, tst_extra: &str) -> ExperimentConfig {
+    let data = quickstart();
+    let text = format!(
+        r#"name = "heads-plan"
+seeds = {seeds}
+temperature_scaling = true
+
+[data]
+dataset = "fashion-mnist"
+dir = "{fm}"
+allow_subset = true
+
+[backbone.train]
+model = "cnn-mnist"
+epochs = 1
+
+[[heads]]
+name = "TST"
+kind = "tst"
+latent_dim = 16
+temperature_scaling = true
+temperature_scaling_seed_lbfgs = true
+{tst_extra}
+
+[[heads]]
+name = "V-TST"
+kind = "vtst"
+latent_dim = 16
+eval_samples = [0, 1, 10]
+temperature_scaling = true
+temperature_scaling_seed_lbfgs = true
+"#,
+        fm = data.join("fashion-mnist").display(),
+    );
+    let config: ExperimentConfig = toml::from_str(&text).expect("test config parses");
+    config.validate().expect("test config is valid");
+    config
+}
+
+/// An empty planning context with the data units planned.
+fn data_planned(config: &ExperimentConfig) -> PlanCtx<'_> {
+    let mut ctx = PlanCtx {
+        config,
+        device_kind: "cpu".into(),
+        plan: Plan::default(),
+        backbone: None,
+        split: None,
+        features: BTreeMap::new(),
+        views: None,
+        feature_dim: 0,
+        num_classes: 0,
+        rows: Vec::new(),
+        report_inputs: BTreeMap::new(),
+        warnings: Vec::new(),
+    };
+    data::plan(&mut ctx).expect("data units plan");
+    ctx
+}
+
+/// Plans the data and head units and returns the plan and the rows.
+fn plan_heads(config: &ExperimentConfig) -> (Plan, Vec<MethodRow>) {
+    let mut ctx = data_planned(config);
+    plan(&mut ctx).expect("head units plan");
+    (ctx.plan, ctx.rows)
+}
+
+fn ids_by_name(plan: &Plan) -> BTreeMap<String, UnitId> {
+    plan.units
+        .iter()
+        .map(|u| (u.name.clone(), u.id.clone()))
+        .collect()
+}
+
+#[test]
+fn rows_follow_the_old_table_order() {
+    let (plan, rows) = plan_heads(&config("[0, 1]", ""));
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| match r.seed {
+            Some(s) => format!("{} #{s}", r.method),
+            None => r.method.clone(),
+        })
+        .collect();
+    let mut want: Vec<String> = vec!["Baseline".into(), "TS".into(), "TS (seed LBFGS)".into()];
+    for s in [0, 1] {
+        for r in ["TST", "TS + TST", "TS (seed LBFGS) + TST"] {
+            want.push(format!("{r} #{s}"));
+        }
+    }
+    for s in [0, 1] {
+        for r in [
+            "V-TST mean",
+            "TS + V-TST mean",
+            "V-TST m=1",
+            "TS + V-TST m=1",
+            "TS (seed LBFGS) + V-TST m=1",
+            "V-TST m=10",
+            "TS + V-TST m=10",
+        ] {
+            want.push(format!("{r} #{s}"));
+        }
+    }
+    assert_eq!(got, want);
+    // Each row's model and temperature units are the right ones.
+    let name = |id: &UnitId| plan.find(id).map(|u| u.name.clone()).unwrap();
+    let ts_m10 = &rows[want.iter().position(|w| w == "TS + V-TST m=10 #1").unwrap()];
+    assert_eq!(name(&ts_m10.model), "head/v-tst/seed-1");
+    assert_eq!(
+        name(ts_m10.temperature.as_ref().unwrap()),
+        "temperature/ts-v-tst-m-10/seed-1"
+    );
+    assert_eq!(ts_m10.num_samples, 10);
+    assert_eq!(name(&rows[0].model), "backbone");
+    assert_eq!(
+        name(rows[2].temperature.as_ref().unwrap()),
+        "temperature/ts-seed-lbfgs"
+    );
+    let t = plan.by_name("temperature/ts-v-tst-m-10/seed-1").unwrap();
+    match &t.spec {
+        UnitSpec::Temperature(s) => assert_eq!(
+            s.target,
+            TemperatureTarget::Head {
+                num_samples: 10,
+                eval_seed: row_eval_seed(0, Some(1))
+            }
+        ),
+        other => panic!("not a temperature unit: {other:?}"),
+    }
+}
+
+#[test]
+fn adding_a_seed_only_adds_that_seeds_units() {
+    let (one, _) = plan_heads(&config("[0]", ""));
+    let (two, _) = plan_heads(&config("[0, 1]", ""));
+    let before = ids_by_name(&one);
+    let after = ids_by_name(&two);
+    for (name, id) in &before {
+        assert_eq!(after.get(name), Some(id), "unit {name} changed");
+    }
+    let added: Vec<&String> = after.keys().filter(|n| !before.contains_key(*n)).collect();
+    assert!(!added.is_empty());
+    for name in &added {
+        assert!(name.ends_with("/seed-1"), "unit {name} is new");
+    }
+    // Seed 1's heads and head temperature fits: 2 heads, TST 2 fits, V-TST 4 (mean: TS; m=1: TS and
+    // seed LBFGS; m=10: TS).
+    assert_eq!(added.len(), 2 + 2 + 4, "{added:?}");
+}
+
+#[test]
+fn editing_one_head_changes_only_its_units_and_dependents() {
+    let (old, _) = plan_heads(&config("[0, 1]", ""));
+    let (new, _) = plan_heads(&config("[0, 1]", "epochs = 3"));
+    let before = ids_by_name(&old);
+    let after = ids_by_name(&new);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let changed: BTreeSet<&String> = before
+        .iter()
+        .filter(|(n, id)| after[*n] != **id)
+        .map(|(n, _)| n)
+        .collect();
+    // The TST heads and, transitively, what depends on them in the new plan.
+    let roots: Vec<UnitId> = ["head/tst/seed-0", "head/tst/seed-1"]
+        .iter()
+        .map(|n| after[*n].clone())
+        .collect();
+    let mut want: BTreeSet<&String> = BTreeSet::new();
+    for u in &new.units {
+        if roots.contains(&u.id) || new.dependents(&roots).contains(&u.id) {
+            want.insert(&u.name);
+        }
+    }
+    assert_eq!(changed, want);
+    assert!(changed
+        .iter()
+        .all(|n| n.contains("tst/seed-") && !n.contains("v-tst")));
+    assert_eq!(changed.len(), 2 * (1 + 2), "{changed:?}");
+}
+
+#[test]
+fn a_head_that_does_not_fit_the_backbone_names_its_key() {
+    let mut c = config("[0]", "");
+    c.heads[1].feature_dim = Some(7);
+    let mut ctx = data_planned(&c);
+    let e = plan(&mut ctx).expect_err("feature_dim 7 does not fit");
+    let text = e.to_string();
+    assert!(text.starts_with("heads[1].feature_dim: "), "{text}");
+}
