@@ -19,7 +19,9 @@
 //! The set keys of [`PlanCtx::features`]: `train`, `val`, `test`, `fit` (what every fit uses: the
 //! held-out calibration part, the validation part, or — when only the loaded data can tell, for a stage-1
 //! checkpoint with its run records — a `features/fit` unit that follows the split unit's decision) and
-//! `ood:<name>` per `[[ood]]` set. A missing `[[ood]]` directory is a plan-time error naming `ood[i].dir`.
+//! `ood:<name>` per `[[ood]]` set. An `[[ood]]` set whose directory is missing is left out at plan time
+//! with a warning in [`PlanCtx::warnings`] (the old run's "OOD set … skipped"); one that exists but cannot
+//! be read fails its features unit.
 
 mod backbone;
 mod extract;
@@ -360,11 +362,16 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     };
     ctx.features.insert("fit".into(), fit);
     for (i, o) in config.ood.iter().enumerate() {
+        // A missing optional input is left out at plan time, with the old run's warning (no unit, no
+        // id change for the others); a set that exists but cannot be read fails its features unit.
         if !o.dir.exists() {
-            return Err(PlanError::Config {
-                key: format!("ood[{i}].dir"),
-                problem: format!("{} does not exist (OOD set {:?})", o.dir.display(), o.name),
-            });
+            ctx.warnings.push(format!(
+                "OOD set {} skipped: cannot load {} from {}: the directory does not exist (ood[{i}].dir)",
+                o.name,
+                o.dataset,
+                o.dir.display()
+            ));
+            continue;
         }
         let data = inputs::data_ref(&o.dataset, &o.dir, o.allow_subset)
             .map_err(config_error(format!("ood[{i}].dir")))?;
