@@ -42,6 +42,8 @@ pub struct ReportSpec {
     pub config: ExperimentConfig,
     /// Every row × seed, table order.
     pub rows: Vec<ReportRow>,
+    /// What the planner left out and why (e.g. an `[[ood]]` set whose directory is missing).
+    pub plan_warnings: Vec<String>,
 }
 
 /// Plans the one `report` unit (last).
@@ -77,6 +79,7 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     let spec = ReportSpec {
         config: ctx.config.clone(),
         rows,
+        plan_warnings: ctx.warnings.clone(),
     };
     ctx.plan
         .add("report", UnitSpec::Report(spec), deps, Resource::Cpu)?;

@@ -73,7 +73,8 @@ pub(super) fn write(
     facts: Facts,
 ) -> Result<Written, UnitError> {
     let config = &s.config;
-    let mut warnings = facts.warnings.clone();
+    let mut warnings = s.plan_warnings.clone();
+    warnings.extend(facts.warnings.iter().cloned());
     warnings.append(&mut c.warnings);
     let mut seen = std::collections::BTreeSet::new();
     warnings.retain(|w| seen.insert(w.clone()));
