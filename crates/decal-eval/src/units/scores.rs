@@ -377,3 +377,5 @@ fn skipped_input(ctx: &UnitContext<'_>, unit: &Unit, role: &str) -> Option<Strin
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_e2e;
