@@ -8,6 +8,7 @@
 //! running) without training anything.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -37,7 +38,9 @@ fn cluster_up(test: &str) -> bool {
             if std::env::var("DECAL_REQUIRE_SLURM").as_deref() == Ok("1") {
                 panic!("{test}: DECAL_REQUIRE_SLURM=1 but no Slurm cluster: {reason}");
             }
-            eprintln!("SKIP {test}: no Slurm cluster: {reason}");
+            // Straight to the process's stderr: libtest captures eprintln! of passing tests, and a skip
+            // must be visible in a plain `cargo test`.
+            let _ = writeln!(std::io::stderr(), "SKIP {test}: no Slurm cluster: {reason}");
             false
         }
         other => panic!("{test}: scripts/slurm-single-node.sh start exited {other:?}: {stderr}"),
