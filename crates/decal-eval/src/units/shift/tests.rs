@@ -230,3 +230,191 @@ fn a_missing_or_empty_directory_or_corruption_is_a_plan_error_naming_the_key() {
         "{e}"
     );
 }
+
+/// The reduction over stored per-cell predictions gives exactly the records and JSON of the old streaming
+/// sweep over the same predictions in the same order; a row whose scores skipped is left out.
+#[test]
+fn the_reduction_equals_the_streaming_sweep() {
+    use crate::plan::store::{Outcome, Store};
+    use crate::predict::{LogitKind, Predictions};
+    use crate::suite::{RecordContext, ShiftCompat, ShiftSweep};
+    use crate::units::{ExecOptions, Resources, UnitContext};
+    use decal_metrics::profile::Profile;
+    use serde_json::json;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::new(tmp.path());
+    let (corruptions, severities) = (["fog", "snow"], [1u8, 3]);
+    let rows = [
+        ("Baseline", None),
+        ("TST", Some(0u64)),
+        ("TS + TST", Some(0)),
+    ];
+    // Deterministic, varied predictions per (row, corruption, severity).
+    let preds = |r: usize, c: usize, s: usize| {
+        let n = 7 + c + s;
+        let logits = (0..n * 3)
+            .map(|i| (((i * 31 + r * 17 + c * 7 + s * 3) % 23) as f64 - 11.0) / 3.7)
+            .collect();
+        Predictions {
+            num_classes: 3,
+            logits,
+            kind: LogitKind::Logits,
+            labels: (0..n).map(|i| ((i * 5 + r + c) % 3) as i64).collect(),
+            neg_mutual_information: None,
+        }
+    };
+    let mut plan = Plan::default();
+    let mut deps = BTreeMap::new();
+    let spec = |name: &str| {
+        UnitSpec::Shift(ShiftReduceSpec {
+            run: name.into(),
+            dataset: String::new(),
+            profile: String::new(),
+            severity_divisor: None,
+            dir: "x".into(),
+            corruptions: Vec::new(),
+            severities: Vec::new(),
+            rows: Vec::new(),
+        })
+    };
+    for (ci, c) in corruptions.iter().enumerate() {
+        for (ri, (m, seed)) in rows.iter().enumerate() {
+            let name = format!("{}/{c}", super::row_name(m, *seed));
+            let id = plan
+                .add(
+                    format!("shift-score/{name}"),
+                    spec(&name),
+                    BTreeMap::new(),
+                    Resource::Cpu,
+                )
+                .unwrap();
+            let unit = plan.find(&id).unwrap().clone();
+            let dir = store.begin(&unit, false).unwrap();
+            let outcome = if *m == "TS + TST" {
+                Outcome::Skipped {
+                    reason: "no finite optimum".into(),
+                }
+            } else {
+                for (si, &s) in severities.iter().enumerate() {
+                    super::write_predictions(&dir, s, &preds(ri, ci, si)).unwrap();
+                }
+                let file = super::ScoreFile {
+                    method: m.to_string(),
+                    seed: *seed,
+                    corruption: c.to_string(),
+                    kind: "logits".into(),
+                    num_classes: 3,
+                    cells: Vec::new(),
+                    records: Vec::new(),
+                };
+                decal_core::write_json_atomic(&dir.join("score.json"), &file).unwrap();
+                Outcome::Done
+            };
+            store
+                .finish(&unit, outcome, vec![], json!(null), 0.0)
+                .unwrap();
+            deps.insert(format!("score/{name}"), id);
+        }
+        for &s in &severities {
+            let name = format!("cell/{c}/s{s}");
+            let id = plan
+                .add(&name, spec(&name), BTreeMap::new(), Resource::Cpu)
+                .unwrap();
+            let unit = plan.find(&id).unwrap().clone();
+            let dir = store.begin(&unit, false).unwrap();
+            let info = super::CellInfo {
+                corruption: c.to_string(),
+                severity: s,
+                images: 9,
+                per_severity: 9,
+                every: 1,
+                held_out: 2,
+                held_out_excluded: true,
+                warning: None,
+            };
+            decal_core::write_json_atomic(&dir.join("info.json"), &info).unwrap();
+            store
+                .finish(&unit, Outcome::Done, vec![], json!(null), 0.0)
+                .unwrap();
+            deps.insert(name, id);
+        }
+    }
+    let reduce = ShiftReduceSpec {
+        run: "t".into(),
+        dataset: "toy-c".into(),
+        profile: "default".into(),
+        severity_divisor: Some(13),
+        dir: "c".into(),
+        corruptions: corruptions.iter().map(|c| c.to_string()).collect(),
+        severities: severities.to_vec(),
+        rows: rows.iter().map(|(m, s)| (m.to_string(), *s)).collect(),
+    };
+    let id = plan
+        .add(
+            "shift",
+            UnitSpec::Shift(reduce.clone()),
+            deps,
+            Resource::Cpu,
+        )
+        .unwrap();
+    let unit = plan.find(&id).unwrap().clone();
+    let dir = store.begin(&unit, false).unwrap();
+    let options = ExecOptions {
+        device: tch::Device::Cpu,
+        threads: None,
+        head_threads: None,
+    };
+    let (mut resources, mut log) = (Resources::default(), |_: &str| {});
+    let mut ctx = UnitContext {
+        store: &store,
+        plan: &plan,
+        options: &options,
+        resources: &mut resources,
+        log: &mut log,
+    };
+    super::run_reduce(&reduce, &unit, &mut ctx, &dir).unwrap();
+    let got: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(super::SHIFT_FILE)).unwrap())
+            .unwrap();
+    // The old streaming sweep: every row, cell by cell in corruption-then-severity order.
+    let compat = ShiftCompat {
+        severity_divisor: Some(13),
+    };
+    let mut records = Vec::new();
+    let mut results = serde_json::Map::new();
+    for (ri, (m, seed)) in rows.iter().enumerate().take(2) {
+        let rctx = RecordContext {
+            run: "t".into(),
+            seed: *seed,
+            method: m.to_string(),
+        };
+        let mut a = ShiftSweep::new(
+            rctx.clone(),
+            "toy-c",
+            Profile::by_name("default").unwrap(),
+            compat,
+        );
+        let mut b = ShiftSweep::new(rctx, "toy-c", Profile::paper(), compat);
+        for (ci, c) in corruptions.iter().enumerate() {
+            for (si, &s) in severities.iter().enumerate() {
+                a.add_cell(c, s, &preds(ri, ci, si)).unwrap();
+                b.add_cell(c, s, &preds(ri, ci, si)).unwrap();
+            }
+        }
+        let ((r, j), (rp, jp)) = (a.finish(), b.finish());
+        records.extend(r);
+        records.extend(rp.into_iter().map(super::paper_key));
+        results.insert(
+            format!(
+                "{m}{}",
+                seed.map(|s| format!(" seed {s}")).unwrap_or_default()
+            ),
+            json!({"primary": j, "paper": jp}),
+        );
+    }
+    assert_eq!(got["records"], serde_json::to_value(&records).unwrap());
+    assert_eq!(got["results"], serde_json::Value::Object(results));
+    assert_eq!(got["held_out_calibration_images_excluded"], json!(true));
+    assert_eq!(got["warning"], json!(null));
+}
