@@ -39,6 +39,9 @@ enum Command {
     Heads(Box<commands::heads::Args>),
     /// Aggregate finished runs into tables, plots and an HTML report.
     Report(commands::report::Args),
+    /// One unit of a planned experiment (what `decal run --jobs N` and Slurm tasks run).
+    #[command(subcommand)]
+    Unit(commands::unit::UnitCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a),
         Command::Heads(a) => commands::heads::run(*a),
         Command::Report(a) => commands::report::run(a),
+        Command::Unit(a) => commands::unit::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

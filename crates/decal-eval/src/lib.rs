@@ -19,6 +19,7 @@ pub mod feature_files;
 pub mod plan;
 pub mod predict;
 pub mod recipe;
+pub mod runner;
 pub mod slurm;
 pub mod suite;
 pub mod units;

@@ -11,3 +11,4 @@ pub mod quickstart;
 pub mod report;
 pub mod run;
 pub mod train;
+pub mod unit;

@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
+use anyhow::Context;
 use decal_eval::experiment::{
-    self, BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, FeaturesConfig, HeadSpec,
-    OodSpec, RunOptions,
+    BackboneConfig, DataConfig, EvalConfig, ExperimentConfig, FeaturesConfig, HeadSpec, OodSpec,
 };
+use decal_eval::runner::{self, Executor, RunnerOptions};
+use decal_eval::units::ExecOptions;
 use decal_models::heads::HeadKind;
 use decal_train::losses::LossConfig;
 use decal_train::stage1::Stage1Plan;
@@ -154,15 +156,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.seeds,
         args.out.display()
     );
-    let options = RunOptions {
+    let options = RunnerOptions {
         force: args.force,
-        device,
-        device_spec: args.device.clone(),
-        head_threads: Some(args.head_threads),
+        exec: ExecOptions {
+            device,
+            threads: Some(threads),
+            head_threads: Some(args.head_threads),
+        },
+        exe: std::env::current_exe().context("locating the decal executable")?,
+        unit_args: Vec::new(),
+        executor: Executor::Serial,
+        keep_going: false,
     };
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
-    let summary = experiment::run(&config, &args.out, &options, &mut log)?;
+    let summary = runner::run(
+        &config,
+        Path::new("decal quickstart"),
+        &args.out,
+        &options,
+        &mut log,
+    )?;
     println!();
     println!("{}", summary.table_markdown);
     for w in &summary.warnings {

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use decal_eval::experiment::{self, ExperimentConfig, RunOptions};
+use decal_eval::experiment::{self, ExperimentConfig};
+use decal_eval::runner::{self, Executor, RunSummary, RunnerOptions};
+use decal_eval::units::ExecOptions;
 
 /// Arguments of `decal run`.
 #[derive(clap::Args, Debug)]
@@ -56,6 +58,49 @@ pub struct Args {
     /// that its numbers are not results.
     #[arg(long)]
     pub smoke: bool,
+    /// Print the plan — every unit with its kind, short id, inputs, and fresh or dirty and why — and exit
+    /// without running or writing anything.
+    #[arg(long)]
+    pub plan: bool,
+    /// With --plan: print it as JSON ({"version": 1, "units": [{"id", "kind", "name", "deps", "status", "reason"}]}).
+    #[arg(long, requires = "plan")]
+    pub json: bool,
+    /// Run up to N independent units at a time, each in its own `decal unit run` process (device units one
+    /// at a time per device); results are identical to the default serial run.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Go on past a failed unit: only the units that depend on it fail; the report says what is missing
+    /// and decal exits with an error.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Where units run: local (this machine) or slurm (job arrays per level, chained with afterok, each task
+    /// a `decal unit run`; see docs/slurm.md).
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorKind,
+    /// Slurm partition (--executor slurm).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// GPUs per device unit (--executor slurm; 0 = CPU-only jobs).
+    #[arg(long, default_value_t = 0)]
+    pub gpus_per_unit: u32,
+    /// Slurm time limit per task, e.g. 04:00:00 (--executor slurm).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per Slurm task (--executor slurm).
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: u32,
+    /// Wait for the Slurm jobs to end, then report (without it, run the same command again later).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `--executor`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// This machine (serially, or `--jobs N` processes).
+    Local,
+    /// A Slurm cluster.
+    Slurm,
 }
 
 /// Runs `decal run`.
@@ -71,25 +116,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // Fail before working: the data directory, the backbone checkpoint and the head widths it implies are
-    // checked (naming the config file and key) before any directory is created or data loaded.
-    decal_eval::config_check::check_inputs(&config)
-        .map_err(|problem| anyhow::anyhow!("{}: {problem}", args.config.display()))?;
     let device = decal_models::device::parse(&args.device)?;
-    decal_models::device::set_threads(args.threads);
     // The smoke config's name already ends in -smoke; an explicit --out gets the suffix so that a smoke run
     // never writes into (or resumes) a real run's directory.
-    let out = match args.out {
-        Some(out) if args.smoke => smoke_dir(&out),
-        Some(out) => out,
+    let out = match &args.out {
+        Some(out) if args.smoke => smoke_dir(out),
+        Some(out) => out.clone(),
         None => PathBuf::from("runs").join(&config.name),
     };
-    let options = RunOptions {
-        force: args.force,
-        device,
-        device_spec: args.device.clone(),
-        head_threads: Some(args.head_threads),
-    };
+    // Fail before working: the whole config is planned (and validated, naming the file and key) first.
+    let plan = runner::plan(&config, &args.config, device)?;
+    if args.plan {
+        let fresh = runner::freshness(&plan, &out, args.force);
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&decal_eval::plan::plan_json(&plan, &fresh))?
+            );
+        } else {
+            print!("{}", decal_eval::plan::plan_text(&plan, &fresh));
+        }
+        return Ok(());
+    }
+    let threads = decal_models::device::set_threads(args.threads);
+    let options = runner_options(&args, device, &out, threads)?;
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
     if args.smoke {
@@ -100,7 +150,62 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             experiment::SMOKE_NOTE
         );
     }
-    let summary = experiment::run(&config, &out, &options, &mut log)?;
+    let summary = runner::run(&config, &args.config, &out, &options, &mut log)?;
+    print_summary(&summary, &args, &out)
+}
+
+fn runner_options(
+    args: &Args,
+    device: tch::Device,
+    out: &Path,
+    threads: usize,
+) -> anyhow::Result<RunnerOptions> {
+    let exe = std::env::current_exe().context("locating the decal executable")?;
+    let mut unit_args = vec!["--device".to_string(), args.device.clone()];
+    if let Some(t) = args.threads {
+        unit_args.extend(["--threads".to_string(), t.to_string()]);
+    }
+    unit_args.extend(["--head-threads".to_string(), args.head_threads.to_string()]);
+    let executor = match (args.executor, args.jobs) {
+        (ExecutorKind::Slurm, _) => Executor::Slurm {
+            options: decal_eval::slurm::SlurmOptions {
+                partition: args.partition.clone(),
+                gpus_per_unit: args.gpus_per_unit,
+                time: args.time.clone(),
+                cpus_per_task: args.cpus_per_task,
+                decal_exe: exe.clone(),
+                store: std::path::absolute(out)
+                    .with_context(|| format!("resolving {}", out.display()))?,
+                extra_args: unit_args.clone(),
+            },
+            wait: args.wait,
+        },
+        (ExecutorKind::Local, Some(n)) if n > 1 => Executor::Jobs(n),
+        (ExecutorKind::Local, _) => Executor::Serial,
+    };
+    Ok(RunnerOptions {
+        force: args.force,
+        exec: ExecOptions {
+            device,
+            threads: Some(threads),
+            head_threads: Some(args.head_threads),
+        },
+        exe,
+        unit_args,
+        executor,
+        keep_going: args.keep_going,
+    })
+}
+
+fn print_summary(summary: &RunSummary, args: &Args, out: &Path) -> anyhow::Result<()> {
+    if !summary.submitted.is_empty() {
+        println!(
+            "submitted {} Slurm job array(s); when they have ended, `decal run {}` again reports (everything fresh is reused)",
+            summary.submitted.len(),
+            args.config.display()
+        );
+        return Ok(());
+    }
     println!("{}", summary.table_markdown);
     for w in &summary.warnings {
         println!("warning: {w}");
@@ -109,6 +214,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("report:  {}", summary.report.display());
     if args.smoke {
         println!("SMOKE RUN: every stage ran; these numbers are not results.");
+    }
+    if !summary.exec.complete() {
+        anyhow::bail!(
+            "{} unit(s) failed and {} did not run (logs: {}); the report lists what is missing",
+            summary.exec.failed.len(),
+            summary.exec.blocked.len(),
+            out.join("logs").display()
+        );
     }
     Ok(())
 }

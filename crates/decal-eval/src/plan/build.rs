@@ -55,6 +55,9 @@ pub struct PlanCtx<'a> {
     pub rows: Vec<MethodRow>,
     /// Every unit the report reads, by role (`eval/<row>/<seed>`, `ood/…`, `shift`, `temperature/…`).
     pub report_inputs: BTreeMap<String, UnitId>,
+    /// What the planner decided to leave out, and why (e.g. an `[[ood]]` set whose directory is missing):
+    /// skipped at plan time, shown by `--plan` and in the report's warnings.
+    pub warnings: Vec<String>,
 }
 
 /// Plans `config` for a device of kind `device_kind` (`cpu`, `cuda`, `mps`).
@@ -79,12 +82,14 @@ pub fn build(config: &ExperimentConfig, device_kind: &str) -> Result<Plan, PlanE
         num_classes: 0,
         rows: Vec::new(),
         report_inputs: BTreeMap::new(),
+        warnings: Vec::new(),
     };
     crate::units::data::plan(&mut ctx)?;
     crate::units::heads::plan(&mut ctx)?;
     crate::units::scores::plan(&mut ctx)?;
     crate::units::shift::plan(&mut ctx)?;
     crate::units::report::plan(&mut ctx)?;
+    ctx.plan.warnings = ctx.warnings;
     Ok(ctx.plan)
 }
 

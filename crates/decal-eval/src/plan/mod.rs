@@ -119,6 +119,9 @@ pub enum PlanError {
 pub struct Plan {
     /// Every unit, inputs first.
     pub units: Vec<Unit>,
+    /// What the planner left out, and why (shown by `--plan`, carried into the report).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -210,7 +213,7 @@ pub fn plan_json(plan: &Plan, freshness: &BTreeMap<UnitId, store::Freshness>) ->
             })
         })
         .collect();
-    json!({"version": 1, "units": units})
+    json!({"version": 1, "units": units, "warnings": plan.warnings})
 }
 
 /// `--plan`: one line per unit (short id, kind, name, inputs, fresh or dirty and why) and a count.
@@ -249,6 +252,9 @@ pub fn plan_text(plan: &Plan, freshness: &BTreeMap<UnitId, store::Freshness>) ->
                 format!("  <- {}", deps.join(", "))
             }
         );
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "warning: {w}");
     }
     let _ = writeln!(
         out,

@@ -30,7 +30,9 @@ use serde_json::Value;
 use crate::plan::store::{Outcome, Store, StoreError};
 use crate::plan::{Plan, Unit};
 
-/// A unit's resolved spec, tagged by kind.
+/// A unit's resolved spec, tagged by kind. (A plan holds at most a few thousand specs, built once: their
+/// size does not matter, so the large variants are not boxed.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum UnitSpec {
