@@ -342,45 +342,10 @@ fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, 
             dir.display()
         );
     }
-    let given: Vec<&str> = [
-        ("--model", args.model.is_some()),
-        ("--dataset", args.dataset.is_some()),
-        ("--data-dir", args.data_dir.is_some()),
-        ("--loss", args.loss.is_some()),
-        ("--gammas", args.gammas.is_some()),
-        ("--probs", args.probs.is_some()),
-        ("--label-smoothing", args.label_smoothing.is_some()),
-        ("--batch-size", args.batch_size.is_some()),
-        ("--lr", args.lr.is_some()),
-        ("--optimizer", args.optimizer.is_some()),
-        ("--momentum", args.momentum.is_some()),
-        ("--nesterov", args.nesterov),
-        ("--weight-decay", args.weight_decay.is_some()),
-        ("--l2", args.l2.is_some()),
-        ("--schedule", args.schedule.is_some()),
-        ("--min-lr", args.min_lr.is_some()),
-        ("--milestones", args.milestones.is_some()),
-        ("--lr-gamma", args.lr_gamma.is_some()),
-        ("--warmup-epochs", args.warmup_epochs.is_some()),
-        ("--clip-grad", args.clip_grad.is_some()),
-        ("--selection", args.selection.is_some()),
-        ("--patience", args.patience.is_some()),
-        ("--seed", args.seed.is_some()),
-        ("--out", args.out.is_some()),
-        ("--name", args.name.is_some()),
-        ("--limit-train", args.limit_train.is_some()),
-        ("--limit-val", args.limit_val.is_some()),
-        ("--compat", args.compat.is_some()),
-        ("--precision", args.precision.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(n, g)| g.then_some(n))
-    .collect();
-    if !given.is_empty() {
+    if args.out.is_some() {
         bail!(
-            "{}: cannot change {} when resuming (only --epochs, --device and --threads); start a new run instead",
-            dir.display(),
-            given.join(", ")
+            "{}: cannot change --out when resuming (the run directory is the one given to --resume)",
+            dir.display()
         );
     }
     // A run directory from another decal version is refused (its files may mean something else).
@@ -390,6 +355,44 @@ fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, 
             .map_err(anyhow::Error::msg)?;
     }
     let mut plan = Stage1Plan::read(&config)?;
+    // What the given flags would make of the run's plan: any key outside stage1::RESUMABLE_KEYS that they
+    // change is refused (derived from the plan's fields, not a list of flags).
+    let mut probe = plan.clone();
+    apply_flags(&mut probe, args)?;
+    if args.data_dir.is_some() {
+        if let Ok(abs) = std::fs::canonicalize(&probe.data_dir) {
+            probe.data_dir = abs;
+        }
+    }
+    if let Some(list) = &args.compat {
+        let compat = Compat::parse_list(list).map_err(|e| anyhow::anyhow!("--compat: {e}"))?;
+        probe.apply_compat(&compat);
+    }
+    let changed = plan.changed_keys(&probe)?;
+    if !changed.is_empty() {
+        let flags = flag_names();
+        let named: Vec<String> = changed
+            .iter()
+            .map(|k| {
+                let flag = format!("--{}", k.replace('_', "-"));
+                if flags.contains(&flag) {
+                    flag
+                } else {
+                    format!("{k} (via --compat)")
+                }
+            })
+            .collect();
+        bail!(
+            "{}: cannot change {} when resuming (only {}); start a new run instead",
+            dir.display(),
+            named.join(", "),
+            stage1::RESUMABLE_KEYS
+                .iter()
+                .map(|k| format!("--{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let finished = dir.join(stage1::files::SUMMARY).is_file();
     if let Some(epochs) = args.epochs {
         if epochs < plan.epochs {
@@ -423,7 +426,22 @@ fn resume_plan(args: &Args, dir: &Path) -> anyhow::Result<(Stage1Plan, PathBuf, 
     Ok((plan, dir.to_path_buf(), true))
 }
 
-/// Builds the plan: defaults → dataset defaults → config file → flags → compat switches.
+/// The long flags of `decal train` (`--lr`, …), from its clap definition.
+fn flag_names() -> Vec<String> {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: Args,
+    }
+    Train::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect()
+}
+
+/// Builds the plan: defaults → dataset defaults → config file (`Stage1Plan::resolve`) → flags → compat
+/// switches.
 pub fn resolve_plan(args: &Args) -> anyhow::Result<Stage1Plan> {
     let file_table: Option<toml::Table> =
         match &args.config {
@@ -446,13 +464,12 @@ pub fn resolve_plan(args: &Args) -> anyhow::Result<Stage1Plan> {
     }) {
         plan.dataset = ds;
     }
-    plan = match (file_table, &args.config) {
-        (Some(table), Some(path)) => Stage1Plan::resolve_table(&plan.dataset, table, path)?,
-        _ => {
-            plan.apply_dataset_defaults();
-            plan
-        }
-    };
+    // The one resolution shared with `decal run` (defaults → dataset defaults → the config file).
+    let origin = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(command line)"));
+    plan = Stage1Plan::resolve(&plan.dataset, file_table.unwrap_or_default(), &origin)?;
     apply_flags(&mut plan, args)?;
     // An absolute data path keeps `--resume` working from any working directory.
     if let Ok(abs) = std::fs::canonicalize(&plan.data_dir) {
@@ -479,6 +496,10 @@ fn one_line(s: &str) -> String {
 }
 
 fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
+    // The flag wins over a `dataset` key of the config file (whose dataset defaults it already chose).
+    if let Some(v) = &a.dataset {
+        plan.dataset = v.clone();
+    }
     if let Some(v) = &a.model {
         plan.model = v.clone();
     }
