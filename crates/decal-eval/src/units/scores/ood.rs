@@ -129,7 +129,9 @@ fn run_pooled(
         )?;
     }
     write(unit, dir, &value)?;
-    Ok(UnitResult::done(summary(&value, POOLED)))
+    let mut summary = summary(&value, POOLED);
+    summary["histogram"] = json!(histogram);
+    Ok(UnitResult::done(summary))
 }
 
 fn write(unit: &Unit, dir: &Path, value: &Value) -> Result<(), UnitError> {
@@ -140,7 +142,10 @@ fn write(unit: &Unit, dir: &Path, value: &Value) -> Result<(), UnitError> {
     ))
 }
 
+/// The MSP AUROC and FPR95 of `set`, when scored.
 fn summary(value: &Value, set: &str) -> Value {
-    let msp = &value["ood"][set]["msp"];
-    json!({"set": set, "auroc": msp.get("auroc"), "fpr95": msp.get("fpr95")})
+    match value["ood"].get(set).and_then(|v| v.get("msp")) {
+        Some(msp) => json!({"set": set, "auroc": msp.get("auroc"), "fpr95": msp.get("fpr95")}),
+        None => json!({"set": set}),
+    }
 }
