@@ -38,8 +38,8 @@ pub struct ReportRow {
 /// The report: the experiment (titles, notes, `results.json` `config`) and its rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportSpec {
-    /// The experiment config (as `results.json` records it).
-    pub config: ExperimentConfig,
+    /// The experiment config (as `results.json` records it; boxed: it is large).
+    pub config: Box<ExperimentConfig>,
     /// Every row × seed, table order.
     pub rows: Vec<ReportRow>,
     /// What the planner left out and why (e.g. an `[[ood]]` set whose directory is missing).
@@ -77,7 +77,7 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
         });
     }
     let spec = ReportSpec {
-        config: ctx.config.clone(),
+        config: Box::new(ctx.config.clone()),
         rows,
         plan_warnings: ctx.warnings.clone(),
     };

@@ -144,11 +144,13 @@ fn cfg(key: impl Into<String>, problem: impl Into<String>) -> PlanError {
     }
 }
 
+/// Known file hashes: path → (size, modification time, SHA-256).
+type HashCache = HashMap<PathBuf, (u64, std::time::SystemTime, String)>;
+
 /// SHA-256 of a file, cached in memory by path, size and modification time (a corruption file is
 /// ~150 MB and every plan hashes it).
 pub(crate) fn file_sha256(path: &Path) -> Result<String, String> {
-    static CACHE: Mutex<Option<HashMap<PathBuf, (u64, std::time::SystemTime, String)>>> =
-        Mutex::new(None);
+    static CACHE: Mutex<Option<HashCache>> = Mutex::new(None);
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mtime = meta
         .modified()

@@ -329,7 +329,9 @@ pub(super) fn facts(
     }
     let config = &s.config;
     let mut features = serde_json::json!({"mode": config.features.mode});
-    features.as_object_mut().map(|m| m.extend(keys));
+    if let Some(m) = features.as_object_mut() {
+        m.extend(keys);
+    }
     let mut holdout = false;
     if let Some(id) = &split {
         let info = data::load_split(ctx, id)?;

@@ -91,7 +91,7 @@ fn a_report_with_a_skipped_and_a_missing_input_names_them_in_its_warnings() {
     })
     .to_vec();
     let spec = ReportSpec {
-        config,
+        config: Box::new(config),
         rows,
         plan_warnings: vec!["OOD set x left out: no directory".into()],
     };
