@@ -42,6 +42,8 @@ pub use crate::drift::BODY_STATE_FILE;
 
 mod exact;
 #[cfg(test)]
+mod measure;
+#[cfg(test)]
 mod tests;
 
 /// File of a `temperature` unit: the fitted [`decal_calib::TemperatureScaler`].

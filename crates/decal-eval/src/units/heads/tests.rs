@@ -205,3 +205,158 @@ fn a_head_that_does_not_fit_the_backbone_names_its_key() {
     let text = e.to_string();
     assert!(text.starts_with("heads[1].feature_dim: "), "{text}");
 }
+
+/// The quickstart data shrunk (300 / 100 training / validation images, 200 test images with a held-out
+/// calibration part), a 1-epoch CNN, and one TST head per `mode` (`exact` with `seed-bn-drift`, or
+/// `unaugmented`), temperature-scaled, over seeds 0 and 1.
+fn small_run_config(mode: &str) -> Option<ExperimentConfig> {
+    let data = quickstart();
+    if !data.join("fashion-mnist").exists() {
+        eprintln!("skipping: bundled data/quickstart not present");
+        return None;
+    }
+    let body = if mode == "exact" {
+        "body = \"seed-bn-drift\""
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"name = "heads-run"
+seeds = [0, 1]
+temperature_scaling = true
+[data]
+dataset = "fashion-mnist"
+dir = "{fm}"
+allow_subset = true
+limit_train = 300
+limit_val = 100
+limit_test = 200
+validation = "test-holdout"
+[backbone.train]
+model = "cnn-mnist"
+epochs = 1
+batch_size = 100
+lr = 0.001
+augment = false
+[features]
+mode = "{mode}"
+batch_size = 64
+{body}
+[[heads]]
+name = "TST"
+kind = "tst"
+latent_dim = 8
+epochs = 8
+batch_size = 32
+lr = 0.005
+temperature_scaling = true
+temperature_scaling_seed_lbfgs = true
+"#,
+        fm = data.join("fashion-mnist").display(),
+    );
+    let config: ExperimentConfig = toml::from_str(&text).expect("test config parses");
+    config.validate().expect("test config is valid");
+    Some(config)
+}
+
+fn cpu() -> super::super::ExecOptions {
+    super::super::ExecOptions {
+        device: tch::Device::Cpu,
+        threads: None,
+        head_threads: None,
+    }
+}
+
+fn file_sha(store: &crate::plan::store::Store, plan: &Plan, name: &str, file: &str) -> String {
+    let unit = plan.by_name(name).unwrap();
+    decal_core::sha256_file(&store.unit_dir(&unit.id).join(file)).unwrap()
+}
+
+/// Runs the data and head units of `mode`; checks that every unit completes, that a head re-run alone in
+/// a fresh process cache gives the same bytes as the one run after another seed, and the exports.
+fn run_small(mode: &str) {
+    let Some(config) = small_run_config(mode) else {
+        return;
+    };
+    let (plan, rows) = plan_heads(&config);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = crate::plan::store::Store::new(tmp.path().join("run"));
+    let freshness = store.freshness(&plan);
+    let opts = cpu();
+    let report = crate::plan::exec::Execution {
+        plan: &plan,
+        store: &store,
+        freshness: &freshness,
+        keep_going: false,
+    }
+    .serial(&opts, &mut |_| {})
+    .unwrap();
+    assert_eq!(report.computed, plan.units.len(), "{report:?}");
+    let head1 = "head/tst/seed-1";
+    let weights = file_sha(&store, &plan, head1, stage2::HEAD_WEIGHTS);
+    let drift = mode == "exact";
+    let state = drift.then(|| file_sha(&store, &plan, head1, BODY_STATE_FILE));
+    // Seed 1 ran after seed 0 in the same process (same cached backbone); alone it gives the same bytes.
+    let unit = plan.by_name(head1).unwrap();
+    let mut fresh = super::super::Resources::default();
+    crate::plan::exec::run_one(&plan, &store, unit, &opts, false, &mut fresh, &mut |_| {}).unwrap();
+    assert_eq!(
+        file_sha(&store, &plan, head1, stage2::HEAD_WEIGHTS),
+        weights
+    );
+    assert_eq!(
+        drift.then(|| file_sha(&store, &plan, head1, BODY_STATE_FILE)),
+        state
+    );
+    // The exports: every temperature row has a finite T > 0 (or was skipped), every row predicts.
+    let mut resources = super::super::Resources::default();
+    let mut log = |_: &str| {};
+    let mut ctx = UnitContext {
+        store: &store,
+        plan: &plan,
+        options: &opts,
+        resources: &mut resources,
+        log: &mut log,
+    };
+    for row in &rows {
+        let t = match &row.temperature {
+            Some(id) => {
+                let t = load_temperature(&ctx, id).unwrap();
+                let outcome = store.record(id).unwrap().outcome;
+                let t = t.unwrap_or_else(|| panic!("{} {:?}: {outcome:?}", row.method, row.seed));
+                assert!(t.is_finite() && t > 0.0, "{}: T = {t}", row.method);
+                Some(t)
+            }
+            None => None,
+        };
+        let model = load_model(&mut ctx, &row.model).unwrap();
+        let test = data::load_features(&mut ctx, &row.features["test"]).unwrap();
+        let p = predict(
+            &model.predictor(t, row.num_samples, 1),
+            &test,
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(p.len(), test.len());
+        for r in p.probabilities().chunks(p.num_classes) {
+            assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{}", row.method);
+        }
+    }
+    // A drifted head's rows are scored on its own features.
+    let tst1 = rows
+        .iter()
+        .find(|r| r.method == "TST" && r.seed == Some(1))
+        .unwrap();
+    let own = plan.find(&tst1.features["test"]).unwrap();
+    assert_eq!(own.name.contains("/seed-1/"), drift, "{}", own.name);
+}
+
+#[test]
+fn exact_drift_heads_run_and_do_not_depend_on_what_ran_before() {
+    run_small("exact");
+}
+
+#[test]
+fn cached_heads_run_and_do_not_depend_on_what_ran_before() {
+    run_small("unaugmented");
+}
