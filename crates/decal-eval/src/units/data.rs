@@ -33,7 +33,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use decal_train::stage1::Stage1Plan;
+use decal_train::stage1::{DataSettings, Stage1Plan};
 use serde::{Deserialize, Serialize};
 
 pub use backbone::{load_backbone, run_backbone, Backbone};
@@ -151,6 +151,18 @@ pub struct ViewsSpec {
     pub device: String,
 }
 
+/// `[data]` as stage 1 takes it (the one resolution, `Stage1Plan::with_data`).
+fn data_settings(config: &crate::experiment::ExperimentConfig) -> DataSettings {
+    DataSettings {
+        dataset: config.data.dataset.clone(),
+        data_dir: config.data.dir.clone(),
+        train_fraction: config.data.train_fraction,
+        split_seed: config.data.split_seed,
+        limit_train: config.data.limit_train,
+        limit_val: config.data.limit_val,
+    }
+}
+
 fn config_error(key: impl Into<String>) -> impl FnOnce(String) -> PlanError {
     let key = key.into();
     move |problem| PlanError::Config { key, problem }
@@ -208,6 +220,17 @@ fn fit_plan(ctx: &PlanCtx<'_>) -> Result<FitPlan, PlanError> {
     })
 }
 
+/// Whether the dataset has the seed's training augmentation (crop + flip: CIFAR), by the stage-1 dataset
+/// defaults (`[features] mode = "augmented"` needs it; exact mode augments with it).
+pub(super) fn dataset_augments(dataset: &str) -> bool {
+    let mut defaults = Stage1Plan {
+        dataset: dataset.to_string(),
+        ..Stage1Plan::default()
+    };
+    defaults.apply_dataset_defaults();
+    defaults.augment
+}
+
 /// The device a kind stands for (precision checks at plan time).
 fn kind_device(kind: &str) -> tch::Device {
     match kind {
@@ -239,23 +262,11 @@ fn plan_backbone(ctx: &mut PlanCtx<'_>, data: &DataRef) -> Result<(UnitId, i64),
             (spec, width, Resource::Cpu)
         }
         (None, Some(train)) => {
-            let mut plan = train.clone();
-            let mut defaults = Stage1Plan {
-                dataset: config.data.dataset.clone(),
-                ..Stage1Plan::default()
-            };
-            defaults.apply_dataset_defaults();
-            plan.dataset = config.data.dataset.clone();
-            plan.data_dir = config.data.dir.clone();
-            plan.train_fraction = config
-                .data
-                .train_fraction
-                .unwrap_or(defaults.train_fraction);
-            plan.split_seed = config.data.split_seed;
-            plan.limit_train = config.data.limit_train;
-            plan.limit_val = config.data.limit_val;
+            let mut plan = train.clone().with_data(&data_settings(config));
             plan.device = ctx.device_kind.clone();
             plan.name = "backbone".into();
+            // Threads never change what stage 1 computes (the executor sets them): not part of the id.
+            plan.threads = 0;
             plan.precision
                 .check_device(kind_device(&ctx.device_kind))
                 .map_err(config_error("backbone.train.precision"))?;
@@ -325,18 +336,11 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     let num_classes = inputs::planned_num_classes(&config.data.dataset, &config.data.dir)
         .map_err(config_error("data.dir"))?;
     let (backbone, feature_dim) = plan_backbone(ctx, &data)?;
-    let mut defaults = Stage1Plan {
-        dataset: config.data.dataset.clone(),
-        ..Stage1Plan::default()
-    };
-    defaults.apply_dataset_defaults();
+    let split_plan = Stage1Plan::for_split(&data_settings(config));
     let split_spec = SplitSpec {
         data,
         num_classes,
-        train_fraction: config
-            .data
-            .train_fraction
-            .unwrap_or(defaults.train_fraction),
+        train_fraction: split_plan.train_fraction,
         split_seed: config.data.split_seed,
         limit_train: config.data.limit_train,
         limit_val: config.data.limit_val,
@@ -387,7 +391,7 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     }
     // `[features] mode = "augmented"` on a dataset without training augmentation trains on the
     // un-augmented features (the seed's training distribution there): no view cache.
-    if config.features.mode == "augmented" && defaults.augment {
+    if config.features.mode == "augmented" && dataset_augments(&config.data.dataset) {
         let spec = ViewsSpec {
             views: config.features.views,
             storage: config.features.storage,

@@ -78,7 +78,7 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
                 n.mean.iter().map(|&v| v as f32).collect(),
                 n.std.iter().map(|&v| v as f32).collect(),
             ),
-            None => stage1::normalization(dataset, channels),
+            None => normalization(dataset, channels),
         };
         let undrifted = BodyState::capture(&loaded.vs);
         return Ok(Backbone {
@@ -120,7 +120,7 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
                 .map_err(|e| format!("{}: {e}", dir.join("meta.json").display()))?;
             (meta.mean, meta.std)
         }
-        Err(_) => stage1::normalization(dataset, arch.input_shape().0 as usize),
+        Err(_) => normalization(dataset, arch.input_shape().0 as usize),
     };
     let undrifted = BodyState::capture(&vs);
     Ok(Backbone {
@@ -132,6 +132,12 @@ fn load_classifier(dir: &Path, device: Device, dataset: &str) -> Result<Backbone
         std,
         undrifted,
     })
+}
+
+/// The one normalisation fallback for a checkpoint that records none (`Normalize::for_dataset`).
+fn normalization(dataset: &str, channels: usize) -> (Vec<f32>, Vec<f32>) {
+    let n = decal_data::transforms::Normalize::for_dataset(dataset, channels);
+    (n.mean, n.std)
 }
 
 struct Stage1Progress<'a> {

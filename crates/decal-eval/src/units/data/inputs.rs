@@ -141,24 +141,15 @@ pub(super) fn read_split(data: &DataRef, split: SplitName) -> Result<ImageSet, S
     decal_data::load(name, dir, split).map_err(|e| e.to_string())
 }
 
-/// The indices [`subsample_evenly`] keeps of a set of `n` images: image `⌊i·n/limit⌋` for `i < limit`
-/// (0 = all). Unlike a prefix, this keeps every class of a class-ordered copy.
-pub(super) fn evenly_spaced(n: usize, limit: usize) -> Vec<usize> {
-    if limit == 0 || limit >= n {
-        (0..n).collect()
-    } else {
-        (0..limit).map(|i| i * n / limit).collect()
-    }
-}
-
-/// Keeps `limit` images spread evenly over `set` ([`evenly_spaced`]).
+/// Keeps `limit` images spread evenly over `set` (the one meaning of a limit,
+/// `decal_data::split::evenly_spaced`).
 pub(super) fn subsample_evenly(set: ImageSet, limit: usize) -> Result<ImageSet, String> {
     let n = set.len();
     if limit == 0 || limit >= n {
         return Ok(set);
     }
     let name = set.name.clone();
-    set.subset(&evenly_spaced(n, limit), name)
+    set.subset(&decal_data::split::evenly_spaced(n, limit), name)
         .map_err(|e| e.to_string())
 }
 

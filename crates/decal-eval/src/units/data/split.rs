@@ -5,15 +5,16 @@ use std::path::Path;
 use std::rc::Rc;
 
 use decal_data::SplitName;
-use decal_train::stage1::{Stage1Data, Stage1Plan};
+use decal_train::stage1::{DataSettings, Stage1Data, Stage1Plan};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::inputs::{evenly_spaced, read_split, split_spec, subsample_evenly};
+use super::inputs::{read_split, split_spec, subsample_evenly};
 use super::{BackboneSpec, SplitSpec};
 use crate::plan::{Unit, UnitId};
 use crate::units::{UnitContext, UnitError, UnitResult, UnitSpec};
 use crate::validation::{self, TrainingImages, ValidationSource};
+use decal_data::split::evenly_spaced;
 
 /// What a backbone trained by the run knows about its training images.
 pub(super) const TRAINED_HERE: &str =
@@ -136,19 +137,14 @@ pub fn run_split(
         });
     }
     let train_images_hash = all_hash(&train_set);
-    let mut defaults = Stage1Plan {
+    let split_plan = Stage1Plan::for_split(&DataSettings {
         dataset: s.data.dataset.clone(),
-        ..Stage1Plan::default()
-    };
-    defaults.apply_dataset_defaults();
-    let split_plan = Stage1Plan {
-        dataset: s.data.dataset.clone(),
-        train_fraction: s.train_fraction,
+        data_dir: s.data.dir.clone(),
+        train_fraction: Some(s.train_fraction),
         split_seed: s.split_seed,
         limit_train: s.limit_train,
         limit_val: s.limit_val,
-        ..Stage1Plan::default()
-    };
+    });
     let split_data = Stage1Data::from_set(train_set, &split_plan)
         .map_err(UnitError::failed(unit, "train/validation split"))?;
     let test_set = load(SplitName::Test)?;
@@ -203,7 +199,7 @@ pub fn run_split(
     let info = SplitInfo {
         dataset: s.data.dataset.clone(),
         num_classes: s.num_classes,
-        augment: defaults.augment,
+        augment: super::dataset_augments(&s.data.dataset),
         train_len: split_data.set.len(),
         train_indices: split_data.train_indices.clone(),
         val_indices: split_data.val_indices.clone(),

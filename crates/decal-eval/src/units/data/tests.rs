@@ -69,8 +69,11 @@ fn ids(plan: &Plan) -> BTreeMap<String, String> {
 /// A config over two directories of placeholder files (planning reads no image).
 fn synthetic(dir: &Path, extra: &str) -> ExperimentConfig {
     for d in ["fm", "mnist", "digits"] {
-        std::fs::create_dir_all(dir.join(d)).unwrap();
-        std::fs::write(dir.join(d).join("train-images-idx3-ubyte"), d).unwrap();
+        let file = dir.join(d).join("train-images-idx3-ubyte");
+        if !file.exists() {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+            std::fs::write(file, d).unwrap();
+        }
     }
     read_config(
         dir,
@@ -207,7 +210,14 @@ fn a_missing_ood_directory_is_left_out_with_a_warning_and_a_missing_data_dir_is_
     );
 }
 
-fn quickstart_config(dir: &Path, validation: &str) -> Option<ExperimentConfig> {
+const TRAIN_BACKBONE: &str = "[backbone.train]
+model = \"cnn-mnist\"
+epochs = 1
+batch_size = 100
+lr = 0.001
+augment = false";
+
+fn quickstart_config(dir: &Path, validation: &str, backbone: &str) -> Option<ExperimentConfig> {
     let data = repo().join("data/quickstart");
     if !data.join("fashion-mnist").exists() {
         eprintln!("skipping: bundled data/quickstart not present");
@@ -226,12 +236,7 @@ limit_train = 300
 limit_val = 100
 limit_test = 200
 validation = "{validation}"
-[backbone.train]
-model = "cnn-mnist"
-epochs = 1
-batch_size = 100
-lr = 0.001
-augment = false
+{backbone}
 [features]
 batch_size = 64
 [[ood]]
@@ -269,7 +274,7 @@ fn execute(plan: &Plan, store: &Store) -> crate::plan::exec::ExecReport {
 #[test]
 fn data_units_run_end_to_end_on_the_quickstart_data() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(config) = quickstart_config(tmp.path(), "test-holdout") else {
+    let Some(config) = quickstart_config(tmp.path(), "test-holdout", TRAIN_BACKBONE) else {
         return;
     };
     let p = plan_data(&config, "cpu").unwrap();
@@ -290,7 +295,7 @@ fn data_units_run_end_to_end_on_the_quickstart_data() {
     };
     let split_id = p.plan.by_name("split").unwrap().id.clone();
     let info: std::rc::Rc<SplitInfo> = load_split(&mut ctx, &split_id).unwrap();
-    // The split is stage 1's: the seed split of the training images, then the limits.
+    // The split is stage 1's: the seed split of the training images, then the limits (decal_data's).
     let train = super::inputs::read_split(
         &super::DataRef {
             dataset: "fashion-mnist".into(),
@@ -303,8 +308,9 @@ fn data_units_run_end_to_end_on_the_quickstart_data() {
     .unwrap();
     let manifest =
         decal_data::split::SplitManifest::seed("fashionmnist", train.len(), 0.8, 1).unwrap();
-    assert_eq!(info.train_indices, manifest.train_indices[..300]);
-    assert_eq!(info.val_indices, manifest.valid_indices[..100]);
+    let limit = decal_data::split::limit;
+    assert_eq!(info.train_indices, limit(&manifest.train_indices, 300));
+    assert_eq!(info.val_indices, limit(&manifest.valid_indices, 100));
     // 200 evenly spaced test images, 20 % of them held out (stratified), disjoint.
     assert_eq!(
         info.test_original.len() + info.calibration_original.len(),
@@ -376,4 +382,236 @@ fn data_units_run_end_to_end_on_the_quickstart_data() {
         .map(|u| u.name.as_str())
         .collect();
     assert_eq!(dirty, ["features/test"]);
+
+    // The trained backbone's `best/` as a checkpoint of another experiment on the same data: its run
+    // records decide the validation source at run time (`features/fit`), and they show the validation part
+    // is clean, so the fits use it.
+    let best = store.unit_dir(&backbone_id).join("best");
+    let sub = tempfile::tempdir().unwrap();
+    let checkpoint = format!("[backbone]\ncheckpoint = \"{}\"", best.display());
+    let config = quickstart_config(sub.path(), "auto", &checkpoint).unwrap();
+    let q = plan_data(&config, "cpu").unwrap();
+    let fit = q.plan.find(&q.features["fit"]).unwrap();
+    assert_eq!(fit.name, "features/fit");
+    let store = Store::new(sub.path().join("run"));
+    let report = execute(&q.plan, &store);
+    assert_eq!(report.computed, q.plan.units.len());
+    let (mut resources, mut log) = (Resources::default(), |_: &str| {});
+    let mut ctx = UnitContext {
+        store: &store,
+        plan: &q.plan,
+        options: &opts,
+        resources: &mut resources,
+        log: &mut log,
+    };
+    let split_id = q.plan.by_name("split").unwrap().id.clone();
+    let info = load_split(&mut ctx, &split_id).unwrap();
+    assert!(!info.test_holdout, "{}", info.validation_note);
+    assert!(info.known.contains("disjoint"), "{}", info.known);
+    let fit = load_features(&mut ctx, &q.features["fit"]).unwrap();
+    assert_eq!(fit.features, val.features);
+}
+
+/// A tiny ResNet with BatchNorm for 1-channel images, randomly initialised, saved as an imported checkpoint.
+fn bn_checkpoint(dir: &Path) -> PathBuf {
+    use decal_models::resnet::{ResNetBlock, ResNetConfig};
+    let arch = decal_models::ArchConfig::ResNet(ResNetConfig {
+        block: ResNetBlock::Basic,
+        num_blocks: [1, 1, 1, 1],
+        base_width: 4,
+        in_channels: 1,
+        num_classes: 10,
+    });
+    tch::manual_seed(7);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    decal_models::try_build_classifier(&vs.root(), &arch).unwrap();
+    let ckpt = dir.join("ckpt");
+    let meta = decal_models::checkpoint::CheckpointMeta::new(arch, "imported");
+    decal_models::checkpoint::save(&ckpt, &vs, &meta).unwrap();
+    ckpt
+}
+
+#[test]
+fn drifted_features_use_the_head_units_body_and_leave_the_shared_backbone_frozen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = repo().join("data/quickstart");
+    if !data.join("fashion-mnist").exists() {
+        eprintln!("skipping: bundled data/quickstart not present");
+        return;
+    }
+    let ckpt = bn_checkpoint(tmp.path());
+    let config = read_config(
+        tmp.path(),
+        &format!(
+            r#"
+name = "drift"
+[data]
+dataset = "fashion-mnist"
+dir = "{data}/fashion-mnist"
+allow_subset = true
+limit_train = 100
+limit_val = 50
+limit_test = 100
+[backbone]
+checkpoint = "{ckpt}"
+[features]
+mode = "exact"
+body = "seed-bn-drift"
+batch_size = 32
+"#,
+            data = data.display(),
+            ckpt = ckpt.display()
+        ),
+    );
+    let mut ctx = PlanCtx {
+        config: &config,
+        device_kind: "cpu".into(),
+        plan: Plan::default(),
+        backbone: None,
+        split: None,
+        features: BTreeMap::new(),
+        views: None,
+        feature_dim: 0,
+        num_classes: 0,
+        rows: Vec::new(),
+        report_inputs: BTreeMap::new(),
+        warnings: Vec::new(),
+    };
+    super::plan(&mut ctx).unwrap();
+    // An imported checkpoint's training images are unknown: the fits use a held-out calibration part.
+    assert_eq!(
+        ctx.plan.find(&ctx.features["fit"]).unwrap().name,
+        "features/calibration"
+    );
+    // A stand-in for a head unit: any unit whose directory will hold the drifted body's statistics.
+    let base = ctx.plan.by_name("features/val").unwrap().clone();
+    let crate::units::UnitSpec::Features(mut spec) = base.spec.clone() else {
+        unreachable!()
+    };
+    spec.batch_size = 31;
+    let head = ctx
+        .plan
+        .add(
+            "head-stand-in",
+            crate::units::UnitSpec::Features(spec),
+            base.deps.clone(),
+            crate::plan::Resource::Cpu,
+        )
+        .unwrap();
+    let drifted =
+        super::plan_drifted_features(&mut ctx, &head, "TST", 3, &["fit", "test"]).unwrap();
+    assert_eq!(
+        ctx.plan.find(&drifted["test"]).unwrap().name,
+        "features/tst/seed-3/test"
+    );
+    assert_eq!(
+        ctx.plan.find(&drifted["fit"]).unwrap().name,
+        "features/tst/seed-3/calibration"
+    );
+    let plan = ctx.plan.clone();
+    let store = Store::new(tmp.path().join("run"));
+    // Without the head's body state the drifted units fail (and only they).
+    let freshness = store.freshness(&plan);
+    let report = Execution {
+        plan: &plan,
+        store: &store,
+        freshness: &freshness,
+        keep_going: true,
+    }
+    .serial(&options(), &mut |_| {})
+    .unwrap();
+    assert_eq!(report.failed.len(), 2, "{:?}", report.failed);
+    assert!(report.failed[0].1.contains(crate::drift::BODY_STATE_FILE));
+    // The head's drifted body: BatchNorm statistics moved by train-mode passes.
+    let loaded = decal_models::checkpoint::load(&ckpt, tch::Device::Cpu).unwrap();
+    tch::manual_seed(1);
+    tch::no_grad(|| {
+        for _ in 0..3 {
+            let x = tch::Tensor::randn([16, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu));
+            let _ = loaded.classifier.body.features(&x, true);
+        }
+    });
+    let state = crate::drift::BodyState::capture(&loaded.vs);
+    assert!(!state.is_empty());
+    let state_file = store.unit_dir(&head).join(crate::drift::BODY_STATE_FILE);
+    state.save(&state_file).unwrap();
+    let freshness = store.freshness(&plan);
+    let again = Execution {
+        plan: &plan,
+        store: &store,
+        freshness: &freshness,
+        keep_going: false,
+    }
+    .serial(&options(), &mut |_| {})
+    .unwrap();
+    assert_eq!(again.computed, 2);
+
+    let (opts, mut resources, mut log) = (options(), Resources::default(), |_: &str| {});
+    let mut uctx = UnitContext {
+        store: &store,
+        plan: &plan,
+        options: &opts,
+        resources: &mut resources,
+        log: &mut log,
+    };
+    let frozen = load_features(&mut uctx, &ctx.features["test"]).unwrap();
+    let moved = load_features(&mut uctx, &drifted["test"]).unwrap();
+    assert_eq!(frozen.labels, moved.labels);
+    assert_ne!(frozen.features, moved.features);
+    let key = super::features_key(&uctx, &drifted["test"]).unwrap();
+    let hash = crate::drift::BodyState::file_hash(&state_file).unwrap();
+    assert!(key.backbone_hash.ends_with(&format!("+bn-state:{hash}")));
+    // The drifted features are the drifted body's, computed here directly.
+    let split_id = plan.by_name("split").unwrap().id.clone();
+    let test_images = super::load_images(&mut uctx, &split_id, super::Images::Test).unwrap();
+    let mean_std =
+        crate::units::data::load_backbone(&mut uctx, &plan.by_name("backbone").unwrap().id)
+            .map(|b| (b.mean.clone(), b.std.clone()))
+            .unwrap();
+    let dev = decal_train::stage1::DeviceImages::new(
+        &test_images,
+        &mean_std.0,
+        &mean_std.1,
+        tch::Device::Cpu,
+    );
+    let all: Vec<usize> = (0..test_images.len()).collect();
+    let direct = decal_train::features::extract(
+        loaded.classifier.body.as_ref(),
+        &dev,
+        &all,
+        32,
+        decal_train::features::BodyMode::Frozen,
+        None,
+    )
+    .unwrap();
+    assert_eq!(direct.features, moved.features);
+    // In one process: the drifted unit, then the frozen one — the shared backbone was restored.
+    let mut resources = Resources::default();
+    for name in ["features/tst/seed-3/test", "features/test"] {
+        let unit = plan.by_name(name).unwrap();
+        crate::plan::exec::run_one(
+            &plan,
+            &store,
+            unit,
+            &opts,
+            false,
+            &mut resources,
+            &mut |_| {},
+        )
+        .unwrap();
+    }
+    let mut resources = Resources::default();
+    let mut uctx = UnitContext {
+        store: &store,
+        plan: &plan,
+        options: &opts,
+        resources: &mut resources,
+        log: &mut log,
+    };
+    assert_eq!(
+        load_features(&mut uctx, &ctx.features["test"])
+            .unwrap()
+            .features,
+        frozen.features
+    );
 }
