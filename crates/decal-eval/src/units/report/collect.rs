@@ -328,7 +328,8 @@ pub(super) fn facts(
         }
     }
     let config = &s.config;
-    let mut features = serde_json::json!({"mode": config.features.mode});
+    // "views" is null unless the mode is "augmented" (as before).
+    let mut features = serde_json::json!({"mode": config.features.mode, "views": null});
     if let Some(m) = features.as_object_mut() {
         m.extend(keys);
     }
