@@ -185,6 +185,14 @@ pub fn images_hash(set: &ImageSet, indices: &[usize]) -> String {
         .collect()
 }
 
+/// One forward pass of the body for features: `[B, F]` float32 on the batch's device, without gradients,
+/// in the mode's train/eval setting. [`extract`] runs it per batch; the augmented view cache runs it
+/// through `crate::views::frozen_body`, so both compute the same features of the same batch.
+pub fn forward(body: &dyn Backbone, x: &Tensor, mode: BodyMode) -> Tensor {
+    let train = mode == BodyMode::SeedBnDrift;
+    tch::no_grad(|| body.features(x, train).to_kind(Kind::Float))
+}
+
 /// **The** feature extractor of decal (one owner, issue #11): the features `[N, F]` of the images
 /// `indices` of `images`, in that order, through `body`, `batch_size` images per forward pass, without
 /// gradients. Every caller that turns images into features goes through this function (the experiment's
@@ -208,17 +216,13 @@ pub fn extract(
     mode: BodyMode,
     mut augment: Option<&mut SplitMix64>,
 ) -> Result<FeatureSet, FeatureError> {
-    let train = mode == BodyMode::SeedBnDrift;
     let mut features = Vec::new();
     let mut labels = Vec::new();
     let feature_dim = body.feature_dim() as usize;
     tch::no_grad(|| {
         for chunk in indices.chunks(batch_size.max(1)) {
             let (x, y) = images.batch(chunk, augment.as_deref_mut());
-            let f = body
-                .features(&x, train)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
+            let f = forward(body, &x, mode).to_device(Device::Cpu);
             features.extend(Vec::<f32>::try_from(f.flatten(0, -1))?);
             labels.extend(Vec::<i64>::try_from(y.to_device(Device::Cpu))?);
         }

@@ -445,7 +445,7 @@ pub enum BuildStatus {
 
 /// The body as [`build_or_open`] wants it: eval mode, no gradients, features as float32.
 pub fn frozen_body(backbone: &dyn Backbone) -> impl FnMut(&Tensor) -> Tensor + '_ {
-    move |x| tch::no_grad(|| backbone.features(x, false).to_kind(Kind::Float))
+    move |x| crate::features::forward(backbone, x, crate::features::BodyMode::Frozen)
 }
 
 /// Human-readable byte count (GiB / MiB).
