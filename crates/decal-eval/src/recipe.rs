@@ -57,7 +57,7 @@ fn fill(t: &mut Table, key: &str, value: Value) {
 
 /// Applies the recipe named in `config` (a parsed experiment file) to the keys it does not set, and resolves
 /// `[backbone.train]` with the dataset's defaults the way `decal train` does
-/// (`decal_train::stage1::Stage1Plan::resolve_table`). Returns the recipe.
+/// (`decal_train::stage1::Stage1Plan::resolve`). Returns the recipe.
 pub fn apply(config: &mut Table, path: &std::path::Path) -> Result<Recipe, String> {
     let recipe = match config.get("recipe") {
         None => Recipe::Decal,
@@ -114,7 +114,7 @@ pub fn apply(config: &mut Table, path: &std::path::Path) -> Result<Recipe, Strin
         let Value::Table(train) = train else {
             return Err("[backbone] train must be a table".into());
         };
-        let plan = decal_train::stage1::Stage1Plan::resolve_table(&dataset, train, path)
+        let plan = decal_train::stage1::Stage1Plan::resolve(&dataset, train, path)
             .map_err(|e| format!("[backbone.train]: {e}"))?;
         let resolved = Value::try_from(&plan).map_err(|e| format!("[backbone.train]: {e}"))?;
         if let Some(b) = table(config, "backbone") {

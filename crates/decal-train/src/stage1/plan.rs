@@ -240,15 +240,6 @@ impl Stage1Plan {
         Self::from_toml(&merged, path)
     }
 
-    /// [`Stage1Plan::resolve`] under its earlier name.
-    pub fn resolve_table(
-        dataset: &str,
-        table: toml::Table,
-        path: &Path,
-    ) -> Result<Self, Stage1Error> {
-        Self::resolve(dataset, table, path)
-    }
-
     /// The plan with the data settings of an experiment's `[data]` (dataset, directory, split, limits)
     /// put on top; `train_fraction: None` takes the dataset's default.
     pub fn with_data(mut self, data: &DataSettings) -> Self {
