@@ -45,7 +45,7 @@ fn quickstart_prints_table_and_report() {
     // Progress is shown on stderr throughout: stage 1 epochs, features, heads, evaluations.
     for step in [
         "stage 1 epoch",
-        "features train",
+        "features/train",
         "stage 2: TST seed 0",
         "eval V-TST m=10 seed 0",
     ] {

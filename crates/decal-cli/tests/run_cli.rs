@@ -71,6 +71,22 @@ bootstrap = 50
     path
 }
 
+/// The directory of the unit named `name` in the run's last plan.
+fn unit_dir(out: &Path, name: &str) -> PathBuf {
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    let id = plan["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name)
+        .unwrap_or_else(|| panic!("no unit {name} in {}", out.display()))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    out.join("units").join(id)
+}
+
 fn decal(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_decal"))
         .args(args)
@@ -131,7 +147,7 @@ fn run_produces_records_table_report_and_resumes() {
         .count();
     assert_eq!(test_acc, 9, "{records}");
     assert!(records.contains("\"dataset\":\"mnist\"") && records.contains("\"metric\":\"auroc\""));
-    let probs = out.join("predictions/v-tst-m4-seed1/test_probs.npy");
+    let probs = out.join("predictions/v-tst-m-4-seed1/test_probs.npy");
     assert!(probs.exists(), "{}", probs.display());
 
     // Second run: everything is reused and the records are identical.
@@ -267,17 +283,9 @@ fn exact_feature_mode_runs_and_bn_drift_needs_it() {
         stderr.contains("stage 2: TST seed 0: best epoch"),
         "{stderr}"
     );
-    let head = std::fs::read_to_string(
-        std::fs::read_dir(out.join("heads/tst"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path()
-            .join("config.json"),
-    )
-    .unwrap();
-    assert!(head.contains("\"mode\": \"exact\""), "{head}");
+    let head =
+        std::fs::read_to_string(unit_dir(&out, "head/tst/seed-0").join("config.json")).unwrap();
+    assert!(head.contains("\"exact\""), "{head}");
 
     std::fs::write(&path, config("body = \"seed-bn-drift\"")).unwrap();
     let bad = decal(&[

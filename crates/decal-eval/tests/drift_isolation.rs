@@ -8,12 +8,14 @@
 //! - the baseline and TS rows (test, OOD, shift) equal those of the same run with the frozen body — before
 //!   the fix, the shift sweep evaluated the baseline on the last head's drifted body;
 //! - drift did happen (the drifted head's rows differ from the frozen run's) and its body state is saved;
-//! - a resumed run reuses everything, and re-evaluating from the saved heads and body states (eval/ removed)
-//!   gives the same numbers.
+//! - a resumed run reuses everything, and re-evaluating from the saved heads and body states (every
+//!   features, eval, OOD, shift and report unit removed) gives the same numbers.
 
 use std::path::{Path, PathBuf};
 
-use decal_eval::experiment::{self, ExperimentConfig, RunOptions};
+use decal_eval::experiment::ExperimentConfig;
+use decal_eval::runner::{self, Executor, RunSummary, RunnerOptions};
+use decal_eval::units::ExecOptions;
 use serde_json::Value;
 
 /// A 24-bit uncompressed BMP (bottom-up rows, BGR).
@@ -160,17 +162,50 @@ save_predictions = false
     ExperimentConfig::read(&path).unwrap()
 }
 
-fn run(config: &ExperimentConfig, out: &Path) -> (Value, experiment::RunSummary) {
-    let options = RunOptions {
+fn run(config: &ExperimentConfig, out: &Path) -> (Value, RunSummary) {
+    let options = RunnerOptions {
         force: false,
-        device: tch::Device::Cpu,
-        device_spec: "cpu".into(),
-        head_threads: Some(1),
+        exec: ExecOptions {
+            device: tch::Device::Cpu,
+            threads: Some(1),
+            head_threads: Some(1),
+        },
+        exe: PathBuf::from("decal"),
+        unit_args: Vec::new(),
+        executor: Executor::Serial,
+        keep_going: false,
     };
-    let summary = experiment::run(config, out, &options, &mut |_| {}).unwrap();
+    let summary = runner::run(config, Path::new("drift.toml"), out, &options, &mut |_| {}).unwrap();
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     (results, summary)
+}
+
+/// The run's last plan: (name, kind, id) of every unit.
+fn units(out: &Path) -> Vec<(String, String, String)> {
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    plan["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_string(),
+                u["spec"]["kind"].as_str().unwrap().to_string(),
+                u["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn unit_dir(out: &Path, name: &str) -> PathBuf {
+    let id = units(out)
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .unwrap_or_else(|| panic!("no unit {name}"))
+        .2;
+    out.join("units").join(id)
 }
 
 /// Everything evaluated for one row: test / train / OOD results and the shift results.
@@ -182,12 +217,13 @@ fn row(results: &Value, key: &str) -> (Value, Value) {
 }
 
 fn head_dirs(out: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(out.join("heads/tst"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let mut v: Vec<(String, PathBuf)> = units(out)
+        .into_iter()
+        .filter(|(n, _, _)| n.starts_with("head/tst/"))
+        .map(|(n, _, id)| (n, out.join("units").join(id)))
         .collect();
     v.sort();
-    v
+    v.into_iter().map(|(_, p)| p).collect()
 }
 
 #[test]
@@ -202,18 +238,7 @@ fn every_drifted_checkpoint_has_its_own_body_and_the_baselines_keep_the_undrifte
     // Run A: two seeds, the backbone trained here.
     let a_out = root.join("a");
     let (a, _) = run(&config(root, "[0, 1]", "seed-bn-drift", train), &a_out);
-    let best: PathBuf = std::fs::read_dir(&a_out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("backbone-")
-        })
-        .unwrap()
-        .join("best");
+    let best = unit_dir(&a_out, "backbone").join("best");
     let checkpoint = format!("[backbone]\ncheckpoint = \"{}\"", best.display());
 
     // The stage-1 checkpoint's recorded split is recognised: calibration stays on the validation part.
@@ -241,10 +266,7 @@ fn every_drifted_checkpoint_has_its_own_body_and_the_baselines_keep_the_undrifte
         b["calibration"]["TS + TST seed 1"]["temperature"]
     );
     let (a_heads, b_heads) = (head_dirs(&a_out), head_dirs(&root.join("b")));
-    let a_seed1 = a_heads
-        .iter()
-        .find(|p| p.to_str().unwrap().contains("seed-1-"))
-        .unwrap();
+    let a_seed1 = &a_heads[1];
     for f in ["model.safetensors", decal_eval::drift::BODY_STATE_FILE] {
         assert_eq!(
             std::fs::read(a_seed1.join(f)).unwrap(),
@@ -253,28 +275,15 @@ fn every_drifted_checkpoint_has_its_own_body_and_the_baselines_keep_the_undrifte
         );
     }
     // Each checkpoint's evaluations use features of its own drifted body, not the undrifted ones.
-    let features = a_out.join("features");
-    let dirs: Vec<PathBuf> = std::fs::read_dir(&features)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let undrifted_dir = dirs
+    let undrifted = unit_dir(&a_out, "features/test").join("features.features.npy");
+    let drifted: Vec<PathBuf> = ["features/tst/seed-0/test", "features/tst/seed-1/test"]
         .iter()
-        .find(|d| !d.to_str().unwrap().contains("-bn-"))
-        .unwrap();
-    let drifted_dirs: Vec<&PathBuf> = dirs
-        .iter()
-        .filter(|d| d.to_str().unwrap().contains("-bn-"))
+        .map(|n| unit_dir(&a_out, n).join("features.features.npy"))
         .collect();
-    assert_eq!(
-        drifted_dirs.len(),
-        2,
-        "one feature directory per drifted body"
-    );
-    for d in drifted_dirs {
+    for d in &drifted {
         assert_ne!(
-            std::fs::read(d.join("test.features.npy")).unwrap(),
-            std::fs::read(undrifted_dir.join("test.features.npy")).unwrap(),
+            std::fs::read(d).unwrap(),
+            std::fs::read(&undrifted).unwrap(),
             "{}",
             d.display()
         );
@@ -304,11 +313,24 @@ fn every_drifted_checkpoint_has_its_own_body_and_the_baselines_keep_the_undrifte
 
     // Resume: nothing recomputed, same results. Re-evaluation from the saved heads and bodies: same numbers.
     let (a2, s2) = run(&config(root, "[0, 1]", "seed-bn-drift", train), &a_out);
-    assert_eq!(s2.computed, 0, "a finished run recomputed units");
+    assert_eq!(s2.exec.computed, 0, "a finished run recomputed units");
     assert_eq!(a2["results"], a["results"]);
-    std::fs::remove_dir_all(a_out.join("eval")).unwrap();
-    std::fs::remove_dir_all(a_out.join("features")).unwrap();
+    for (_, kind, id) in units(&a_out) {
+        if [
+            "features",
+            "eval",
+            "ood",
+            "shift-cell",
+            "shift-score",
+            "shift",
+            "report",
+        ]
+        .contains(&kind.as_str())
+        {
+            std::fs::remove_dir_all(a_out.join("units").join(id)).unwrap();
+        }
+    }
     let (a3, s3) = run(&config(root, "[0, 1]", "seed-bn-drift", train), &a_out);
-    assert!(s3.computed > 0);
+    assert!(s3.exec.computed > 0);
     assert_eq!(a3["results"], a["results"]);
 }

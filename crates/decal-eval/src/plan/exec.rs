@@ -342,15 +342,10 @@ fn log_record(record: &CompletionRecord, log: &mut dyn FnMut(&str)) {
         Outcome::Partial { missing } => format!("done without {} input(s)", missing.len()),
     };
     log(&format!(
-        "unit {} {}: {what} in {:.1}s{}",
+        "unit {} {}: {what} in {:.1}s",
         short(&record.id),
         record.name,
-        record.seconds,
-        if record.summary.is_null() {
-            String::new()
-        } else {
-            format!(" {}", record.summary)
-        }
+        record.seconds
     ));
     for w in &record.warnings {
         log(&format!("warning: {w}"));
