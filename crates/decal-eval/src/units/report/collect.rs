@@ -164,32 +164,16 @@ fn temperatures(
     Ok(skipped)
 }
 
-fn collect_row(
+/// The `ood.json` of each of a row's OOD units in plan order (the sets in `[[ood]]` order, then the
+/// pooled one); its OOD histogram copied to `ood_histograms/<method>.csv`.
+fn row_oods(
     row: &super::ReportRow,
     unit: &Unit,
     ctx: &UnitContext<'_>,
     dir: &Path,
     c: &mut Collected,
-) -> Result<(), UnitError> {
-    let eval_role = format!("eval/{}", row.name);
-    if !unit.deps.contains_key(&eval_role) {
-        return Ok(());
-    }
-    let edir = match state(ctx, unit, &eval_role)? {
-        (_, State::Done(d)) => d,
-        (name, State::Skipped(why)) => {
-            c.warnings.push(format!("{name}: skipped: {why}"));
-            return Ok(());
-        }
-        (name, State::Missing) => {
-            c.warnings.push(missing_line(&name));
-            return Ok(());
-        }
-    };
+) -> Result<Vec<Value>, UnitError> {
     let what = |f: &str| format!("reading {f} of {}", row_key(&row.method, row.seed));
-    let eval =
-        read_json(&edir.join("eval.json")).map_err(UnitError::failed(unit, what("eval.json")))?;
-    // The row's OOD units in plan order (the sets in [[ood]] order, then the pooled one).
     let prefix = format!("ood/{}/", row.name);
     let mut roles: Vec<(usize, &String)> = unit
         .deps
@@ -228,6 +212,35 @@ fn collect_row(
             (name, State::Missing) => c.warnings.push(missing_line(&name)),
         }
     }
+    Ok(oods)
+}
+
+fn collect_row(
+    row: &super::ReportRow,
+    unit: &Unit,
+    ctx: &UnitContext<'_>,
+    dir: &Path,
+    c: &mut Collected,
+) -> Result<(), UnitError> {
+    let eval_role = format!("eval/{}", row.name);
+    if !unit.deps.contains_key(&eval_role) {
+        return Ok(());
+    }
+    let edir = match state(ctx, unit, &eval_role)? {
+        (_, State::Done(d)) => d,
+        (name, State::Skipped(why)) => {
+            c.warnings.push(format!("{name}: skipped: {why}"));
+            return Ok(());
+        }
+        (name, State::Missing) => {
+            c.warnings.push(missing_line(&name));
+            return Ok(());
+        }
+    };
+    let what = |f: &str| format!("reading {f} of {}", row_key(&row.method, row.seed));
+    let eval =
+        read_json(&edir.join("eval.json")).map_err(UnitError::failed(unit, what("eval.json")))?;
+    let oods = row_oods(row, unit, ctx, dir, c)?;
     let refs: Vec<&Value> = oods.iter().collect();
     let (records, entry) = crate::units::scores::files::merge_row(&eval, &refs)
         .map_err(|e| UnitError::failed(unit, what("eval.json"))(e))?;
@@ -290,6 +303,25 @@ pub(super) struct Facts {
     pub run_notes: Vec<String>,
     /// Warnings about the facts (a contaminated validation source; a missing backbone or split).
     pub warnings: Vec<String>,
+}
+
+/// `results.json` `features.views` of the augmented mode (A, storage, seed, the crop + flip augmentation).
+fn views_fact(s: &ReportSpec, unit: &Unit, ctx: &UnitContext<'_>, b: &data::Backbone) -> Value {
+    let views = unit
+        .deps
+        .get("views")
+        .and_then(|v| ctx.plan.find(v))
+        .and_then(|u| match &u.spec {
+            UnitSpec::Views(v) => Some(v.clone()),
+            _ => None,
+        });
+    let augmentation = views.as_ref().map(|v| {
+        decal_train::views::Augmentation::crop_flip(v.crop_padding, b.mean.clone(), b.std.clone())
+    });
+    serde_json::json!({
+        "views": views.as_ref().map(|v| v.views), "storage": s.config.features.storage,
+        "seed": s.config.features.views_seed, "augmentation": augmentation,
+    })
 }
 
 /// The facts of the backbone, split, features and views inputs (each fact null when its input is
@@ -359,19 +391,7 @@ pub(super) fn facts(
         let b = data::load_backbone(ctx, id)?;
         f.backbone = serde_json::json!({"arch": b.arch, "weights_sha256": b.hash});
         if config.features.mode == "augmented" {
-            let views = unit
-                .deps
-                .get("views")
-                .and_then(|v| ctx.plan.find(v))
-                .and_then(|u| match &u.spec {
-                    UnitSpec::Views(v) => Some(v.clone()),
-                    _ => None,
-                });
-            features["views"] = serde_json::json!({
-                "views": views.as_ref().map(|v| v.views), "storage": config.features.storage,
-                "seed": config.features.views_seed,
-                "augmentation": views.as_ref().map(|v| decal_train::views::Augmentation::crop_flip(v.crop_padding, b.mean.clone(), b.std.clone())),
-            });
+            features["views"] = views_fact(s, unit, ctx, &b);
         }
     }
     f.features = features;

@@ -5,14 +5,14 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use decal_data::corrupted::{CorruptionDir, CorruptionPixels};
-use decal_train::features::{self, BodyMode, CacheKey};
+use decal_train::features::{self, BodyMode, CacheKey, FeatureSet};
 use decal_train::stage1::DeviceImages;
 use serde_json::json;
 
 use super::{CellInfo, ShiftCellSpec};
 use crate::drift::{BodyState, BODY_STATE_FILE};
 use crate::plan::Unit;
-use crate::units::data::{load_backbone, load_split, SplitInfo};
+use crate::units::data::{load_backbone, load_split, Backbone, SplitInfo};
 use crate::units::{UnitContext, UnitError, UnitResult};
 
 /// Name of the feature files in a cell unit's directory (`cell.features.npy`, `cell.labels.npy`,
@@ -92,6 +92,55 @@ fn rows(
     (picked, every, exclude, warning)
 }
 
+/// The cell's features through the frozen body, or (`drifted`) through the BatchNorm statistics its
+/// `body` input saved — the shared backbone is back to its frozen state afterwards, error or not — and the
+/// hash the features' cache key records for that body.
+fn extract(
+    s: &ShiftCellSpec,
+    unit: &Unit,
+    ctx: &UnitContext<'_>,
+    backbone: &Backbone,
+    images: &DeviceImages,
+    idx: &[usize],
+) -> Result<(FeatureSet, String), UnitError> {
+    let mut backbone_hash = backbone.hash.clone();
+    let mut drifted: Option<BodyState> = None;
+    if s.drifted {
+        let path = ctx.input_dir(unit, "body")?.join(BODY_STATE_FILE);
+        let what = format!("the drifted body {}", path.display());
+        let state = BodyState::load(&path, &backbone.undrifted)
+            .map_err(UnitError::failed(unit, what.clone()))?;
+        let hash = BodyState::file_hash(&path).map_err(UnitError::failed(unit, what))?;
+        backbone_hash = format!("{backbone_hash}+bn-state:{hash}");
+        drifted = Some(state);
+    }
+    let extracted = (|| {
+        if let Some(state) = &drifted {
+            state
+                .restore(&backbone.vs)
+                .map_err(UnitError::failed(unit, "loading the drifted body"))?;
+        }
+        features::extract(
+            backbone.classifier.body.as_ref(),
+            images,
+            idx,
+            s.batch_size,
+            BodyMode::Frozen,
+            None,
+        )
+        .map_err(UnitError::failed(unit, "features of the cell"))
+    })();
+    if drifted.is_some() {
+        // The cached backbone is shared by the process's units: always back to the frozen body.
+        backbone
+            .undrifted
+            .restore(&backbone.vs)
+            .map_err(UnitError::failed(unit, "restoring the undrifted body"))?;
+    }
+    let fs = extracted?;
+    Ok((fs, backbone_hash))
+}
+
 /// Runs a `shift-cell` unit.
 pub(super) fn run(
     s: &ShiftCellSpec,
@@ -136,41 +185,7 @@ pub(super) fn run(
         .map_err(UnitError::failed(unit, "cutting the cell"))?;
     let images = DeviceImages::new(&cell, &backbone.mean, &backbone.std, ctx.options.device);
     let idx: Vec<usize> = (0..cell.len()).collect();
-    let mut backbone_hash = backbone.hash.clone();
-    let mut drifted: Option<BodyState> = None;
-    if s.drifted {
-        let path = ctx.input_dir(unit, "body")?.join(BODY_STATE_FILE);
-        let what = format!("the drifted body {}", path.display());
-        let state = BodyState::load(&path, &backbone.undrifted)
-            .map_err(UnitError::failed(unit, what.clone()))?;
-        let hash = BodyState::file_hash(&path).map_err(UnitError::failed(unit, what))?;
-        backbone_hash = format!("{backbone_hash}+bn-state:{hash}");
-        drifted = Some(state);
-    }
-    let extracted = (|| {
-        if let Some(state) = &drifted {
-            state
-                .restore(&backbone.vs)
-                .map_err(UnitError::failed(unit, "loading the drifted body"))?;
-        }
-        features::extract(
-            backbone.classifier.body.as_ref(),
-            &images,
-            &idx,
-            s.batch_size,
-            BodyMode::Frozen,
-            None,
-        )
-        .map_err(UnitError::failed(unit, "features of the cell"))
-    })();
-    if drifted.is_some() {
-        // The cached backbone is shared by the process's units: always back to the frozen body.
-        backbone
-            .undrifted
-            .restore(&backbone.vs)
-            .map_err(UnitError::failed(unit, "restoring the undrifted body"))?;
-    }
-    let fs = extracted?;
+    let (fs, backbone_hash) = extract(s, unit, ctx, &backbone, &images, &idx)?;
     let key = CacheKey {
         backbone_hash,
         data_hash: features::images_hash(&cell, &idx),
