@@ -89,7 +89,7 @@ pub enum BackboneSpec {
     /// Train stage 1 with this resolved plan (its `device` is the device kind) on `data`.
     Train {
         /// The resolved stage-1 plan.
-        plan: Stage1Plan,
+        plan: Box<Stage1Plan>,
         /// The training data.
         data: DataRef,
     },
@@ -273,7 +273,7 @@ fn plan_backbone(ctx: &mut PlanCtx<'_>, data: &DataRef) -> Result<(UnitId, i64),
             let width = crate::config_check::preset_feature_dim(&plan.model)
                 .map_err(config_error("backbone.train.model"))?;
             let spec = BackboneSpec::Train {
-                plan,
+                plan: Box::new(plan),
                 data: data.clone(),
             };
             (spec, width, Resource::Device)
@@ -386,6 +386,18 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
             limit: o.limit,
         };
         let name = format!("ood-{}", decal_report::slug(&o.name));
+        let clash = config.ood[..i].iter().position(|p| {
+            p.name == o.name || decal_report::slug(&p.name) == decal_report::slug(&o.name)
+        });
+        if let Some(j) = clash {
+            return Err(PlanError::Config {
+                key: format!("ood[{i}].name"),
+                problem: format!(
+                    "{:?} names the same OOD set as ood[{j}].name {:?} (names must differ in letters or digits)",
+                    o.name, config.ood[j].name
+                ),
+            });
+        }
         let id = add_features(ctx, &name, &format!("ood:{}", o.name), Some(source), pair)?;
         ctx.features.insert(format!("ood:{}", o.name), id);
     }

@@ -201,6 +201,13 @@ fn a_missing_ood_directory_is_left_out_with_a_warning_and_a_missing_data_dir_is_
     let (a, b) = (ids(&full.plan), ids(&p.plan));
     assert!(b.iter().all(|(name, id)| a.get(name) == Some(id)));
     assert_eq!(a.len(), b.len() + 1);
+    // Two OOD sets of one name (up to case and punctuation) are a config error naming the key.
+    let twice = synthetic(
+        tmp.path(),
+        "[[ood]]\nname = \"MNIST!\"\ndataset = \"mnist\"\ndir = \"digits\"",
+    );
+    let err = plan_data(&twice, "cpu").err().unwrap().to_string();
+    assert!(err.starts_with("ood[1].name: "), "{err}");
     let mut config = config.clone();
     config.data.dir = tmp.path().join("gone");
     let err = plan_data(&config, "cpu").err().unwrap().to_string();
