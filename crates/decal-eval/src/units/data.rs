@@ -317,6 +317,70 @@ fn add_features(
     )
 }
 
+/// Plans the features of `[[ood]]` set `i` (`ood:<name>`), or leaves a set whose directory is missing out
+/// with the old run's warning (no unit, no id change for the others); a set that exists but cannot be read
+/// fails its features unit.
+fn plan_ood(ctx: &mut PlanCtx<'_>, i: usize, pair: (&UnitId, &UnitId)) -> Result<(), PlanError> {
+    let config = ctx.config;
+    let o = &config.ood[i];
+    let slug = decal_report::slug(&o.name);
+    let clash = config.ood[..i]
+        .iter()
+        .position(|p| p.name == o.name || decal_report::slug(&p.name) == slug);
+    if let Some(j) = clash {
+        return Err(PlanError::Config {
+            key: format!("ood[{i}].name"),
+            problem: format!(
+                "{:?} names the same OOD set as ood[{j}].name {:?} (names must differ in letters or digits)",
+                o.name, config.ood[j].name
+            ),
+        });
+    }
+    if !o.dir.exists() {
+        ctx.warnings.push(format!(
+            "OOD set {} skipped: cannot load {} from {}: the directory does not exist (ood[{i}].dir)",
+            o.name,
+            o.dataset,
+            o.dir.display()
+        ));
+        return Ok(());
+    }
+    let data = inputs::data_ref(&o.dataset, &o.dir, o.allow_subset)
+        .map_err(config_error(format!("ood[{i}].dir")))?;
+    let source = OodSource {
+        name: o.name.clone(),
+        data,
+        split: o.split.clone(),
+        limit: o.limit,
+    };
+    let key = format!("ood:{}", o.name);
+    let id = add_features(ctx, &format!("ood-{slug}"), &key, Some(source), pair)?;
+    ctx.features.insert(key, id);
+    Ok(())
+}
+
+/// Plans the view cache of the augmented training views.
+fn plan_views(
+    ctx: &mut PlanCtx<'_>,
+    (backbone, split): (&UnitId, &UnitId),
+) -> Result<UnitId, PlanError> {
+    let f = &ctx.config.features;
+    let spec = ViewsSpec {
+        views: f.views,
+        storage: f.storage,
+        seed: f.views_seed,
+        crop_padding: decal_train::stage1::CROP_PADDING as usize,
+        batch_size: f.batch_size,
+        device: ctx.device_kind.clone(),
+    };
+    ctx.plan.add(
+        "views",
+        UnitSpec::Views(spec),
+        deps(&[("backbone", backbone), ("split", split)]),
+        Resource::Device,
+    )
+}
+
 /// Plans the data-side units: `backbone`, `split`, `features/*`, `views`; sets `ctx.backbone`,
 /// `ctx.split`, `ctx.features`, `ctx.views`, `ctx.feature_dim` and `ctx.num_classes`.
 pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
@@ -365,60 +429,13 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
         FitPlan::AtRun => add_features(ctx, "fit", "fit", None, pair)?,
     };
     ctx.features.insert("fit".into(), fit);
-    for (i, o) in config.ood.iter().enumerate() {
-        // A missing optional input is left out at plan time, with the old run's warning (no unit, no
-        // id change for the others); a set that exists but cannot be read fails its features unit.
-        if !o.dir.exists() {
-            ctx.warnings.push(format!(
-                "OOD set {} skipped: cannot load {} from {}: the directory does not exist (ood[{i}].dir)",
-                o.name,
-                o.dataset,
-                o.dir.display()
-            ));
-            continue;
-        }
-        let data = inputs::data_ref(&o.dataset, &o.dir, o.allow_subset)
-            .map_err(config_error(format!("ood[{i}].dir")))?;
-        let source = OodSource {
-            name: o.name.clone(),
-            data,
-            split: o.split.clone(),
-            limit: o.limit,
-        };
-        let name = format!("ood-{}", decal_report::slug(&o.name));
-        let clash = config.ood[..i].iter().position(|p| {
-            p.name == o.name || decal_report::slug(&p.name) == decal_report::slug(&o.name)
-        });
-        if let Some(j) = clash {
-            return Err(PlanError::Config {
-                key: format!("ood[{i}].name"),
-                problem: format!(
-                    "{:?} names the same OOD set as ood[{j}].name {:?} (names must differ in letters or digits)",
-                    o.name, config.ood[j].name
-                ),
-            });
-        }
-        let id = add_features(ctx, &name, &format!("ood:{}", o.name), Some(source), pair)?;
-        ctx.features.insert(format!("ood:{}", o.name), id);
+    for i in 0..config.ood.len() {
+        plan_ood(ctx, i, pair)?;
     }
     // `[features] mode = "augmented"` on a dataset without training augmentation trains on the
     // un-augmented features (the seed's training distribution there): no view cache.
     if config.features.mode == "augmented" && dataset_augments(&config.data.dataset) {
-        let spec = ViewsSpec {
-            views: config.features.views,
-            storage: config.features.storage,
-            seed: config.features.views_seed,
-            crop_padding: decal_train::stage1::CROP_PADDING as usize,
-            batch_size: config.features.batch_size,
-            device: ctx.device_kind.clone(),
-        };
-        let id = ctx.plan.add(
-            "views",
-            UnitSpec::Views(spec),
-            deps(&[("backbone", &backbone), ("split", &split)]),
-            Resource::Device,
-        )?;
-        ctx.views = Some(id);
+        ctx.views = Some(plan_views(ctx, pair)?);
     }
     ctx.backbone = Some(backbone);
     ctx.split = Some(split);

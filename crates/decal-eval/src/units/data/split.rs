@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use decal_data::SplitName;
+use decal_data::{ImageSet, SplitName};
 use decal_train::stage1::{DataSettings, Stage1Data, Stage1Plan};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -100,31 +100,20 @@ fn note(
     }
 }
 
-/// Runs a `split` unit: loads the training and test splits, splits, resolves the validation source and
-/// writes [`SplitInfo`].
-pub fn run_split(
-    s: &SplitSpec,
-    unit: &Unit,
-    ctx: &mut UnitContext<'_>,
-    dir: &Path,
-) -> Result<UnitResult, UnitError> {
-    let backbone = ctx.input(unit, "backbone")?.spec.clone();
-    let load = |split: SplitName| {
-        read_split(&s.data, split).map_err(UnitError::failed(
-            unit,
-            format!(
-                "loading the {split} split of {} from {}",
-                s.data.dataset,
-                s.data.dir.display()
-            ),
-        ))
-    };
-    (ctx.log)(&format!(
-        "loading {} from {}",
-        s.data.dataset,
-        s.data.dir.display()
-    ));
-    let train_set = load(SplitName::Train)?;
+fn read(s: &SplitSpec, unit: &Unit, split: SplitName) -> Result<ImageSet, UnitError> {
+    read_split(&s.data, split).map_err(UnitError::failed(
+        unit,
+        format!(
+            "loading the {split} split of {} from {}",
+            s.data.dataset,
+            s.data.dir.display()
+        ),
+    ))
+}
+
+/// The training split, checked against the planned classes, split as stage 1 splits it; and its hash.
+fn train_split(s: &SplitSpec, unit: &Unit) -> Result<(Stage1Data, String), UnitError> {
+    let train_set = read(s, unit, SplitName::Train)?;
     if train_set.num_classes() != s.num_classes {
         return Err(UnitError::Input {
             unit: unit.name.clone(),
@@ -136,7 +125,7 @@ pub fn run_split(
             ),
         });
     }
-    let train_images_hash = all_hash(&train_set);
+    let hash = all_hash(&train_set);
     let split_plan = Stage1Plan::for_split(&DataSettings {
         dataset: s.data.dataset.clone(),
         data_dir: s.data.dir.clone(),
@@ -145,14 +134,53 @@ pub fn run_split(
         limit_train: s.limit_train,
         limit_val: s.limit_val,
     });
-    let split_data = Stage1Data::from_set(train_set, &split_plan)
+    let data = Stage1Data::from_set(train_set, &split_plan)
         .map_err(UnitError::failed(unit, "train/validation split"))?;
-    let test_set = load(SplitName::Test)?;
-    let full_test_len = test_set.len();
-    let kept = evenly_spaced(full_test_len, s.limit_test);
-    let test_set =
-        subsample_evenly(test_set, s.limit_test).map_err(UnitError::failed(unit, "limit_test"))?;
-    let known = match &backbone {
+    Ok((data, hash))
+}
+
+/// The kept test images split into the test set and the held-out calibration part.
+struct Carved {
+    test_original: Vec<usize>,
+    calibration_original: Vec<usize>,
+    test_hash: String,
+    calibration_hash: String,
+}
+
+/// Carves the held-out calibration part (if `source` says so) from `test_set`, the test images kept of
+/// the full split (`kept`: their indices in it).
+fn carve(
+    unit: &Unit,
+    test_set: &ImageSet,
+    kept: &[usize],
+    source: &ValidationSource,
+) -> Result<Carved, UnitError> {
+    // Positions in the kept test images: the test set and the held-out calibration part.
+    let (rest, cal) = match source {
+        ValidationSource::TestHoldout { fraction, seed } => {
+            validation::carve_holdout(&test_set.labels, *fraction, *seed)
+        }
+        ValidationSource::TrainSplit { .. } => ((0..test_set.len()).collect(), Vec::new()),
+    };
+    let name = test_set.name.clone();
+    let part = |idx: &[usize], name: String| {
+        test_set
+            .subset(idx, name)
+            .map_err(UnitError::failed(unit, "held-out calibration split"))
+    };
+    let kept_test = part(&rest, name.clone())?;
+    let calibration = part(&cal, format!("{name} (held-out calibration)"))?;
+    Ok(Carved {
+        test_original: rest.iter().map(|&i| kept[i]).collect(),
+        calibration_original: cal.iter().map(|&i| kept[i]).collect(),
+        test_hash: all_hash(&kept_test),
+        calibration_hash: all_hash(&calibration),
+    })
+}
+
+/// What is known about the backbone's training images relative to the validation part.
+fn known(backbone: &UnitSpec, split_data: &Stage1Data) -> TrainingImages {
+    match backbone {
         UnitSpec::Backbone(BackboneSpec::Import { checkpoint, .. }) => {
             validation::checkpoint_training_images(
                 checkpoint,
@@ -162,35 +190,43 @@ pub fn run_split(
             )
         }
         _ => TrainingImages::Disjoint(TRAINED_HERE.into()),
-    };
+    }
+}
+
+/// Runs a `split` unit: loads the training and test splits, splits, resolves the validation source and
+/// writes [`SplitInfo`].
+pub fn run_split(
+    s: &SplitSpec,
+    unit: &Unit,
+    ctx: &mut UnitContext<'_>,
+    dir: &Path,
+) -> Result<UnitResult, UnitError> {
+    let backbone = ctx.input(unit, "backbone")?.spec.clone();
+    (ctx.log)(&format!(
+        "loading {} from {}",
+        s.data.dataset,
+        s.data.dir.display()
+    ));
+    let (split_data, train_images_hash) = train_split(s, unit)?;
+    let test_set = read(s, unit, SplitName::Test)?;
+    let full_test_len = test_set.len();
+    let kept = evenly_spaced(full_test_len, s.limit_test);
+    let test_set =
+        subsample_evenly(test_set, s.limit_test).map_err(UnitError::failed(unit, "limit_test"))?;
+    let known = known(&backbone, &split_data);
     let source = validation::resolve(s.validation, &known, s.holdout_fraction, s.split_seed)
         .map_err(|problem| UnitError::Input {
             unit: unit.name.clone(),
             problem,
         })?;
-    // Positions in the kept test images: the test set and the held-out calibration part.
-    let (rest, cal) = match source {
-        ValidationSource::TestHoldout { fraction, seed } => {
-            validation::carve_holdout(&test_set.labels, fraction, seed)
-        }
-        ValidationSource::TrainSplit { .. } => ((0..test_set.len()).collect(), Vec::new()),
-    };
-    let test_original: Vec<usize> = rest.iter().map(|&i| kept[i]).collect();
-    let calibration_original: Vec<usize> = cal.iter().map(|&i| kept[i]).collect();
-    let name = test_set.name.clone();
-    let kept_test = test_set
-        .subset(&rest, name.clone())
-        .map_err(UnitError::failed(unit, "held-out calibration split"))?;
-    let calibration = test_set
-        .subset(&cal, format!("{name} (held-out calibration)"))
-        .map_err(UnitError::failed(unit, "held-out calibration split"))?;
+    let carved = carve(unit, &test_set, &kept, &source)?;
     let validation_note = note(
         &source,
         s,
         &known,
         (
-            calibration_original.len(),
-            test_original.len(),
+            carved.calibration_original.len(),
+            carved.test_original.len(),
             split_data.val_indices.len(),
         ),
     );
@@ -203,8 +239,8 @@ pub fn run_split(
         train_len: split_data.set.len(),
         train_indices: split_data.train_indices.clone(),
         val_indices: split_data.val_indices.clone(),
-        test_original,
-        calibration_original,
+        test_original: carved.test_original,
+        calibration_original: carved.calibration_original,
         full_test_len,
         image_shape: [test_set.height, test_set.width, test_set.channels],
         test_holdout: matches!(source, ValidationSource::TestHoldout { .. }),
@@ -214,8 +250,8 @@ pub fn run_split(
         known: known.describe(),
         split_sha256: split_data.split_hash(),
         train_images_hash,
-        test_images_hash: all_hash(&kept_test),
-        calibration_images_hash: all_hash(&calibration),
+        test_images_hash: carved.test_hash,
+        calibration_images_hash: carved.calibration_hash,
     };
     decal_core::write_json_atomic(&dir.join(SPLIT_FILE), &info)
         .map_err(UnitError::failed(unit, SPLIT_FILE))?;
