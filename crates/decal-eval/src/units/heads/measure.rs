@@ -40,7 +40,11 @@ fn probs(head: &decal_models::heads::Head, test: &FeatureSet) -> Vec<f64> {
 
 fn weights_diff(a: &tch::nn::VarStore, b: &tch::nn::VarStore) -> f64 {
     let (va, vb) = (a.variables(), b.variables());
-    assert_eq!(va.keys().collect::<Vec<_>>(), vb.keys().collect::<Vec<_>>());
+    let mut names: Vec<&String> = va.keys().collect();
+    let mut other: Vec<&String> = vb.keys().collect();
+    names.sort();
+    other.sort();
+    assert_eq!(names, other);
     va.iter()
         .map(|(k, t)| {
             (t - &vb[k])
