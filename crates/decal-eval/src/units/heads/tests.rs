@@ -349,6 +349,44 @@ fn run_small(mode: &str) {
         .unwrap();
     let own = plan.find(&tst1.features["test"]).unwrap();
     assert_eq!(own.name.contains("/seed-1/"), drift, "{}", own.name);
+    if !drift {
+        skipped_fit(&store, &plan, &opts);
+    }
+}
+
+/// A head whose logits carry no information (every weight zeroed): its temperature unit skips with the
+/// reason, and [`load_temperature`] says so with None.
+fn skipped_fit(store: &crate::plan::store::Store, plan: &Plan, opts: &super::super::ExecOptions) {
+    let head = plan.by_name("head/tst/seed-0").unwrap();
+    let dir = store.unit_dir(&head.id);
+    let (vs, _, _) = stage2::load_head(&dir, tch::Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            let _ = v.zero_();
+        }
+    });
+    vs.save(dir.join(stage2::HEAD_WEIGHTS)).unwrap();
+    let ts = plan.by_name("temperature/ts-tst/seed-0").unwrap();
+    let mut fresh = super::super::Resources::default();
+    let record =
+        crate::plan::exec::run_one(plan, store, ts, opts, false, &mut fresh, &mut |_| {}).unwrap();
+    match &record.outcome {
+        Outcome::Skipped { reason } => assert!(
+            reason.starts_with("method TS + TST seed 0 skipped: its temperature fit"),
+            "{reason}"
+        ),
+        other => panic!("expected a skipped fit, got {other:?}"),
+    }
+    assert!(!store.unit_dir(&ts.id).join(SCALER_FILE).exists());
+    let mut log = |_: &str| {};
+    let ctx = UnitContext {
+        store,
+        plan,
+        options: opts,
+        resources: &mut fresh,
+        log: &mut log,
+    };
+    assert_eq!(load_temperature(&ctx, &ts.id).unwrap(), None);
 }
 
 #[test]
