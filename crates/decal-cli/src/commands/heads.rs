@@ -3,7 +3,7 @@
 //!
 //! The command builds an experiment config with `[backbone] features = { … }` (every head option is a key
 //! of `[[heads]]`, [`decal_eval::experiment::HeadSpec`], with its defaults) and runs it with
-//! [`decal_eval::experiment::run`] into a staging sibling of `--out`; then it exports every seed's head
+//! [`decal_eval::experiment::run_feature_files`] into a staging sibling of `--out`; then it exports every seed's head
 //! ([`decal_models::export`]: `head/seed-<s>/model.safetensors` + `head/model.py`) and renames the
 //! directory into place. `--save-probs` and `--json` are written at the same time, all or nothing.
 
@@ -435,7 +435,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
     let work = staged.path().to_path_buf();
-    let summary = experiment::run(&config, &work, &options, &mut log)?;
+    let summary = experiment::run_feature_files(&config, &work, &options, &mut log)?;
 
     // ---- Export every seed's head for PyTorch -------------------------------------------------------
     let results_path = work.join("results.json");

@@ -62,14 +62,8 @@ pub struct PlanCtx<'a> {
 
 /// Plans `config` for a device of kind `device_kind` (`cpu`, `cuda`, `mps`).
 pub fn build(config: &ExperimentConfig, device_kind: &str) -> Result<Plan, PlanError> {
-    config.validate().map_err(|problem| PlanError::Config {
-        key: "config".into(),
-        problem,
-    })?;
-    crate::config_check::check_inputs(config).map_err(|problem| PlanError::Config {
-        key: "config".into(),
-        problem,
-    })?;
+    config.validate().map_err(PlanError::Invalid)?;
+    crate::config_check::check_inputs(config).map_err(PlanError::Invalid)?;
     let mut ctx = PlanCtx {
         config,
         device_kind: device_kind.to_string(),

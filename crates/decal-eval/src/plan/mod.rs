@@ -101,6 +101,9 @@ pub enum PlanError {
         /// What is wrong.
         problem: String,
     },
+    /// The whole-config checks failed (their message already names the key).
+    #[error("{0}")]
+    Invalid(String),
     /// An input (data directory, checkpoint, corruption folder) cannot be read at plan time.
     #[error("{what}: {problem}")]
     Input {
