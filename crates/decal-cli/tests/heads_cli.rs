@@ -392,7 +392,7 @@ fn vtst_export_matches_the_mean_latent_exactly_and_samples_in_distribution() {
     assert!(d1 < 2e-6 && d2 < 2e-6, "{d1} {d2}");
     // Sampling: PyTorch's 8000-sample predictive (its own ε) agrees with decal's 2000-sample one within
     // Monte-Carlo error, and both differ from the mean-latent prediction.
-    let (_, sampled) = read_f32(&out.join("predictions/v-tst-m2000-seed3/test_probs.npy"));
+    let (_, sampled) = read_f32(&out.join("predictions/v-tst-m-2000-seed3/test_probs.npy"));
     let py: Vec<f64> = r["sampled"]
         .as_array()
         .unwrap()

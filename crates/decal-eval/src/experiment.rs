@@ -41,7 +41,7 @@ use decal_metrics::bootstrap::BootstrapConfig;
 use decal_metrics::profile::Profile;
 use decal_models::heads::{HeadConfig, HeadKind};
 use decal_report::table::{aggregate, Spread, Table};
-use decal_report::{BinStat, MetricRecord, ReliabilitySeries};
+use decal_report::{MetricRecord, ReliabilitySeries};
 use decal_train::features::{BodyMode, CacheKey, FeatureSet};
 use decal_train::losses::LossConfig;
 use decal_train::stage1::Stage1Plan;
@@ -732,20 +732,8 @@ fn hash_json<T: Serialize>(value: &T) -> String {
     )
 }
 
-/// A file-system friendly form of a method name: `V-TST m=10` → `v-tst-m10`.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if c == '=' || c == '.' {
-            continue;
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
-}
+/// A file-system friendly form of a method name (the one owner: [`decal_report::slug`]).
+pub use decal_report::slug;
 
 /// Loaded stage-2 heads by checkpoint directory: variables, head, SHA-256 of the weights.
 type LoadedHeads = BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)>;
@@ -1112,34 +1100,12 @@ fn write_report_with_notes(
             continue;
         };
         let first = &list[0];
-        let bins: Vec<BinStat> = (0..first.bins.len())
-            .map(|b| {
-                let count: u64 = list.iter().map(|r| r.bins[b].count).sum();
-                let w = |f: &dyn Fn(&decal_metrics::calibration::ReliabilityBin) -> f64| {
-                    if count == 0 {
-                        0.0
-                    } else {
-                        list.iter()
-                            .map(|r| f(&r.bins[b]) * r.bins[b].count as f64)
-                            .sum::<f64>()
-                            / count as f64
-                    }
-                };
-                BinStat {
-                    lower: first.bins[b].lower,
-                    upper: first.bins[b].upper,
-                    count,
-                    mean_confidence: w(&|x| x.mean_confidence),
-                    accuracy: w(&|x| x.accuracy),
-                }
-            })
-            .collect();
-        let total: u64 = bins.iter().map(|b| b.count).sum();
-        let ece = (total > 0).then(|| {
-            bins.iter()
-                .map(|b| b.count as f64 / total as f64 * (b.accuracy - b.mean_confidence).abs())
-                .sum::<f64>()
-        });
+        let Some(bins) = decal_report::pool_bins(list.iter().map(|r| r.bins.as_slice())) else {
+            return Err(format!(
+                "{method}: seeds disagree on the reliability bin edges"
+            ));
+        };
+        let ece = decal_report::bins_ece(&bins);
         let definition = format!(
             "top-label, {} equal-width bins, {:?} membership, {} seeds pooled",
             first.num_bins,

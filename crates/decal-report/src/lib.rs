@@ -34,5 +34,5 @@ pub use error::ReportError;
 pub use generate::slug;
 pub use record::MetricRecord;
 pub use reliability::{
-    bins_ece, pool_bins, write_reliability_diagram, BinStat, ReliabilityBin, ReliabilitySeries,
+    bins_ece, pool_bins, write_reliability_diagram, ReliabilityBin, ReliabilitySeries,
 };

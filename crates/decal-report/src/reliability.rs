@@ -27,9 +27,6 @@ use crate::ReportError;
 /// the bins) and drawn here; `lower == upper` is the torchmetrics bin that holds confidence exactly 1.0.
 pub use decal_metrics::calibration::ReliabilityBin;
 
-/// The earlier name of [`ReliabilityBin`] (the same type), kept for callers not yet renamed.
-pub type BinStat = ReliabilityBin;
-
 /// **The** pooling of reliability bins (one owner, issue #11): bins of several evaluations with
 /// identical edges are merged exactly — counts add, accuracy and mean confidence are count-weighted means
 /// (0 for a bin that stays empty). Returns `None` when the parts differ in bin count or edges (bit for
