@@ -6,9 +6,9 @@
 //! (b) the head the old run saved; it prints the max abs differences of the weights and of the test
 //! probabilities (m = 0 for V-TST) and asserts they stay within float tolerance (1e-4).
 //!
-//! Measured (2-core CPU, loaded): TST seed 0, 40 epochs on the A = 10 views: alone vs the old run's head
-//! and alone vs inside a batch of seeds 0–2: max |Δw| = 0 and max |Δp_test| = 0 (bit-identical), same
-//! selected epoch (34 of 40).
+//! Measured (2-core CPU, loaded), seed 0, 40 epochs: TST on the A = 10 views, V-TST on the views, TST on
+//! the un-augmented features: alone vs the old run's head max |Δw| = 0 and max |Δp_test| = 0
+//! (bit-identical) with the same selected epoch; TST views alone vs inside a batch of seeds 0–2 now: also 0.
 //!
 //! `DECAL_MEASURE_RUN=runs/seed-cnn-a10 scripts/cargo test --release -p decal-eval --lib \
 //!  units::heads::measure -- --ignored --nocapture`
