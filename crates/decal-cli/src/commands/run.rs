@@ -14,14 +14,14 @@ use decal_eval::units::ExecOptions;
     after_help = "Examples:\n  decal run configs/experiments/cifar10-cnn-cpu.toml\n  \
 decal run configs/experiments/cifar10-cnn-cpu.toml --out runs/c10 --device cuda\n  \
 decal run configs/experiments/cpu/cnn-cifar10.toml --smoke    (checks every stage in seconds; runs/cnn-cifar10-cpu-smoke)\n\n\
-The output directory receives backbone-<hash>/ (stage 1), features/ (the feature cache), heads/<head>/seed-<s>-<hash>/ \
-(head checkpoints), eval/ (one result file per method and seed, and each head temperature fit), metrics.jsonl + metrics.csv (tidy records), \
-results.json (nested, with metric definitions and every fitted temperature), reliability/<method>.csv, \
-ood_histograms/<method>.csv, predictions/<method>/test_probs.npy and report/ (regenerated on every run by the \
-same code as `decal report <run>`: index.html, tables/, plots/ with reliability, ECE-vs-severity and OOD score \
-figures, report.json; warnings about skipped inputs in its Warnings section; results.md is the printed table). \
-Running the same command again reuses every finished unit; after a kill it continues where it stopped. \
-Changing the config adds new units next to the old ones.\n\n\
+The experiment is planned as units (split, backbone, features, views, head × seed, temperature, eval, ood, \
+shift-cell, shift-score, shift, report) whose ids are known before anything runs: --plan lists them, fresh or dirty and why. \
+The output directory receives plan.json, units/<id>/ (one directory per unit with its completion record done.json), \
+and, published from the report unit, metrics.jsonl + metrics.csv (tidy records), results.json (nested, with metric \
+definitions and every fitted temperature), reliability/<method>.csv, ood_histograms/<method>.csv, \
+predictions/<method>/test_probs.npy and report/ (the same report as `decal report <run>`). \
+Running the same command again reuses every fresh unit; after a kill it continues where it stopped; a damaged \
+unit is recomputed. --jobs N runs independent units in parallel processes, --executor slurm submits job arrays.\n\n\
 Temperature scaling: top-level `temperature_scaling = true` adds the baseline rows TS and TS (seed LBFGS); \
 `temperature_scaling = true` in a [[heads]] table adds a row \"TS + <row>\" per row of that head, T fitted per \
 seed on the validation split's predictive of the row (V-TST: the m-sample predictive (1/m) sum_s softmax(z_s/T) \

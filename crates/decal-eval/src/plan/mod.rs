@@ -237,11 +237,19 @@ pub fn plan_text(plan: &Plan, freshness: &BTreeMap<UnitId, store::Freshness>) ->
                 format!("dirty: {}", reason.unwrap_or("not checked"))
             }
         };
-        let deps: Vec<&str> = u
+        let mut deps: Vec<&str> = u
             .deps
             .values()
             .map(|d| names.get(d.as_str()).copied().unwrap_or("?"))
             .collect();
+        deps.dedup();
+        let more = deps.len().saturating_sub(4);
+        deps.truncate(4);
+        let more = if more > 0 {
+            format!(" (+{more} more)")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "{}  {:<12} {:<40} {}{}",
@@ -252,7 +260,7 @@ pub fn plan_text(plan: &Plan, freshness: &BTreeMap<UnitId, store::Freshness>) ->
             if deps.is_empty() {
                 String::new()
             } else {
-                format!("  <- {}", deps.join(", "))
+                format!("  <- {}{more}", deps.join(", "))
             }
         );
     }
