@@ -253,8 +253,7 @@ fn scoring_units_reproduce_the_old_evaluation_and_skip_rows_whose_temperature_wa
         }),
     };
     let test_p = pred(&sets[2].1, 1);
-    let indist =
-        crate::suite::in_distribution(&rc, &test_p, "test", "cifar10", &settings).unwrap();
+    let indist = crate::suite::in_distribution(&rc, &test_p, "test", "cifar10", &settings).unwrap();
     let mut old = indist.records.clone();
     let tr = Predictions::concat(&[&pred(&sets[0].1, 2), &pred(&sets[1].1, 3)]).unwrap();
     old.extend(
