@@ -543,21 +543,35 @@ pub fn wait(
     log: &mut dyn FnMut(&str),
 ) -> Result<WaitReport, SlurmError> {
     let jobs: Vec<String> = sub.job_ids.iter().map(|(_, id)| id.clone()).collect();
-    let mut report = WaitReport::default();
     if jobs.is_empty() {
-        return Ok(report);
+        return Ok(WaitReport::default());
     }
+    let (last, cancelled) = poll_until_done(sub, &jobs, poll, log)?;
+    Ok(classify(sub, &last, &cancelled))
+}
+
+/// Last state and reason seen per (job, array task).
+type TaskStates = BTreeMap<(String, usize), (String, String)>;
+
+/// Polls `squeue` until none of `jobs` is pending or running, cancelling jobs held by a dependency that
+/// can never be satisfied; returns the last state seen per task and the jobs it cancelled.
+fn poll_until_done(
+    sub: &Submitted,
+    jobs: &[String],
+    poll: Duration,
+    log: &mut dyn FnMut(&str),
+) -> Result<(TaskStates, BTreeSet<String>), SlurmError> {
     let label_of: BTreeMap<&str, &str> = sub
         .job_ids
         .iter()
         .map(|(l, j)| (j.as_str(), l.as_str()))
         .collect();
     // Last state seen per (job, task).
-    let mut last: BTreeMap<(String, usize), (String, String)> = BTreeMap::new();
+    let mut last: TaskStates = BTreeMap::new();
     let mut cancelled: BTreeSet<String> = BTreeSet::new();
     let mut previous = String::new();
     loop {
-        let rows = squeue(&jobs)?;
+        let rows = squeue(jobs)?;
         for r in &rows {
             if let Some(t) = r.task {
                 last.insert((r.job.clone(), t), (r.state.clone(), r.reason.clone()));
@@ -591,6 +605,12 @@ pub fn wait(
         }
         std::thread::sleep(poll);
     }
+    Ok((last, cancelled))
+}
+
+/// What became of every array task, from the states seen and the tasks' logs.
+fn classify(sub: &Submitted, last: &TaskStates, cancelled: &BTreeSet<String>) -> WaitReport {
+    let mut report = WaitReport::default();
     for (j, (label, job)) in sub.job_ids.iter().enumerate() {
         let units = &sub.units[j];
         let mut never = None;
@@ -635,7 +655,7 @@ pub fn wait(
             });
         }
     }
-    Ok(report)
+    report
 }
 
 /// "slurm: decal-L0 (12): 2 running, 1 pending; decal-L1 (13): 2 pending (Dependency)".

@@ -295,34 +295,7 @@ fn plan_head_seed(
     let features = head_features(ctx);
     let what = format!("heads[{index}]");
     let fit = planned(&ctx.features, "fit", &what)?.clone();
-    let mut inputs = vec![("fit", fit.clone())];
-    let resource = match &features {
-        HeadFeatures::Exact { .. } => {
-            let backbone = ctx.backbone.clone().ok_or_else(|| PlanError::Config {
-                key: "features.mode".into(),
-                problem: "\"exact\" needs images and a backbone, not feature files".into(),
-            })?;
-            let split = ctx.split.clone().ok_or_else(|| PlanError::Config {
-                key: "features.mode".into(),
-                problem: "\"exact\" needs images and a backbone, not feature files".into(),
-            })?;
-            inputs.push(("backbone", backbone));
-            inputs.push(("split", split));
-            Resource::Device
-        }
-        HeadFeatures::Views => {
-            let views = ctx
-                .views
-                .clone()
-                .expect("HeadFeatures::Views only with views");
-            inputs.push(("views", views));
-            Resource::Cpu
-        }
-        HeadFeatures::Unaugmented => {
-            inputs.push(("train", planned(&ctx.features, "train", &what)?.clone()));
-            Resource::Cpu
-        }
-    };
+    let (inputs, resource) = head_inputs(ctx, &features, &fit, &what)?;
     let drift = matches!(
         features,
         HeadFeatures::Exact {
@@ -364,6 +337,59 @@ fn plan_head_seed(
     } else {
         (scored_sets(&ctx.features), fit)
     };
+    plan_head_rows(ctx, spec, seed, &head, &scored, &fit)
+}
+
+/// A head unit's inputs: (role, unit id).
+type HeadInputs = Vec<(&'static str, UnitId)>;
+
+/// A head unit's inputs by role (the fit features plus its training source) and its resource.
+fn head_inputs(
+    ctx: &PlanCtx<'_>,
+    features: &HeadFeatures,
+    fit: &UnitId,
+    what: &str,
+) -> Result<(HeadInputs, Resource), PlanError> {
+    let mut inputs: HeadInputs = vec![("fit", fit.clone())];
+    let resource = match features {
+        HeadFeatures::Exact { .. } => {
+            let backbone = ctx.backbone.clone().ok_or_else(|| PlanError::Config {
+                key: "features.mode".into(),
+                problem: "\"exact\" needs images and a backbone, not feature files".into(),
+            })?;
+            let split = ctx.split.clone().ok_or_else(|| PlanError::Config {
+                key: "features.mode".into(),
+                problem: "\"exact\" needs images and a backbone, not feature files".into(),
+            })?;
+            inputs.push(("backbone", backbone));
+            inputs.push(("split", split));
+            Resource::Device
+        }
+        HeadFeatures::Views => {
+            let views = ctx
+                .views
+                .clone()
+                .expect("HeadFeatures::Views only with views");
+            inputs.push(("views", views));
+            Resource::Cpu
+        }
+        HeadFeatures::Unaugmented => {
+            inputs.push(("train", planned(&ctx.features, "train", what)?.clone()));
+            Resource::Cpu
+        }
+    };
+    Ok((inputs, resource))
+}
+
+/// The rows of one head × seed (one per m) and their temperature fits.
+fn plan_head_rows(
+    ctx: &mut PlanCtx<'_>,
+    spec: &HeadSpec,
+    seed: u64,
+    head: &UnitId,
+    scored: &BTreeMap<String, UnitId>,
+    fit: &UnitId,
+) -> Result<(), PlanError> {
     let eval_seed = row_eval_seed(ctx.config.eval.eval_seed, Some(seed));
     for (method, m) in head_rows(spec) {
         ctx.rows.push(MethodRow {
@@ -390,7 +416,7 @@ fn plan_head_seed(
             let id = ctx.plan.add(
                 format!("temperature/{}/seed-{seed}", decal_report::slug(&ts_method)),
                 UnitSpec::Temperature(t),
-                deps(&[("model", &head), ("fit", &fit)]),
+                deps(&[("model", head), ("fit", fit)]),
                 Resource::Cpu,
             )?;
             ctx.rows.push(MethodRow {
@@ -704,6 +730,20 @@ pub fn run_temperature(
         unit,
         format!("writing {}", path.display()),
     ))?;
+    log_fit(ctx, s, &scaler, fit.len(), started);
+    Ok(UnitResult::done(
+        serde_json::to_value(&scaler).unwrap_or_default(),
+    ))
+}
+
+/// The log line of a finished temperature fit.
+fn log_fit(
+    ctx: &mut UnitContext<'_>,
+    s: &TemperatureSpec,
+    scaler: &TemperatureScaler,
+    images: usize,
+    started: Instant,
+) {
     (ctx.log)(&format!(
         "{}: T = {:.4} (validation NLL {:.4} → {:.4}, {}{} on {} images) [{:.1}s]",
         row_label(s),
@@ -716,12 +756,9 @@ pub fn run_temperature(
         } else {
             String::new()
         },
-        fit.len(),
+        images,
         started.elapsed().as_secs_f64()
     ));
-    Ok(UnitResult::done(
-        serde_json::to_value(&scaler).unwrap_or_default(),
-    ))
 }
 
 /// `<method>[ seed <s>]`, as the old run's warnings and `results.json` calibration keys.
