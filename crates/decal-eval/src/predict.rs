@@ -349,9 +349,8 @@ mod tests {
     /// two chunks), rows are distributions, and m ≥ 2 yields a non-positive −MI.
     #[test]
     fn vtst_predictions_are_seeded_and_chunk_independent() {
-        tch::manual_seed(2);
         let vs = nn::VarStore::new(Device::Cpu);
-        let head = HeadConfig::vtst(6, 3, 3).build(&vs.root()).unwrap();
+        let head = decal_models::seeded(2, || HeadConfig::vtst(6, 3, 3).build(&vs.root())).unwrap();
         let set = features(CHUNK + 7);
         let pred = |seed| {
             predict(
@@ -399,9 +398,8 @@ mod tests {
     /// `(1/m) Σ_s softmax(z_s / T)` on [`sample_logits`] of the same seed, and T = 1 gives the untempered row.
     #[test]
     fn tempered_vtst_uses_the_same_draws_as_sample_logits() {
-        tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
-        let head = HeadConfig::vtst(6, 3, 3).build(&vs.root()).unwrap();
+        let head = decal_models::seeded(3, || HeadConfig::vtst(6, 3, 3).build(&vs.root())).unwrap();
         let set = features(CHUNK + 5);
         let pred = |t: f64| {
             predict(

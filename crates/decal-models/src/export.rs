@@ -177,9 +177,8 @@ mod tests {
             HeadConfig::vtst(6, 4, 3),
             HeadConfig::reinit(6, 3),
         ] {
-            tch::manual_seed(1);
             let vs = nn::VarStore::new(Device::Cpu);
-            let _head = config.build(&vs.root()).unwrap();
+            let _head = crate::seeded(1, || config.build(&vs.root())).unwrap();
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("model.safetensors");
             let temps = BTreeMap::from([("m=10".to_string(), 0.8)]);

@@ -31,6 +31,21 @@ pub use arch::{
 };
 pub use error::ModelError;
 
+/// The process-wide lock that [`seeded`] holds.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `build` right after `tch::manual_seed(seed)`, holding a process-wide lock for both.
+///
+/// Weight initialisation draws from libtorch's one global generator. Two threads that each seed and then
+/// build (tests run in parallel; a caller may train several heads at once) can otherwise interleave, and
+/// two "same seed" models silently get different weights. Every seeded construction in decal goes
+/// through here; draws made later (dropout in stage-1 training) still need one training per process.
+pub fn seeded<T>(seed: i64, build: impl FnOnce() -> T) -> T {
+    let _guard = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    build()
+}
+
 /// A feature extractor: everything of a classifier up to (and including) its last hidden activation.
 ///
 /// `train = false` means eval mode: BatchNorm uses running statistics, dropout is off. A frozen body in

@@ -228,9 +228,8 @@ pub fn train(
     config.validate()?;
     config.head.check_feature_dim(val.feature_dim as i64)?;
     let loss = config.loss.build()?;
-    tch::manual_seed(config.seed as i64);
     let vs = nn::VarStore::new(device);
-    let head = config.head.build(&vs.root())?;
+    let head = decal_models::seeded(config.seed as i64, || config.head.build(&vs.root()))?;
     let mut opt = nn::Adam::default()
         .build(&vs, config.lr)
         .map_err(|source| Stage2Error::Tch {

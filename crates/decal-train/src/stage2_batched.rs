@@ -238,9 +238,8 @@ fn init_stacked(
 ) -> Result<(nn::VarStore, BTreeMap<String, Tensor>), Stage2Error> {
     let mut per_name: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
     for c in configs {
-        tch::manual_seed(c.seed as i64);
         let vs = nn::VarStore::new(device);
-        let _head = c.head.build(&vs.root())?;
+        let _head = decal_models::seeded(c.seed as i64, || c.head.build(&vs.root()))?;
         for (name, t) in vs.variables() {
             per_name.entry(name).or_default().push(t.detach().copy());
         }
@@ -510,9 +509,8 @@ pub fn train_batched(
     let mut out = Vec::with_capacity(num_seeds);
     for (s, (c, history)) in configs.iter().zip(histories).enumerate() {
         let (_, best_epoch, snapshot) = best[s].take().expect("at least one epoch ran");
-        tch::manual_seed(c.seed as i64);
         let vs = nn::VarStore::new(device);
-        let head = c.head.build(&vs.root())?;
+        let head = decal_models::seeded(c.seed as i64, || c.head.build(&vs.root()))?;
         let mut vars = vs.variables();
         tch::no_grad(|| {
             for (name, value) in &snapshot {

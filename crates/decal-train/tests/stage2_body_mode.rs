@@ -31,12 +31,13 @@ fn device_images(set: &ImageSet) -> DeviceImages {
     DeviceImages::new(set, &[0.49, 0.48, 0.45], &[0.25, 0.24, 0.26], Device::Cpu)
 }
 
-/// A WRN (it has BatchNorm) whose weights are a function of `seed`.
+/// A WRN (it has BatchNorm) whose weights are a function of `seed`. Built under
+/// `decal_models::seeded`: the tests of this file run on parallel threads and libtorch's generator is
+/// process-wide, so a bare seed-then-build could interleave with the other test's (it did, in CI).
 fn classifier(seed: i64) -> (nn::VarStore, Classifier) {
-    tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let arch = ArchConfig::preset("wrn-10-1", 10).unwrap();
-    let c = try_build_classifier(&vs.root(), &arch).unwrap();
+    let c = decal_models::seeded(seed, || try_build_classifier(&vs.root(), &arch)).unwrap();
     (vs, c)
 }
 

@@ -398,9 +398,8 @@ mod tests {
     /// reached (tch's own default would use a √6 times wider bound).
     #[test]
     fn linear_layers_use_pytorch_default_init() {
-        tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let _head = HeadConfig::tst(400, 8, 10).build(&vs.root()).unwrap();
+        let _head = crate::seeded(0, || HeadConfig::tst(400, 8, 10).build(&vs.root())).unwrap();
         for (name, t) in vs.variables() {
             let fan_in = if name.contains("decoder") {
                 8.0

@@ -114,10 +114,9 @@ mod tests {
     /// bounded by 0.
     #[test]
     fn predictive_is_the_mean_of_per_sample_softmaxes() {
-        tch::manual_seed(11);
         let vs = nn::VarStore::new(Device::Cpu);
         let config = HeadConfig::vtst(6, 4, 3);
-        let head = config.build(&vs.root()).unwrap();
+        let head = crate::seeded(11, || config.build(&vs.root())).unwrap();
         let Head::Vtst(vtst) = &head else {
             panic!("built a V-TST config")
         };

@@ -133,7 +133,7 @@ pub fn val_metrics(
 /// Seeds libtorch's generator for epoch `epoch` (dropout draws): a function of `(seed, epoch)` only.
 fn seed_torch_for_epoch(seed: u64, epoch: usize) {
     let s = SplitMix64::for_epoch(seed, epoch, 0x70_72_63_68).next_u64() >> 1;
-    tch::manual_seed(s as i64);
+    decal_models::seeded(s as i64, || ());
 }
 
 /// Trains a classifier as `plan` says, writing into `run_dir` (created by the caller with
@@ -156,9 +156,10 @@ pub fn train(
     let loss_fn = plan.loss.build()?;
 
     // Weight init is a function of the seed alone (the resumed run rebuilds, then loads weights).
-    tch::manual_seed(plan.seed as i64);
     let mut vs = VarStore::new(device);
-    let model = decal_models::try_build_classifier(&vs.root(), &arch)?;
+    let model = decal_models::seeded(plan.seed as i64, || {
+        decal_models::try_build_classifier(&vs.root(), &arch)
+    })?;
     let mut opt = Optimizer::new(plan.optimizer.clone(), named_trainable(&vs))?;
     let params: Vec<Tensor> = opt
         .params()

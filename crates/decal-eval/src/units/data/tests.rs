@@ -429,9 +429,8 @@ fn bn_checkpoint(dir: &Path) -> PathBuf {
         in_channels: 1,
         num_classes: 10,
     });
-    tch::manual_seed(7);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    decal_models::try_build_classifier(&vs.root(), &arch).unwrap();
+    decal_models::seeded(7, || decal_models::try_build_classifier(&vs.root(), &arch)).unwrap();
     let ckpt = dir.join("ckpt");
     let meta = decal_models::checkpoint::CheckpointMeta::new(arch, "imported");
     decal_models::checkpoint::save(&ckpt, &vs, &meta).unwrap();
