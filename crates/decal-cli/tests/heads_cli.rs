@@ -596,3 +596,147 @@ fn decal_run_takes_features_as_a_backbone_with_train_views() {
         }
     }
 }
+
+/// `--plan --json` units: name → (kind, status).
+fn plan_units(cfg: &Path, out: &Path) -> std::collections::BTreeMap<String, (String, String)> {
+    let o = decal(&["run", s(cfg), "--out", s(out), "--plan", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_string(),
+                (
+                    u["kind"].as_str().unwrap().to_string(),
+                    u["status"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// An experiment on feature files is a plan of units like one on images (issue #11): `--plan --json`
+/// shows every unit before anything runs (`features-file` units per split, OOD set and given logits, the
+/// given views, heads, fits, scores, report); after the run all are fresh; replacing one OOD file makes
+/// dirty only its units and what depends on them; `--jobs 2` gives the serial run's records byte for byte;
+/// and a file replaced after planning is refused by the unit that reads it, naming the file.
+#[test]
+fn feature_file_experiments_are_planned_as_units() {
+    let data = Data::new();
+    let d = data.dir.path();
+    let (x, _, _) = blobs(600, 1, 0.0);
+    let mut views = x.clone();
+    views.extend(x.iter().map(|v| v + 0.1));
+    npy::write(
+        &d.join("views.npy"),
+        &NpyArray::from_f32(vec![2, 600, F], views),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("feat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"feat\"\nseeds = [0, 1]\ntemperature_scaling = true\n\n[backbone.features]\n\
+             train = \"{d}/train_x.npy\"\ntrain_labels = \"{d}/train_y.npy\"\nval = \"{d}/val_x.npy\"\n\
+             val_labels = \"{d}/val_y.npy\"\ntest = \"{d}/test_x.npy\"\ntest_labels = \"{d}/test_y.npy\"\n\
+             test_logits = \"{d}/test_logits.npy\"\nval_logits = \"{d}/val_logits.npy\"\n\
+             train_views = \"{d}/views.npy\"\nood = {{ shifted = \"{d}/ood_x.npy\" }}\n\n\
+             [[heads]]\nname = \"TST\"\nkind = \"tst\"\nlatent_dim = 8\nepochs = 2\nbatch_size = 64\n\n\
+             [eval]\nbootstrap = 0\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("run");
+    let before = plan_units(&cfg, &out);
+    for (name, kind) in [
+        ("features/train", "features-file"),
+        ("features/ood-shifted", "features-file"),
+        ("logits/test", "features-file"),
+        ("logits/val", "features-file"),
+        ("views", "views-file"),
+        ("head/tst/seed-1", "head"),
+        ("temperature/ts", "temperature"),
+        ("eval/baseline", "eval"),
+        ("ood/tst/seed-0/shifted", "ood"),
+        ("report", "report"),
+    ] {
+        let (k, status) = before
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not in {before:?}"));
+        assert_eq!((k.as_str(), status.as_str()), (kind, "dirty"), "{name}");
+    }
+    // No logits of the OOD set were given: the baseline rows do not score it.
+    assert!(!before.contains_key("ood/baseline/shifted"), "{before:?}");
+    assert!(!out.exists(), "--plan wrote something");
+
+    let o = decal(&["run", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(plan_units(&cfg, &out).values().all(|(_, st)| st == "fresh"));
+    let serial = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    let out2 = work.path().join("run-jobs");
+    let o = decal(&["run", s(&cfg), "--out", s(&out2), "--jobs", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        serial == std::fs::read(out2.join("metrics.jsonl")).unwrap(),
+        "--jobs 2 differs from the serial run"
+    );
+
+    // Another OOD file: its features unit, the OOD scores of every row, and the report.
+    let (ox, _, _) = blobs(200, 5, 3.0);
+    npy::write(&d.join("ood_x.npy"), &NpyArray::from_f32(vec![200, F], ox)).unwrap();
+    let after = plan_units(&cfg, &out);
+    let dirty: Vec<&String> = after
+        .iter()
+        .filter(|(_, (_, st))| st == "dirty")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!dirty.is_empty());
+    for name in &dirty {
+        assert!(
+            name.as_str() == "features/ood-shifted"
+                || name.starts_with("ood/")
+                || name.as_str() == "report",
+            "{name} should stay fresh (dirty: {dirty:?})"
+        );
+    }
+    for fresh in [
+        "features/train",
+        "views",
+        "head/tst/seed-0",
+        "eval/tst/seed-0",
+        "eval/baseline",
+    ] {
+        assert_eq!(after[fresh].1, "fresh", "{fresh}");
+    }
+    let o = decal(&["run", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A file replaced after planning: the unit of the stored plan (`decal unit run`, as `--jobs` and
+    // Slurm start it) refuses it, naming the file.
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    let test_unit = plan["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "features/test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut tx, _, _) = blobs(300, 3, 0.0);
+    tx[0] += 1.0;
+    npy::write(&d.join("test_x.npy"), &NpyArray::from_f32(vec![300, F], tx)).unwrap();
+    let o = decal(&["unit", "run", "--store", s(&out), &test_unit]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("test_x.npy") && err.contains("changed after the experiment was planned"),
+        "{err}"
+    );
+}

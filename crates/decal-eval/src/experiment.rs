@@ -1,63 +1,38 @@
-//! `decal run`: one experiment config end to end — backbone (stage 1 or import), feature cache, every head ×
-//! every seed (stage 2), evaluation of every method, records, table and report — resumable.
+//! The experiment config of `decal run` (and of `decal heads`, which builds one): [`ExperimentConfig`]
+//! and its sections (`[data]`, `[backbone]`, `[features]`, `[[heads]]`, `[[ood]]`, `[shift]`, `[eval]`),
+//! their defaults and whole-config validation ([`ExperimentConfig::validate`], errors naming the key),
+//! the `--smoke` shrink ([`smoke_config`]) and the resolution of a `[[heads]]` table into a head
+//! architecture and a stage-2 config ([`head_config`], [`stage2_config`]).
 //!
-//! # Content addressing
-//! Every unit of work lives in a directory or file whose name carries a hash of everything it depends on:
-//! - backbone: `backbone-<h>/` with `h` = hash of the resolved stage-1 plan (or of the imported weights);
-//! - features: `features/<backbone h>/<split>.*`, each split with a [`CacheKey`] (backbone weights hash,
-//!   image hash, transform), rebuilt when stale;
-//! - heads: `heads/<head>/seed-<s>-<h>/` with `h` = hash of the resolved [`Stage2Config`] and of the
-//!   training/validation features;
-//! - evaluations: `eval/<method>-<h>.json` with `h` = hash of the method's weights, its features and the
-//!   evaluation settings.
-//!
-//! A unit whose directory/file already holds a complete result (written last, atomically) is skipped, so a
-//! killed run resumes where it stopped and nothing finished is recomputed; a changed config creates new units
-//! next to the old ones instead of overwriting them. `--force` recomputes every unit. The derived files at
-//! the top (`metrics.jsonl`, `metrics.csv`, `results.json`, `reliability/`, `report/`) are regenerated from
-//! the units of the current config on every run; `report/` by [`decal_report::generate::generate_report`],
-//! so it is the report `decal report <run>` writes.
+//! Running an experiment is the plan of units in [`crate::plan`] and [`crate::units`], driven by
+//! [`crate::runner`]: every unit's id is a hash of its resolved spec and inputs, so a finished unit is
+//! reused, a killed run resumes, and a changed config recomputes only what it changes.
 //!
 //! # Temperature scaling
 //! `temperature_scaling = true` adds the baseline rows `TS` (exact fit) and `TS (seed LBFGS)`; in a
 //! `[[heads]]` table it adds `TS + <row>` for every row of that head, fitted per seed on the validation
 //! split's predictive of the row — V-TST with its m and its ε stream (seed-system.md §9, BUG-16 fixed) —
 //! and `temperature_scaling_seed_lbfgs = true` the seed's single-sample LBFGS fit for single-prediction rows.
-//! Each head fit is a unit (`eval/ts-<row>-seed<s>-<h>.json`); every fitted T is in `results.json`
-//! under `calibration`.
+//! Each fit is a `temperature` unit; every fitted T is in `results.json` under `calibration`.
 //!
 //! # Missing optional inputs
-//! An OOD set or corruption directory that cannot be loaded is skipped with a warning; the warning is
-//! printed, kept in `results.json` and shown in the report, and everything else completes. So does a
-//! temperature fit without a finite optimum (validation logits no better than uniform): its row
-//! (`TS`, `TS (seed LBFGS)`, or a head's `TS + <row>` for that seed) is left out with a warning.
+//! An `[[ood]]` set whose directory is missing is left out at plan time with a warning (printed, kept in
+//! `results.json` and shown in the report). A temperature fit without a finite optimum (validation logits
+//! no better than uniform) skips its unit: its row (`TS`, `TS (seed LBFGS)`, or a head's `TS + <row>` for
+//! that seed) is left out with the reason.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use decal_core::{sha256_bytes, sha256_file, write_atomic, write_json_atomic, Provenance};
-use decal_metrics::bootstrap::BootstrapConfig;
 use decal_metrics::profile::Profile;
 use decal_models::heads::{HeadConfig, HeadKind};
-use decal_report::table::{aggregate, Spread, Table};
-use decal_report::{MetricRecord, ReliabilitySeries};
-use decal_train::features::{BodyMode, CacheKey, FeatureSet};
+use decal_report::table::Spread;
+use decal_train::features::BodyMode;
 use decal_train::losses::LossConfig;
 use decal_train::stage1::Stage1Plan;
-use decal_train::stage2::{self, Selection, Stage2Config, TrainSource};
+use decal_train::stage2::{Selection, Stage2Config};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use tch::{nn, Device};
 
-use crate::predict::{predict, Predictions, Predictor};
 use crate::recipe::{self, Recipe};
-use crate::suite::{self, EvalSettings, RecordContext};
-
-/// `[backbone] features`: an experiment on features saved from any model (a child module, so it shares
-/// this module's units, temperature fits and report).
-#[path = "feature_run.rs"]
-mod feature_run;
 use crate::validation::ValidationChoice;
 
 /// Errors of an experiment run: one line naming the step, the file and the problem.
@@ -79,14 +54,6 @@ pub enum ExperimentError {
         /// The underlying error, rendered.
         message: String,
     },
-}
-
-fn step<E: std::fmt::Display>(name: impl Into<String>) -> impl FnOnce(E) -> ExperimentError {
-    let name = name.into();
-    move |e| ExperimentError::Step {
-        step: name,
-        message: format!("{e}"),
-    }
 }
 
 /// The experiment file (`experiment.toml`). Unknown keys are errors.
@@ -523,7 +490,9 @@ impl ExperimentConfig {
             return Err("name must not be empty".into());
         }
         match (&self.backbone.checkpoint, &self.backbone.train) {
-            _ if self.backbone.features.is_some() => feature_run::validate(self)?,
+            _ if self.backbone.features.is_some() => {
+                crate::units::data::files::validate_config(self)?
+            }
             (Some(_), Some(_)) => {
                 return Err("[backbone] has both `checkpoint` and `train`; give one".into())
             }
@@ -685,248 +654,11 @@ pub fn smoke_config(config: &ExperimentConfig) -> ExperimentConfig {
     c
 }
 
-/// Run options from the command line.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Recompute every unit even when a valid result exists.
-    pub force: bool,
-    /// Device for every stage.
-    pub device: Device,
-    /// The device as the user wrote it (`cpu`, `cuda:0`, …), recorded in the stage-1 plan.
-    pub device_spec: String,
-    /// libtorch CPU threads while training heads and evaluating (None = leave as set). Heads are tiny: on a
-    /// CPU one thread is usually fastest (measured 24× faster than two contended threads on a loaded
-    /// 2-core machine, with identical results).
-    pub head_threads: Option<usize>,
-}
-
-/// What a finished run produced.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    /// The comparison table (Markdown).
-    pub table_markdown: String,
-    /// `metrics.jsonl`.
-    pub metrics: PathBuf,
-    /// The report's `index.html`.
-    pub report: PathBuf,
-    /// Warnings (skipped inputs).
-    pub warnings: Vec<String>,
-    /// Units computed in this invocation vs reused.
-    pub computed: usize,
-    /// Units reused from an earlier invocation.
-    pub reused: usize,
-}
-
 /// Marker file proving `out` is a decal experiment directory (resume is allowed into it).
 pub const MARKER: &str = "experiment.json";
 
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
-}
-
-fn hash_json<T: Serialize>(value: &T) -> String {
-    sha256_bytes(
-        serde_json::to_string(value)
-            .expect("config values serialise")
-            .as_bytes(),
-    )
-}
-
 /// A file-system friendly form of a method name (the one owner: [`decal_report::slug`]).
 pub use decal_report::slug;
-
-/// Loaded stage-2 heads by checkpoint directory: variables, head, SHA-256 of the weights.
-type LoadedHeads = BTreeMap<PathBuf, (nn::VarStore, decal_models::heads::Head, String)>;
-
-/// Loads the head in `dir` unless it is loaded already.
-fn ensure_head_loaded(
-    heads: &mut LoadedHeads,
-    dir: &Path,
-    device: Device,
-) -> Result<(), ExperimentError> {
-    if heads.contains_key(dir) {
-        return Ok(());
-    }
-    let weights_hash = sha256_file(&dir.join(stage2::HEAD_WEIGHTS))
-        .map_err(step(format!("{}: head weights", dir.display())))?;
-    let (vs, head, _) =
-        stage2::load_head(dir, device).map_err(step(format!("loading head {}", dir.display())))?;
-    heads.insert(dir.to_path_buf(), (vs, head, weights_hash));
-    Ok(())
-}
-
-/// The evaluation ε seed of a stage-2 seed's rows (the validation split adds salt 3, test 1).
-fn unit_eval_seed(config: &ExperimentConfig, seed: Option<u64>) -> u64 {
-    config.eval.eval_seed ^ seed.unwrap_or(0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// How a head row's temperature is fitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-enum HeadTsFit {
-    /// Exact NLL optimum of the row's own predictive (m-sample for V-TST, logits otherwise).
-    Exact,
-    /// The seed's single LBFGS step on one sample's logits.
-    SeedLbfgs,
-}
-
-/// Fits (or reuses from `eval/`) the temperature of the head row `method` for one seed, on the validation
-/// split's per-sample logits drawn with the row's ε stream (salt 3, as the row's own validation predictions).
-/// `Ok(Err(why))`: the fit itself failed (no finite optimum); nothing is written.
-#[allow(clippy::too_many_arguments)]
-fn fit_head_temperature(
-    edir: &Path,
-    method: &str,
-    seed: u64,
-    head: &decal_models::heads::Head,
-    weights_hash: &str,
-    num_samples: usize,
-    fit: HeadTsFit,
-    val: &FeatureSet,
-    val_key: &CacheKey,
-    eval_seed: u64,
-    force: bool,
-    device: Device,
-) -> Result<Result<(decal_calib::TemperatureScaler, bool), String>, ExperimentError> {
-    let hash = hash_json(&json!({
-        "method": method, "fit": fit, "m": num_samples, "eval_seed": eval_seed, "weights": weights_hash,
-        "val": val_key, "version": 1,
-    }));
-    let file = edir.join(format!(
-        "ts-{}-seed{seed}-{}.json",
-        slug(method),
-        short(&hash)
-    ));
-    if file.exists() && !force {
-        if let Some(scaler) = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-        {
-            return Ok(Ok((scaler, true)));
-        }
-    }
-    let what = format!("temperature scaling of {method} seed {seed}");
-    let (z, k) = crate::predict::sample_logits(head, num_samples, eval_seed ^ 3, val, device)
-        .map_err(step(&what))?;
-    // Sampled V-TST rows (m ≥ 1) are fitted on their m-sample predictive (for m = 1 the same optimum as the
-    // exact fit on that sample's logits, recorded as a fit of the sampled predictive); deterministic rows
-    // on their logits.
-    let sampled = head.is_stochastic() && num_samples > 0;
-    let scaler = match fit {
-        HeadTsFit::SeedLbfgs => {
-            decal_calib::TemperatureScaler::fit_seed_lbfgs(&z[..val.len() * k], &val.labels, k)
-        }
-        HeadTsFit::Exact if sampled => {
-            decal_calib::TemperatureScaler::fit_sampled(&z, num_samples, &val.labels, k)
-        }
-        HeadTsFit::Exact => decal_calib::TemperatureScaler::fit_exact(&z, &val.labels, k),
-    };
-    let scaler = match scaler {
-        Ok(scaler) => scaler,
-        // The fit's own failure (no finite optimum) is the row's, not the run's: the caller skips it.
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    write_json_atomic(&file, &scaler).map_err(step(&what))?;
-    Ok(Ok((scaler, false)))
-}
-
-/// An experiment on feature files (`[backbone] features`, `decal heads`): heads, temperature fits,
-/// evaluation and report on features saved from any model, in `out` (resumable). Experiments on images run
-/// as a plan of units ([`crate::runner`]); this path is not planned as units yet.
-pub fn run_feature_files(
-    config: &ExperimentConfig,
-    out: &Path,
-    options: &RunOptions,
-    log: &mut dyn FnMut(&str),
-) -> Result<RunSummary, ExperimentError> {
-    let started = Instant::now();
-    // The whole configuration (keys, data directory, backbone checkpoint, head widths) is checked before
-    // anything is created, loaded or trained.
-    crate::config_check::check_inputs(config).map_err(|message| ExperimentError::Step {
-        step: "config".into(),
-        message,
-    })?;
-    // The output directory: new, empty, or an earlier run of an experiment (resume) by this decal version.
-    if out.join(MARKER).exists() {
-        if !options.force {
-            decal_core::run_version::check_file(&out.join(MARKER), "/provenance/decal_version")
-                .map_err(|message| ExperimentError::Step {
-                    step: "output directory".into(),
-                    message,
-                })?;
-        }
-        log(&format!(
-            "resuming in {} (finished units are reused; --force recomputes them)",
-            out.display()
-        ));
-    } else {
-        decal_core::prepare_output_dir(out, options.force).map_err(step("output directory"))?;
-    }
-    write_json_atomic(
-        &out.join(MARKER),
-        &json!({"config": config, "config_hash": hash_json(config), "provenance": Provenance::capture()}),
-    )
-    .map_err(step("output directory"))?;
-    let files = config
-        .backbone
-        .features
-        .as_ref()
-        .ok_or_else(|| ExperimentError::Step {
-            step: "config".into(),
-            message: "run_feature_files needs [backbone] features".into(),
-        })?;
-    feature_run::run(config, files, out, options, log, started)
-}
-
-/// Writes a unit's test probabilities (float32 [N, K]) and labels under
-/// `predictions/<method><seed_tag>/` (`[eval] save_predictions`).
-fn save_test_predictions(
-    out: &Path,
-    method: &str,
-    seed_tag: &str,
-    test_p: &Predictions,
-) -> Result<(), ExperimentError> {
-    let path = out
-        .join("predictions")
-        .join(format!("{}{seed_tag}", slug(method)))
-        .join("test_probs.npy");
-    let arr = decal_io::NpyArray::from_f32(
-        vec![test_p.len(), test_p.num_classes],
-        test_p.probabilities().iter().map(|&v| v as f32).collect(),
-    );
-    decal_io::npy::write(&path, &arr).map_err(step(format!("writing {}", path.display())))?;
-    let lpath = path.with_file_name("test_labels.npy");
-    decal_io::npy::write(
-        &lpath,
-        &decal_io::NpyArray::from_i64(vec![test_p.len()], test_p.labels.clone()),
-    )
-    .map_err(step(format!("writing {}", lpath.display())))
-}
-
-/// Adds one evaluation unit's stored result (`file`, computed now or reused) to the run's records,
-/// reliability bins per method and `results.json` entries (keyed `<method>[ seed <s>]`).
-fn collect_unit_result(
-    method: &str,
-    seed: Option<u64>,
-    file: &Path,
-    result: &serde_json::Value,
-    all_records: &mut Vec<MetricRecord>,
-    reliability: &mut BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
-    results: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<(), ExperimentError> {
-    let recs: Vec<MetricRecord> = serde_json::from_value(result["records"].clone())
-        .map_err(step(format!("reading {}", file.display())))?;
-    all_records.extend(recs);
-    if let Ok(rb) = serde_json::from_value(result["reliability"].clone()) {
-        reliability.entry(method.to_string()).or_default().push(rb);
-    }
-    let key = format!(
-        "{}{}",
-        method,
-        seed.map(|s| format!(" seed {s}")).unwrap_or_default()
-    );
-    results.insert(key, result["results"].clone());
-    Ok(())
-}
 
 /// The resolved head architecture of a spec.
 pub fn head_config(spec: &HeadSpec, feature_dim: i64, num_classes: i64) -> HeadConfig {
@@ -960,230 +692,6 @@ pub fn stage2_config(
         shuffle: spec.shuffle,
         seed,
     }
-}
-
-/// Writes the MSP histogram of one method (ID test set vs each OOD set, 20 equal-width bins) to
-/// `ood_histograms/<method>.csv`, the file `decal report` draws as an OOD score histogram.
-fn write_ood_histogram(
-    out: &Path,
-    method: &str,
-    id: &Predictions,
-    sets: &[(String, Predictions)],
-    id_name: &str,
-) -> Result<(), String> {
-    use decal_metrics::ood::scores::msp;
-    let id_scores = msp(&id.probabilities(), id.num_classes);
-    let ood_scores: Vec<(String, Vec<f64>)> = sets
-        .iter()
-        .map(|(name, p)| (name.clone(), msp(&p.probabilities(), p.num_classes)))
-        .collect();
-    let refs: Vec<(&str, &[f64])> = ood_scores
-        .iter()
-        .map(|(name, s)| (name.as_str(), s.as_slice()))
-        .collect();
-    let hist = decal_report::plot::ScoreHistogram::from_scores(
-        method, "MSP", id_name, &id_scores, &refs, 20,
-    )
-    .map_err(|e| e.to_string())?;
-    let path = out
-        .join("ood_histograms")
-        .join(format!("{}.csv", slug(method)));
-    let csv = decal_report::plot::histogram::histograms_to_csv(&[hist]);
-    write_atomic(&path, csv.as_bytes()).map_err(|e| e.to_string())
-}
-
-/// Seed-compatibility options in effect (seed-system.md §15), one line each: shown with the warnings in the
-/// report, because they change how rows are computed.
-fn compat_notes(config: &ExperimentConfig) -> Vec<String> {
-    let mut notes = Vec::new();
-    if config.features.body == BodyMode::SeedBnDrift {
-        notes.push("seed compatibility: stage-2 features come from the body in train mode, BatchNorm statistics drifting (features.body = \"seed-bn-drift\", seed BUG-7)".to_string());
-    }
-    for h in &config.heads {
-        if !h.shuffle {
-            notes.push(format!(
-                "seed compatibility: head {} is trained without reshuffling between epochs (shuffle = false, seed BUG-5)",
-                h.name
-            ));
-        }
-        if h.selection == Selection::SeedLoss {
-            notes.push(format!(
-                "seed compatibility: head {} keeps the epoch with the lowest single-sample training-objective validation loss (selection = \"seed-loss\", seed Q-8)",
-                h.name
-            ));
-        }
-    }
-    if let Some(d) = config.shift.as_ref().and_then(|s| s.severity_divisor) {
-        notes.push(format!(
-            "seed compatibility: per-severity shift metrics are divided by {d} instead of the number of corruptions evaluated (severity_divisor, seed BUG-1)"
-        ));
-    }
-    notes
-}
-
-/// Files of the report directory written by `decal run` before it used `decal_report::generate` (no
-/// `report.json`); removed once so that a regenerated `report/` holds only the current report.
-const LEGACY_REPORT_FILES: &[&str] = &[
-    "results.tex",
-    "results.csv",
-    "reliability.svg",
-    "reliability.png",
-    "reliability.csv",
-];
-
-/// What [`write_report`] produced.
-struct ReportFiles {
-    /// The comparison table (Markdown), as printed.
-    table_markdown: String,
-    /// `report/index.html`.
-    index_html: PathBuf,
-    /// The report's own warnings (e.g. reliability series that could not be pooled) and notices.
-    messages: Vec<String>,
-}
-
-/// Writes `reliability/<method>.csv` (each method's bins pooled over seeds), then the report in `report/`
-/// through [`decal_report::generate::generate_report`] — the same tables, reliability diagrams,
-/// ECE-vs-severity plots, OOD score histograms and HTML as `decal report <run>` — with the run's warnings
-/// in its Warnings section, and `report/results.md`, the comparison table `decal run` prints.
-fn write_report(
-    config: &ExperimentConfig,
-    out: &Path,
-    records: &[MetricRecord],
-    reliability: &BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
-    method_order: &[String],
-    warnings: &[String],
-) -> Result<ReportFiles, String> {
-    write_report_with_notes(
-        config,
-        out,
-        records,
-        reliability,
-        method_order,
-        warnings,
-        &[],
-    )
-}
-
-/// [`write_report`] with the run's own notes (what ran: stage-2 mode, validation source, departures from
-/// the seed's recipe) after the warnings and before the compatibility notes.
-fn write_report_with_notes(
-    config: &ExperimentConfig,
-    out: &Path,
-    records: &[MetricRecord],
-    reliability: &BTreeMap<String, Vec<decal_metrics::calibration::ReliabilityBins>>,
-    method_order: &[String],
-    warnings: &[String],
-    run_notes: &[String],
-) -> Result<ReportFiles, String> {
-    // The report draws every CSV in `reliability/` and `ood_histograms/`: those of methods that are no
-    // longer in the config (an earlier config in the same run directory) go first.
-    let current: Vec<String> = method_order.iter().map(|m| slug(m)).collect();
-    for sub in ["reliability", "ood_histograms"] {
-        let dir = out.join(sub);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-            let stale = path.extension().is_some_and(|e| e == "csv")
-                && path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .is_some_and(|s| !current.iter().any(|c| c == s));
-            if stale && path.is_file() {
-                std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        }
-    }
-    // Reliability: bins summed over seeds (each seed evaluates the same test images).
-    for method in method_order {
-        let Some(list) = reliability.get(method) else {
-            continue;
-        };
-        let first = &list[0];
-        let Some(bins) = decal_report::pool_bins(list.iter().map(|r| r.bins.as_slice())) else {
-            return Err(format!(
-                "{method}: seeds disagree on the reliability bin edges"
-            ));
-        };
-        let ece = decal_report::bins_ece(&bins);
-        let definition = format!(
-            "top-label, {} equal-width bins, {:?} membership, {} seeds pooled",
-            first.num_bins,
-            first.membership,
-            list.len()
-        );
-        let s = ReliabilitySeries {
-            label: method.clone(),
-            bins,
-            ece,
-            definition,
-        };
-        decal_report::reliability::write_reliability_csv(
-            &out.join("reliability")
-                .join(format!("{}.csv", slug(method))),
-            std::slice::from_ref(&s),
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    let title = format!(
-        "{}{}: calibration of baseline, TS, TST and V-TST",
-        if config.eval.smoke {
-            "SMOKE RUN, NOT RESULTS — "
-        } else {
-            ""
-        },
-        config.name
-    );
-    let aggregates = aggregate(records).map_err(|e| e.to_string())?;
-    let table_markdown = Table::paper(&title, &aggregates, config.eval.spread, method_order)
-        .map_err(|e| e.to_string())?
-        .to_markdown();
-    // `report/` belongs to the run (regenerated on every run, so `force`): a report decal-report wrote there
-    // is replaced, stale files it lists removed; files of the pre-manifest layout are removed here.
-    let rdir = out.join("report");
-    if !rdir.join(decal_report::manifest::MANIFEST).exists() {
-        for name in LEGACY_REPORT_FILES {
-            let p = rdir.join(name);
-            if p.is_file() {
-                std::fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            }
-        }
-    }
-    let mut options = decal_report::generate::ReportOptions::new(&rdir);
-    options.title = title;
-    options.method_order = method_order.to_vec();
-    options.description = config.description.clone();
-    options.force = true;
-    options.provenance = Some(Provenance::capture());
-    options.notes = config
-        .eval
-        .smoke
-        .then(|| SMOKE_NOTE.to_string())
-        .into_iter()
-        .chain(warnings.iter().cloned())
-        .chain(run_notes.iter().cloned())
-        .chain(compat_notes(config))
-        .collect();
-    options.spread = config.eval.spread;
-    // The printed table, also as `report/results.md` (listed in the report's manifest).
-    options.extra_files = vec![(
-        PathBuf::from("results.md"),
-        table_markdown.as_bytes().to_vec(),
-    )];
-    let outcome = decal_report::generate::generate_report(&[out.join("metrics.jsonl")], &options)
-        .map_err(|e| e.to_string())?;
-    let index_html = outcome
-        .index_html
-        .ok_or_else(|| "report: no index.html written".to_string())?;
-    Ok(ReportFiles {
-        table_markdown,
-        index_html,
-        messages: outcome
-            .warnings
-            .into_iter()
-            .chain(outcome.notices)
-            .collect(),
-    })
 }
 
 #[cfg(test)]

@@ -238,6 +238,15 @@ pub fn read_labels(spec: &Path, what: &str) -> Result<Vec<i64>, String> {
     decal_io::matrix::labels_from_array(&array, spec).map_err(|e| format!("{what}: {e}"))
 }
 
+/// The cache key of features (or logits) read from files: a content hash of the values and, for a split,
+/// its labels (OOD sets have none), described by `what` (the set and file).
+pub fn content_key(values: &[f32], labels: Option<&[i64]>, what: &str) -> CacheKey {
+    match labels {
+        Some(y) => key(&[&f32_bytes(values), &i64_bytes(y)], what),
+        None => key(&[&f32_bytes(values)], what),
+    }
+}
+
 fn key(parts: &[&[u8]], what: &str) -> CacheKey {
     let mut bytes = Vec::new();
     for p in parts {

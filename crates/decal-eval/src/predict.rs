@@ -34,6 +34,12 @@ pub enum Predictor<'a> {
         /// T > 0.
         temperature: f64,
     },
+    /// The features are the model's own logits (experiments on feature files that give them):
+    /// `logits = features / temperature`, in double precision.
+    Given {
+        /// T > 0.
+        temperature: f64,
+    },
     /// A stage-2 head. For V-TST `num_samples` is m (0 = decode μ); other heads ignore it.
     Head {
         /// The head.
@@ -155,7 +161,7 @@ pub fn predict(
     let f = features.feature_dim;
     let mut rng = match predictor {
         Predictor::Head { eval_seed, .. } => NormalRng::new(*eval_seed),
-        Predictor::Linear { .. } => NormalRng::new(0),
+        Predictor::Linear { .. } | Predictor::Given { .. } => NormalRng::new(0),
     };
     let (kind, with_mi) = match predictor {
         Predictor::Head {
@@ -186,6 +192,7 @@ pub fn predict(
                     }
                     x.linear(weight, *bias).to_kind(Kind::Double) / *temperature
                 }
+                Predictor::Given { temperature } => x.to_kind(Kind::Double) / *temperature,
                 Predictor::Head {
                     head,
                     num_samples,

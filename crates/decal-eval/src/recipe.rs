@@ -161,16 +161,19 @@ pub fn departures(config: &crate::experiment::ExperimentConfig, holdout: bool) -
             config.seeds.len()
         ));
     }
+    // On feature files the images, the body and the training views are the user's, not decal's.
+    let images = config.backbone.features.is_none();
     match config.features.mode.as_str() {
+        _ if !images => {}
         "exact" => {}
         "cached" | "unaugmented" => say(format!("stage 2 trains on features of un-augmented training images, computed once ([features] mode = \"{}\"; seed: freshly augmented images through the body every epoch)", config.features.mode)),
         "augmented" => say(format!("stage 2 trains on cached features of A = {} augmented views per training image, one view per image per epoch ([features] mode = \"augmented\"; seed: freshly augmented images through the body every epoch)", config.features.views)),
         other => say(format!("stage 2 trains on cached features ([features] mode = \"{other}\"; seed: freshly augmented images through the body every epoch)")),
     }
-    if config.features.body != BodyMode::SeedBnDrift {
+    if images && config.features.body != BodyMode::SeedBnDrift {
         say("the frozen body runs in eval mode (seed: train mode, BatchNorm statistics drifting, BUG-7)".into());
     }
-    if !config.heads.is_empty() {
+    if images && !config.heads.is_empty() {
         say(
             "stage-2 validation images are un-augmented (seed: the training augmentation, BUG-6)"
                 .into(),

@@ -47,6 +47,9 @@ pub enum BatchedSource<'a> {
     Fixed(&'a FeatureSet),
     /// Augmented views: each epoch, each seed takes one view per image from [`ViewSampler`].
     Views(&'a ViewCache),
+    /// Augmented views in memory (views given as files): view `a` is `[N, F]`, every view with the same
+    /// labels; chosen as for [`BatchedSource::Views`].
+    Stack(&'a [FeatureSet]),
 }
 
 impl BatchedSource<'_> {
@@ -54,18 +57,21 @@ impl BatchedSource<'_> {
         match self {
             BatchedSource::Fixed(s) => s.len(),
             BatchedSource::Views(c) => c.len(),
+            BatchedSource::Stack(v) => v.first().map_or(0, FeatureSet::len),
         }
     }
     fn feature_dim(&self) -> usize {
         match self {
             BatchedSource::Fixed(s) => s.feature_dim,
             BatchedSource::Views(c) => c.feature_dim(),
+            BatchedSource::Stack(v) => v.first().map_or(0, |s| s.feature_dim),
         }
     }
     fn label(&self, row: usize) -> i64 {
         match self {
             BatchedSource::Fixed(s) => s.labels[row],
             BatchedSource::Views(c) => c.labels()[row],
+            BatchedSource::Stack(v) => v[0].labels[row],
         }
     }
     fn row(&self, view: usize, row: usize, out: &mut [f32]) -> Result<(), Stage2Error> {
@@ -78,6 +84,14 @@ impl BatchedSource<'_> {
             BatchedSource::Views(c) => c
                 .read_row(view, row, out)
                 .map_err(|e| Stage2Error::Features(e.to_string())),
+            BatchedSource::Stack(v) => {
+                let s = v.get(view).ok_or_else(|| {
+                    Stage2Error::Features(format!("view {view} of {} given views", v.len()))
+                })?;
+                let f = s.feature_dim;
+                out.copy_from_slice(&s.features[row * f..(row + 1) * f]);
+                Ok(())
+            }
         }
     }
 }
@@ -360,6 +374,10 @@ pub fn train_batched(
         BatchedSource::Views(cache) => configs
             .iter()
             .map(|c| ViewSampler::new(cache.num_views(), c.seed))
+            .collect(),
+        BatchedSource::Stack(views) => configs
+            .iter()
+            .map(|c| ViewSampler::new(views.len(), c.seed))
             .collect(),
         BatchedSource::Fixed(_) => Vec::new(),
     };

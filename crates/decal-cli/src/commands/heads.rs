@@ -2,8 +2,8 @@
 //! any model (`.npy`, `.npz`, safetensors), evaluated like `decal run`, exported for PyTorch.
 //!
 //! The command builds an experiment config with `[backbone] features = { … }` (every head option is a key
-//! of `[[heads]]`, [`decal_eval::experiment::HeadSpec`], with its defaults) and runs it with
-//! [`decal_eval::experiment::run_feature_files`] into a staging sibling of `--out`; then it exports every seed's head
+//! of `[[heads]]`, [`decal_eval::experiment::HeadSpec`], with its defaults) and runs it as a plan of units
+//! ([`decal_eval::runner`], serially) into a staging sibling of `--out`; then it exports every seed's head
 //! ([`decal_models::export`]: `head/seed-<s>/model.safetensors` + `head/model.py`) and renames the
 //! directory into place. `--save-probs` and `--json` are written at the same time, all or nothing.
 
@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use decal_core::{OutputFiles, StagedDir};
-use decal_eval::experiment::{self, slug, ExperimentConfig, RunOptions};
+use decal_eval::experiment::{self, slug, ExperimentConfig};
 use decal_eval::feature_files::FeatureFiles;
+use decal_eval::plan::store::Store;
+use decal_eval::plan::Plan;
+use decal_eval::runner::{self, Executor, RunnerOptions};
+use decal_eval::units::ExecOptions;
 use decal_models::heads::HeadKind;
 
 /// Arguments of `decal heads`.
@@ -381,74 +385,77 @@ fn head_rows(spec: &experiment::HeadSpec) -> Vec<(String, String)> {
     }
 }
 
-/// The head directory of `seed` (`heads/<slug>/seed-<s>-<hash>/`) that holds a finished checkpoint.
-fn head_dir(run: &Path, spec: &experiment::HeadSpec, seed: u64) -> anyhow::Result<PathBuf> {
-    let base = run.join("heads").join(slug(&spec.name));
-    let prefix = format!("seed-{seed}-");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&base)
-        .with_context(|| format!("{}", base.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                && p.join(decal_train::stage2::HEAD_CONFIG).exists()
-        })
-        .collect();
-    found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        n => bail!(
-            "{}: expected one finished head of seed {seed}, found {n}",
-            base.display()
-        ),
+/// The directory of the head unit of `seed` (`units/<id>/`, `head/<slug>/seed-<s>` in the plan) in the
+/// store `run`, which must hold its completion record.
+fn head_dir(
+    plan: &Plan,
+    run: &Path,
+    spec: &experiment::HeadSpec,
+    seed: u64,
+) -> anyhow::Result<PathBuf> {
+    let name = format!("head/{}/seed-{seed}", slug(&spec.name));
+    let unit = plan
+        .units
+        .iter()
+        .find(|u| u.name == name)
+        .with_context(|| format!("the plan has no unit {name}"))?;
+    let store = Store::new(run);
+    if store.record(&unit.id).is_none() {
+        bail!(
+            "{name} did not complete (no record in {})",
+            store.unit_dir(&unit.id).display()
+        );
     }
+    Ok(store.unit_dir(&unit.id))
 }
 
-/// Runs `decal heads`.
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = heads_config(&args)?;
-    if args.print_config {
-        print!(
-            "{}",
-            toml::to_string_pretty(&config).context("serialising the config")?
-        );
-        return Ok(());
-    }
-    let spec = config.heads[0].clone();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
-    // Every output is checked before any work: the directory (built in a staging sibling) and the files.
-    let staged = StagedDir::new(&out, args.force)?;
-    let mut files = OutputFiles::new(args.force);
-    for p in args.save_probs.iter().chain(args.json.iter()) {
-        files.claim(p)?;
-    }
+/// Runs the experiment of `config` as a plan of units (serially) into `work`.
+fn run_units(
+    config: &ExperimentConfig,
+    args: &Args,
+    work: &Path,
+) -> anyhow::Result<(Plan, runner::RunSummary)> {
     let device = decal_models::device::parse(&args.device)?;
-    let options = RunOptions {
+    let options = RunnerOptions {
         force: false,
-        device,
-        device_spec: args.device.clone(),
-        head_threads: Some(args.threads),
+        exec: ExecOptions {
+            device,
+            threads: Some(args.threads),
+            head_threads: Some(args.threads),
+        },
+        exe: std::env::current_exe().context("locating the decal executable")?,
+        unit_args: Vec::new(),
+        executor: Executor::Serial,
+        keep_going: false,
     };
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
-    let work = staged.path().to_path_buf();
-    let summary = experiment::run_feature_files(&config, &work, &options, &mut log)?;
+    let origin = Path::new("decal heads");
+    let plan = runner::plan(config, origin, device)?;
+    let summary = runner::run(config, origin, work, &options, &mut log)?;
+    Ok((plan, summary))
+}
 
-    // ---- Export every seed's head for PyTorch -------------------------------------------------------
+/// Exports every seed's head for PyTorch into `work/head/` (paths in `heads.json` name `out`, where `work`
+/// is moved); returns `heads.json`.
+fn export_heads(
+    plan: &Plan,
+    config: &ExperimentConfig,
+    work: &Path,
+    out: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let spec = &config.heads[0];
     let results_path = work.join("results.json");
     let results_text = std::fs::read_to_string(&results_path)
         .with_context(|| format!("{}", results_path.display()))?;
     let results: serde_json::Value = serde_json::from_str(&results_text)
         .with_context(|| format!("{}", results_path.display()))?;
-    let rows = head_rows(&spec);
+    let rows = head_rows(spec);
     let export_dir = work.join("head");
     decal_models::export::write_model_py(&export_dir)?;
     let mut exported = Vec::new();
     for &seed in &config.seeds {
-        let dir = head_dir(&work, &spec, seed)?;
+        let dir = head_dir(plan, work, spec, seed)?;
         let (vs, head, meta) = decal_train::stage2::load_head(&dir, tch::Device::Cpu)
             .with_context(|| format!("loading head {}", dir.display()))?;
         let mut temperatures = BTreeMap::new();
@@ -486,44 +493,78 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "usage": "from model import load; head = load('seed-0/model.safetensors'); head(features) -> logits; head.predict_proba(features, num_samples=m, seed=s)",
     });
     decal_core::write_json_atomic(&export_dir.join("heads.json"), &heads_json)?;
-    // results.json names the staging directory; it is about to become `out`.
-    let staging_text = work.display().to_string();
-    let final_text = out.display().to_string();
-    decal_core::write_atomic(
-        &results_path,
-        results_text.replace(&staging_text, &final_text).as_bytes(),
-    )?;
+    Ok(heads_json)
+}
 
-    // ---- --save-probs and --json --------------------------------------------------------------------
-    let calibrated_row = {
-        let last = &rows.last().expect("a head has at least one row").0;
-        let ts = format!("TS + {last}");
-        if config.seeds.iter().all(|s| {
-            work.join("predictions")
-                .join(format!("{}-seed{s}", slug(&ts)))
-                .exists()
-        }) {
-            ts
-        } else {
-            last.clone()
-        }
-    };
+/// The row `--save-probs` exports: the head's last row, temperature-scaled when every seed has its fit.
+fn calibrated_row(config: &ExperimentConfig, work: &Path) -> String {
+    let rows = head_rows(&config.heads[0]);
+    let last = &rows.last().expect("a head has at least one row").0;
+    let ts = format!("TS + {last}");
+    let every_seed = config.seeds.iter().all(|s| {
+        work.join("predictions")
+            .join(format!("{}-seed{s}", slug(&ts)))
+            .exists()
+    });
+    if every_seed {
+        ts
+    } else {
+        last.clone()
+    }
+}
+
+/// `--save-probs` (the calibrated row's test probabilities of every seed, `[seeds, N, K]`).
+fn save_probs(
+    path: &Path,
+    files: &mut OutputFiles,
+    config: &ExperimentConfig,
+    work: &Path,
+    row: &str,
+) -> anyhow::Result<()> {
+    let mut shape = Vec::new();
+    let mut values = Vec::new();
+    for s in &config.seeds {
+        let f = work
+            .join("predictions")
+            .join(format!("{}-seed{s}", slug(row)))
+            .join("test_probs.npy");
+        let a = decal_io::npy::read(&f)?;
+        shape = a.shape.clone();
+        values.extend(a.to_f64_vec().into_iter().map(|v| v as f32));
+    }
+    let mut full = vec![config.seeds.len()];
+    full.extend(shape);
+    let arr = decal_io::NpyArray::from_f32(full, values);
+    files.write(path, &decal_io::npy::to_bytes(&arr)?)?;
+    Ok(())
+}
+
+/// Runs `decal heads`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = heads_config(&args)?;
+    if args.print_config {
+        print!(
+            "{}",
+            toml::to_string_pretty(&config).context("serialising the config")?
+        );
+        return Ok(());
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    // Every output is checked before any work: the directory (built in a staging sibling) and the files.
+    let staged = StagedDir::new(&out, args.force)?;
+    let mut files = OutputFiles::new(args.force);
+    for p in args.save_probs.iter().chain(args.json.iter()) {
+        files.claim(p)?;
+    }
+    let work = staged.path().to_path_buf();
+    let (plan, summary) = run_units(&config, &args, &work)?;
+    let heads_json = export_heads(&plan, &config, &work, &out)?;
+    let calibrated_row = calibrated_row(&config, &work);
     if let Some(p) = &args.save_probs {
-        let mut shape = Vec::new();
-        let mut values = Vec::new();
-        for s in &config.seeds {
-            let f = work
-                .join("predictions")
-                .join(format!("{}-seed{s}", slug(&calibrated_row)))
-                .join("test_probs.npy");
-            let a = decal_io::npy::read(&f)?;
-            shape = a.shape.clone();
-            values.extend(a.to_f64_vec().into_iter().map(|v| v as f32));
-        }
-        let mut full = vec![config.seeds.len()];
-        full.extend(shape);
-        let arr = decal_io::NpyArray::from_f32(full, values);
-        files.write(p, &decal_io::npy::to_bytes(&arr)?)?;
+        save_probs(p, &mut files, &config, &work, &calibrated_row)?;
     }
     if let Some(p) = &args.json {
         let records = decal_report::record::read_jsonl(&work.join("metrics.jsonl"))?;

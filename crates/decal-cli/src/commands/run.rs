@@ -124,9 +124,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(out) => out.clone(),
         None => PathBuf::from("runs").join(&config.name),
     };
-    if config.backbone.features.is_some() {
-        return run_feature_files(&args, &config, device, &out);
-    }
     // Fail before working: the whole config is planned (and validated, naming the file and key) first.
     let plan = runner::plan(&config, &args.config, device)?;
     if args.plan {
@@ -155,41 +152,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let summary = runner::run(&config, &args.config, &out, &options, &mut log)?;
     print_summary(&summary, &args, &out)
-}
-
-/// `[backbone] features` (features saved from any model): the feature-file run, not planned as units yet.
-fn run_feature_files(
-    args: &Args,
-    config: &ExperimentConfig,
-    device: tch::Device,
-    out: &Path,
-) -> anyhow::Result<()> {
-    if args.plan || args.jobs.is_some() || args.executor != ExecutorKind::Local || args.keep_going {
-        anyhow::bail!(
-            "{}: [backbone] features: --plan, --jobs, --keep-going and --executor slurm need an experiment on \
-             images; an experiment on feature files runs in one process (`decal run CONFIG`)",
-            args.config.display()
-        );
-    }
-    decal_eval::config_check::check_inputs(config)
-        .map_err(|problem| anyhow::anyhow!("{}: {problem}", args.config.display()))?;
-    decal_models::device::set_threads(args.threads);
-    let options = experiment::RunOptions {
-        force: args.force,
-        device,
-        device_spec: args.device.clone(),
-        head_threads: Some(args.head_threads),
-    };
-    let started = std::time::Instant::now();
-    let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
-    let s = experiment::run_feature_files(config, out, &options, &mut log)?;
-    println!("{}", s.table_markdown);
-    for w in &s.warnings {
-        println!("warning: {w}");
-    }
-    println!("records: {}", s.metrics.display());
-    println!("report:  {}", s.report.display());
-    Ok(())
 }
 
 fn runner_options(

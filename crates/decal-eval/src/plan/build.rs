@@ -45,8 +45,14 @@ pub struct PlanCtx<'a> {
     pub split: Option<UnitId>,
     /// Shared feature units by set: `train`, `val`, `test`, `fit` (the set every fit uses), `ood:<name>`.
     pub features: BTreeMap<String, UnitId>,
-    /// The augmented view cache, if the features mode uses one.
+    /// The model's own logits by set (experiments on feature files that give them: the baseline rows).
+    pub logits: BTreeMap<String, UnitId>,
+    /// The augmented training views, if the heads train on views.
     pub views: Option<UnitId>,
+    /// The OOD sets planned, in order (a set's index salts its predictions: 100 + index).
+    pub ood_sets: Vec<String>,
+    /// Display name of the in-distribution dataset (the records' `dataset`).
+    pub dataset: String,
     /// Feature width of the backbone (known at plan time from the architecture).
     pub feature_dim: i64,
     /// Number of classes.
@@ -71,7 +77,10 @@ pub fn build(config: &ExperimentConfig, device_kind: &str) -> Result<Plan, PlanE
         backbone: None,
         split: None,
         features: BTreeMap::new(),
+        logits: BTreeMap::new(),
         views: None,
+        ood_sets: Vec::new(),
+        dataset: String::new(),
         feature_dim: 0,
         num_classes: 0,
         rows: Vec::new(),

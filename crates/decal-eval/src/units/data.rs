@@ -9,7 +9,9 @@
 //! - `features` ([`FeaturesSpec`]): one split or OOD set through the frozen body (or, with `drifted`, through
 //!   the BatchNorm statistics a head unit saved as [`crate::drift::BODY_STATE_FILE`]), written in
 //!   `decal_train::features`' cache format under the name `features`;
-//! - `views` ([`ViewsSpec`]): the augmented views of the training images (`[features] mode = "augmented"`).
+//! - `views` ([`ViewsSpec`]): the augmented views of the training images (`[features] mode = "augmented"`);
+//! - for an experiment on feature files (`[backbone] features`), [`files`]: `features-file` units in place of
+//!   the backbone, split and features units, and a `views-file` unit for the given training views.
 //!
 //! Other unit modules read these outputs only through the loaders exported here ([`load_backbone`],
 //! [`load_split`], [`load_images`], [`device_images`], [`load_features`], [`features_key`], [`load_views`]),
@@ -25,6 +27,7 @@
 
 mod backbone;
 mod extract;
+pub mod files;
 mod inputs;
 mod split;
 #[cfg(test)]
@@ -38,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backbone::{load_backbone, run_backbone, Backbone};
 pub use extract::{features_key, load_features, load_views, run_features, run_views};
+pub use files::{run_features_file, run_views_file, FeaturesFileSpec, TrainViews, ViewsFileSpec};
 pub use inputs::{device_images, load_images, Images};
 pub use split::{load_split, run_split, SplitInfo};
 
@@ -385,11 +389,8 @@ fn plan_views(
 /// `ctx.split`, `ctx.features`, `ctx.views`, `ctx.feature_dim` and `ctx.num_classes`.
 pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     let config = ctx.config;
-    if config.backbone.features.is_some() {
-        return Err(PlanError::Config {
-            key: "backbone.features".into(),
-            problem: "experiments on feature files are not planned as units yet".into(),
-        });
+    if let Some(files) = &config.backbone.features {
+        return files::plan(ctx, files);
     }
     let data = inputs::data_ref(
         &config.data.dataset,
@@ -441,6 +442,16 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     ctx.split = Some(split);
     ctx.feature_dim = feature_dim;
     ctx.num_classes = num_classes as i64;
+    // The sets kept (one whose directory is missing was left out with a warning), in `[[ood]]` order.
+    ctx.ood_sets = config
+        .ood
+        .iter()
+        .map(|o| o.name.clone())
+        .filter(|n| ctx.features.contains_key(&format!("ood:{n}")))
+        .collect();
+    ctx.dataset = decal_data::DatasetName::parse(&config.data.dataset)
+        .map(|d| d.as_str().to_string())
+        .unwrap_or_default();
     Ok(())
 }
 

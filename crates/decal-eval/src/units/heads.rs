@@ -231,12 +231,16 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// The baseline row and its temperature-scaled rows.
+/// The baseline row and its temperature-scaled rows: the backbone's linear head on the shared features,
+/// or (feature files) the model's own logits where they are given — the row's model is then the test
+/// logits unit, its inputs the `logits/…` units, and its temperature is fitted on the validation logits.
 fn plan_baseline(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
-    let Some(backbone) = ctx.backbone.clone() else {
-        return Ok(());
+    let (backbone, sets) = match (&ctx.backbone, ctx.logits.get("test")) {
+        (Some(b), _) => (b.clone(), ctx.features.clone()),
+        (None, Some(test)) => (test.clone(), ctx.logits.clone()),
+        (None, None) => return Ok(()),
     };
-    let scored = scored_sets(&ctx.features);
+    let scored = scored_sets(&sets);
     ctx.rows.push(MethodRow {
         method: "Baseline".into(),
         seed: None,
@@ -249,7 +253,7 @@ fn plan_baseline(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     if !ctx.config.temperature_scaling {
         return Ok(());
     }
-    let fit = planned(&ctx.features, "fit", "temperature_scaling")?.clone();
+    let fit = planned(&sets, "fit", "temperature_scaling")?.clone();
     for (method, how) in [
         ("TS", TemperatureFit::Exact),
         ("TS (seed LBFGS)", TemperatureFit::SeedLbfgs),
@@ -527,6 +531,8 @@ pub enum RowModel {
     },
     /// A head unit's head.
     Head(Rc<LoadedHead>),
+    /// The model's own logits, given as files: the row's feature inputs are `logits` units.
+    Given,
 }
 
 impl RowModel {
@@ -551,11 +557,13 @@ impl RowModel {
                 bias: bias.as_ref(),
                 temperature,
             },
+            RowModel::Given => Predictor::Given { temperature },
         }
     }
 }
 
-/// The weights that predict the row whose model is unit `id` (a backbone or a head unit).
+/// The weights that predict the row whose model is unit `id` (a backbone, a head unit, or a `logits/…`
+/// unit of given logits).
 pub fn load_model(ctx: &mut UnitContext<'_>, id: &UnitId) -> Result<RowModel, UnitError> {
     let unit = plan_unit(ctx, id, "load_model")?;
     match &unit.spec {
@@ -566,6 +574,9 @@ pub fn load_model(ctx: &mut UnitContext<'_>, id: &UnitId) -> Result<RowModel, Un
                 weight: bb.classifier.head.ws.shallow_clone(),
                 bias: bb.classifier.head.bs.as_ref().map(|b| b.shallow_clone()),
             })
+        }
+        UnitSpec::FeaturesFile(f) if f.content == data::files::FileContent::Logits => {
+            Ok(RowModel::Given)
         }
         other => Err(UnitError::Input {
             unit: unit.name.clone(),
@@ -597,7 +608,7 @@ pub fn run_head(
         }
         HeadFeatures::Views => {
             let views = data::load_views(ctx, unit.dep("views")?)?;
-            let source = BatchedSource::Views(&views);
+            let source = views.source();
             (
                 train_cached(&s.stage2, source, &fit, device, unit, &what)?,
                 None,
@@ -674,7 +685,7 @@ pub fn run_temperature(
     let model = load_model(ctx, unit.dep("model")?)?;
     let what = format!("temperature scaling of {}", row_label(s));
     let fitted = match (&s.target, &model) {
-        (TemperatureTarget::Baseline, RowModel::Linear { .. }) => {
+        (TemperatureTarget::Baseline, RowModel::Linear { .. } | RowModel::Given) => {
             let logits = predict(&model.predictor(None, 0, 0), &fit, device)
                 .map_err(UnitError::failed(unit, &what))?;
             let (z, y, k) = (&logits.logits, &logits.labels, logits.num_classes);

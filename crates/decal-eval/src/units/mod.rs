@@ -5,7 +5,9 @@
 //! writes only its own directory. Kinds, by module:
 //! - [`data`]: `split` (which images are train / validation / test / held-out calibration, and why),
 //!   `backbone` (stage 1, resumable, or an imported checkpoint), `features` (one split or OOD set through the
-//!   frozen — or a head's drifted — body, or read from feature files), `views` (augmented training views);
+//!   frozen — or a head's drifted — body), `views` (augmented training views), and for experiments on
+//!   feature files `features-file` (one given matrix: a set's features or the model's logits) and
+//!   `views-file` (given augmented training views);
 //! - [`heads`]: `head` (one head × seed of stage 2), `temperature` (one temperature fit);
 //! - [`scores`]: `eval` (one method row × seed on the test split, its test probabilities and train NLL),
 //!   `ood` (that row against one OOD set);
@@ -44,6 +46,10 @@ pub enum UnitSpec {
     Features(data::FeaturesSpec),
     /// Augmented views of the training images.
     Views(data::ViewsSpec),
+    /// One given matrix (features or the model's logits) of one set (experiments on feature files).
+    FeaturesFile(data::FeaturesFileSpec),
+    /// Given augmented views of the training features (experiments on feature files).
+    ViewsFile(data::ViewsFileSpec),
     /// One head × seed.
     Head(heads::HeadUnitSpec),
     /// One temperature fit.
@@ -70,6 +76,8 @@ impl UnitSpec {
             UnitSpec::Backbone(_) => "backbone",
             UnitSpec::Features(_) => "features",
             UnitSpec::Views(_) => "views",
+            UnitSpec::FeaturesFile(_) => "features-file",
+            UnitSpec::ViewsFile(_) => "views-file",
             UnitSpec::Head(_) => "head",
             UnitSpec::Temperature(_) => "temperature",
             UnitSpec::Eval(_) => "eval",
@@ -246,6 +254,8 @@ pub fn run_unit(unit: &Unit, ctx: &mut UnitContext<'_>) -> Result<UnitResult, Un
         UnitSpec::Backbone(s) => data::run_backbone(s, unit, ctx, &dir),
         UnitSpec::Features(s) => data::run_features(s, unit, ctx, &dir),
         UnitSpec::Views(s) => data::run_views(s, unit, ctx, &dir),
+        UnitSpec::FeaturesFile(s) => data::run_features_file(s, unit, ctx, &dir),
+        UnitSpec::ViewsFile(s) => data::run_views_file(s, unit, ctx, &dir),
         UnitSpec::Head(s) => heads::run_head(s, unit, ctx, &dir),
         UnitSpec::Temperature(s) => heads::run_temperature(s, unit, ctx, &dir),
         UnitSpec::Eval(s) => scores::run_eval(s, unit, ctx, &dir),

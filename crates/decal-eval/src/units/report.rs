@@ -5,7 +5,8 @@
 //! [`publish`] copies them to the run directory's top level, where users find them.
 //!
 //! Inputs: every [`PlanCtx::report_inputs`] entry (`eval/<row>`, `ood/<row>/<set>`, `shift`, …), every row's
-//! `temperature` fit (role `temperature/<row>`), and `backbone` + `split` for the facts of `results.json`.
+//! `temperature` fit (role `temperature/<row>`), and `backbone` + `split` for the facts of `results.json`
+//! (for an experiment on feature files: every `features:<set>` input and the given `views`).
 //! An input that skipped (its reason) or did not complete (`--keep-going`: it or one of its inputs failed)
 //! is named in the report's Warnings section and in `results.json` `"warnings"`; the rest is reported.
 
@@ -44,6 +45,10 @@ pub struct ReportSpec {
     pub rows: Vec<ReportRow>,
     /// What the planner left out and why (e.g. an `[[ood]]` set whose directory is missing).
     pub plan_warnings: Vec<String>,
+    /// F, the feature width (`results.json` facts of an experiment on feature files).
+    pub feature_dim: i64,
+    /// K.
+    pub num_classes: i64,
 }
 
 /// Plans the one `report` unit (last).
@@ -54,8 +59,11 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
             deps.insert(role.to_string(), id.clone());
         }
     }
+    let files = ctx.config.backbone.features.is_some();
     for (set, id) in &ctx.features {
-        if ["train", "val", "test", "fit"].contains(&set.as_str()) {
+        if ["train", "val", "test", "fit"].contains(&set.as_str())
+            || (files && set.starts_with("ood:"))
+        {
             deps.insert(format!("features:{set}"), id.clone());
         }
     }
@@ -80,6 +88,8 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
         config: Box::new(ctx.config.clone()),
         rows,
         plan_warnings: ctx.warnings.clone(),
+        feature_dim: ctx.feature_dim,
+        num_classes: ctx.num_classes,
     };
     ctx.plan
         .add("report", UnitSpec::Report(spec), deps, Resource::Cpu)?;

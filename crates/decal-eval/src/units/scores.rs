@@ -171,19 +171,20 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
         train_nll: config.eval.train_nll,
         save_predictions: config.eval.save_predictions,
     };
-    let dataset = decal_data::DatasetName::parse(&config.data.dataset)
-        .map(|d| d.as_str().to_string())
-        .unwrap_or_default();
+    if ctx.rows.is_empty() {
+        return Err(PlanError::Config {
+            key: "heads".into(),
+            problem: "nothing to evaluate: no [[heads]] and no baseline (feature files: give \
+                      features.test_logits for the model's own row)"
+                .into(),
+        });
+    }
+    let dataset = ctx.dataset.clone();
     // One OOD histogram per method: the baseline rows and the smallest stage-2 seed (the old rule).
     let histogram_seed = ctx.rows.iter().filter_map(|r| r.seed).min();
     // The sets the data planner kept (one whose directory is missing is left out with a warning); a set's
     // index among them salts its predictions, as its index among the loaded sets did.
-    let sets: Vec<String> = config
-        .ood
-        .iter()
-        .map(|o| o.name.clone())
-        .filter(|n| ctx.features.contains_key(&format!("ood:{n}")))
-        .collect();
+    let sets = ctx.ood_sets.clone();
     for row in ctx.rows.clone() {
         let spec = RowSpec {
             run: config.name.clone(),
@@ -211,6 +212,11 @@ fn plan_row(
     let base = row_name(row);
     let eval_name = format!("eval/{base}");
     let mut deps = model_deps(row);
+    // The train NLL needs the row's train and validation predictions (given logits may lack them).
+    let mut settings = settings.clone();
+    settings.train_nll &= ["train", "val"]
+        .iter()
+        .all(|s| row.features.contains_key(*s));
     let sets: &[&str] = if settings.train_nll {
         &["test", "train", "val"]
     } else {
@@ -229,7 +235,14 @@ fn plan_row(
     ctx.report_inputs.insert(eval_name, eval_id.clone());
     let paper = settings.profiles.iter().any(|p| p == "paper");
     let mut pooled_deps = BTreeMap::from([("eval".to_string(), eval_id.clone())]);
-    for (index, set) in ood_sets.iter().enumerate() {
+    // A set's index among all planned sets salts its predictions; a row scores the sets it has features
+    // of (given logits may cover only some).
+    let ood_sets: Vec<(usize, &String)> = ood_sets
+        .iter()
+        .enumerate()
+        .filter(|(_, set)| row.features.contains_key(&format!("ood:{set}")))
+        .collect();
+    for &(index, set) in &ood_sets {
         let name = format!("ood/{base}/{}", decal_report::slug(set));
         let mut deps = model_deps(row);
         deps.insert("eval".into(), eval_id.clone());
@@ -252,7 +265,7 @@ fn plan_row(
     if ood_sets.len() >= 2 || histogram {
         let name = format!("ood/{base}/{POOLED}");
         let target = OodTarget::Pooled {
-            sets: ood_sets.to_vec(),
+            sets: ood_sets.iter().map(|(_, set)| (*set).clone()).collect(),
             histogram,
         };
         let unit_spec = UnitSpec::Ood(OodScoreSpec {

@@ -12,7 +12,9 @@ use decal_train::views::ViewCache;
 use serde_json::json;
 
 use super::inputs::{read_ood, Images};
-use super::{device_images, load_backbone, load_images, load_split, FeaturesSpec, ViewsSpec};
+use super::{
+    device_images, load_backbone, load_images, load_split, FeaturesSpec, TrainViews, ViewsSpec,
+};
 use crate::drift::{BodyState, BODY_STATE_FILE};
 use crate::plan::{Unit, UnitId};
 use crate::units::{UnitContext, UnitError, UnitResult, UnitSpec};
@@ -162,7 +164,7 @@ fn features_unit<'p>(ctx: &'p UnitContext<'_>, id: &UnitId) -> Result<&'p Unit, 
         problem: format!("unit {id} is not in the plan"),
     })?;
     match unit.spec {
-        UnitSpec::Features(_) => Ok(unit),
+        UnitSpec::Features(_) | UnitSpec::FeaturesFile(_) => Ok(unit),
         _ => Err(UnitError::Input {
             unit: unit.name.clone(),
             problem: format!("expected a features unit, found a {} unit", unit.kind()),
@@ -269,8 +271,9 @@ pub fn run_views(
     })))
 }
 
-/// The view cache of the views unit `views` (verified when opened; cached per process).
-pub fn load_views(ctx: &mut UnitContext<'_>, views: &UnitId) -> Result<Rc<ViewCache>, UnitError> {
+/// The augmented training views of the `views` (or `views-file`) unit `views` (a view cache verified when
+/// opened, or given views read into memory; cached per process).
+pub fn load_views(ctx: &mut UnitContext<'_>, views: &UnitId) -> Result<Rc<TrainViews>, UnitError> {
     let unit = ctx
         .plan
         .find(views)
@@ -279,11 +282,25 @@ pub fn load_views(ctx: &mut UnitContext<'_>, views: &UnitId) -> Result<Rc<ViewCa
             problem: format!("unit {views} is not in the plan"),
         })?
         .clone();
-    let dir: PathBuf = ctx.store.unit_dir(views).join(VIEWS_DIR);
+    let dir: PathBuf = ctx.store.unit_dir(views);
+    if let UnitSpec::ViewsFile(_) = unit.spec {
+        let train = load_features(ctx, unit.dep("train")?)?;
+        return ctx.resources.cached(&format!("views:{views}"), || {
+            super::files::open_stored(&dir, Some(&train.labels)).map_err(|problem| {
+                UnitError::Input {
+                    unit: unit.name.clone(),
+                    problem,
+                }
+            })
+        });
+    }
+    let dir = dir.join(VIEWS_DIR);
     ctx.resources.cached(&format!("views:{views}"), || {
-        ViewCache::open(&dir).map_err(UnitError::failed(
-            &unit,
-            format!("opening the view cache {}", dir.display()),
-        ))
+        ViewCache::open(&dir)
+            .map(|c| TrainViews::Cache(Box::new(c)))
+            .map_err(UnitError::failed(
+                &unit,
+                format!("opening the view cache {}", dir.display()),
+            ))
     })
 }

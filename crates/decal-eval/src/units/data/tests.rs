@@ -47,6 +47,9 @@ fn plan_data(config: &ExperimentConfig, kind: &str) -> Result<Planned, PlanError
         rows: Vec::new(),
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets: Vec::new(),
+        dataset: String::new(),
     };
     super::plan(&mut ctx)?;
     Ok(Planned {
@@ -482,6 +485,9 @@ batch_size = 32
         rows: Vec::new(),
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets: Vec::new(),
+        dataset: String::new(),
     };
     super::plan(&mut ctx).unwrap();
     // An imported checkpoint's training images are unknown: the fits use a held-out calibration part.

@@ -68,6 +68,9 @@ fn data_planned(config: &ExperimentConfig) -> PlanCtx<'_> {
         rows: Vec::new(),
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets: Vec::new(),
+        dataset: String::new(),
     };
     data::plan(&mut ctx).expect("data units plan");
     ctx

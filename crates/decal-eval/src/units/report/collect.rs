@@ -348,6 +348,9 @@ pub(super) fn facts(
             }
         })
     };
+    if let Some(files) = &s.config.backbone.features {
+        return files_facts(s, files, unit, ctx, f);
+    }
     let backbone = ready("backbone", &mut f)?;
     let split = ready("split", &mut f)?;
     let mut keys = serde_json::Map::new();
@@ -395,5 +398,66 @@ pub(super) fn facts(
         }
     }
     f.features = features;
+    Ok(f)
+}
+
+/// The facts of an experiment on feature files: the files (with the widths found at plan time), the
+/// content keys of every features input, the given training views, and the given validation set as the
+/// source of every fit.
+fn files_facts(
+    s: &ReportSpec,
+    files: &crate::feature_files::FeatureFiles,
+    unit: &Unit,
+    ctx: &mut UnitContext<'_>,
+    mut f: Facts,
+) -> Result<Facts, UnitError> {
+    let config = &s.config;
+    let mut keys = serde_json::Map::new();
+    let mut ood = serde_json::Map::new();
+    for (role, id) in &unit.deps {
+        let Some(set) = role.strip_prefix("features:") else {
+            continue;
+        };
+        match state(ctx, unit, role)? {
+            (_, State::Done(_)) => {}
+            (name, State::Skipped(why)) => {
+                f.warnings.push(format!("{name}: skipped: {why}"));
+                continue;
+            }
+            (name, State::Missing) => {
+                f.warnings.push(missing_line(&name));
+                continue;
+            }
+        }
+        let key = serde_json::to_value(data::features_key(ctx, id)?).unwrap_or(Value::Null);
+        match set.strip_prefix("ood:") {
+            Some(name) => ood.insert(name.to_string(), key),
+            None => keys.insert(set.to_string(), key),
+        };
+    }
+    let views = unit.deps.get("views").and_then(|id| {
+        let record = ctx.store.record(id)?;
+        let summary = record.summary.clone();
+        Some(serde_json::json!({"views": summary.get("views"), "sha256": summary.get("sha256")}))
+    });
+    let mut features = serde_json::json!({
+        "mode": "feature files", "ood": ood, "train_views": views,
+    });
+    if let Some(m) = features.as_object_mut() {
+        m.extend(keys);
+    }
+    f.features = features;
+    f.backbone = serde_json::json!({
+        "features": files, "feature_dim": s.feature_dim, "num_classes": s.num_classes,
+    });
+    f.validation = serde_json::json!({
+        "choice": "given", "resolved": "the given validation features (backbone.features.val)",
+    });
+    f.run_notes.push(crate::recipe::stage2_line(config));
+    f.run_notes.push(format!(
+        "validation source: the given validation features ({}): every head's checkpoint selection and every temperature fit",
+        files.val.display()
+    ));
+    f.run_notes.extend(crate::recipe::departures(config, false));
     Ok(f)
 }

@@ -94,6 +94,8 @@ fn a_report_with_a_skipped_and_a_missing_input_names_them_in_its_warnings() {
         config: Box::new(config),
         rows,
         plan_warnings: vec!["OOD set x left out: no directory".into()],
+        feature_dim: 4,
+        num_classes: 2,
     };
     plan.add(
         "report",

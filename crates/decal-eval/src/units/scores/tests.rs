@@ -84,19 +84,32 @@ fn shared_features(config: &ExperimentConfig) -> BTreeMap<String, UnitId> {
 }
 
 fn plan_of(config: &ExperimentConfig) -> Result<(Plan, BTreeMap<String, UnitId>), PlanError> {
+    let features = shared_features(config);
+    // The sets the data planner kept (it leaves out those whose directory is missing).
+    let ood_sets = config
+        .ood
+        .iter()
+        .map(|o| o.name.clone())
+        .filter(|n| features.contains_key(&format!("ood:{n}")))
+        .collect();
     let mut ctx = PlanCtx {
         config,
         device_kind: "cpu".into(),
         plan: Plan::default(),
         backbone: Some(fake("backbone")),
         split: Some(fake("split")),
-        features: shared_features(config),
+        features,
         views: None,
         feature_dim: 8,
         num_classes: 10,
         rows: rows(config),
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets,
+        dataset: decal_data::DatasetName::parse(&config.data.dataset)
+            .map(|d| d.as_str().to_string())
+            .unwrap_or_default(),
     };
     plan(&mut ctx)?;
     Ok((ctx.plan, ctx.report_inputs))
@@ -212,7 +225,7 @@ fn settings_reach_only_the_units_that_use_them() {
 }
 
 #[test]
-fn planning_errors_name_the_key_or_the_unit() {
+fn planning_errors_name_the_key_or_the_unit_and_rows_score_the_sets_they_have() {
     let e = plan_of(&config(&["svhn", "Pooled"], ""))
         .unwrap_err()
         .to_string();
@@ -234,11 +247,34 @@ fn planning_errors_name_the_key_or_the_unit() {
         rows: rows(&cfg),
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets: cfg.ood.iter().map(|o| o.name.clone()).collect(),
+        dataset: decal_data::DatasetName::parse(&cfg.data.dataset)
+            .map(|d| d.as_str().to_string())
+            .unwrap_or_default(),
     };
+    // A row without features of a set (given logits may cover only some sets) does not score it; the
+    // other rows still do.
     ctx.rows[2].features.remove("ood:svhn");
+    plan(&mut ctx).unwrap();
+    assert!(ctx.plan.by_name("ood/v-tst-m-1/seed-0/svhn").is_none());
+    assert!(ctx.plan.by_name("ood/v-tst-m-1/seed-1/svhn").is_some());
+    // A row without a test set cannot be evaluated: the error names the unit and the set.
+    let mut ctx = PlanCtx {
+        plan: Plan::default(),
+        report_inputs: BTreeMap::new(),
+        rows: rows(&cfg),
+        features: shared_features(&cfg),
+        logits: BTreeMap::new(),
+        ood_sets: ctx.ood_sets.clone(),
+        dataset: ctx.dataset.clone(),
+        warnings: Vec::new(),
+        ..ctx
+    };
+    ctx.rows[2].features.remove("test");
     let e = plan(&mut ctx).unwrap_err().to_string();
     assert!(
-        e.starts_with("ood/v-tst-m-1/seed-0/svhn:") && e.contains("ood:svhn"),
+        e.starts_with("eval/v-tst-m-1/seed-0:") && e.contains("\"test\""),
         "{e}"
     );
 }

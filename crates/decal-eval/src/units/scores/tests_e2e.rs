@@ -196,6 +196,11 @@ fn scoring_units_reproduce_the_old_evaluation_and_skip_rows_whose_temperature_wa
         ],
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets: cfg.ood.iter().map(|o| o.name.clone()).collect(),
+        dataset: decal_data::DatasetName::parse(&cfg.data.dataset)
+            .map(|d| d.as_str().to_string())
+            .unwrap_or_default(),
     };
     super::plan(&mut ctx).unwrap();
     let plan = ctx.plan;

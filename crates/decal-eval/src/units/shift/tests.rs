@@ -109,6 +109,11 @@ pub(crate) fn ctx(config: &ExperimentConfig) -> PlanCtx<'_> {
         rows,
         report_inputs: BTreeMap::new(),
         warnings: Vec::new(),
+        logits: BTreeMap::new(),
+        ood_sets: config.ood.iter().map(|o| o.name.clone()).collect(),
+        dataset: decal_data::DatasetName::parse(&config.data.dataset)
+            .map(|d| d.as_str().to_string())
+            .unwrap_or_default(),
     }
 }
 
