@@ -6,7 +6,8 @@
 //! `<store>/slurm/<stamp>/`; array task `$SLURM_ARRAY_TASK_ID` runs line `N + 1` of the list as
 //! `"<decal_exe>" unit run --store "<store>" <ID> <extra_args…>` and exits with its status. A group depends
 //! (`--dependency=afterok:…`) on every job of all lower levels, so a failed unit stops everything that could
-//! depend on it and nothing else of its level. Jobs are `--requeue`able (a preempted task simply runs again;
+//! depend on it and nothing else of its level (with `keep_going`, `afterany`: later levels run anyway, a unit
+//! whose input failed fails at once naming it, and the report runs with what completed). Jobs are `--requeue`able (a preempted task simply runs again;
 //! the unit's completion record decides whether its work is done) and `--kill-on-invalid-dep=yes` (a job
 //! whose dependency failed is cancelled by Slurm itself, even when nobody waits).
 //!
@@ -54,6 +55,10 @@ pub struct SlurmOptions {
     pub store: PathBuf,
     /// Appended to every `decal unit run` (e.g. `--device cuda`).
     pub extra_args: Vec<String>,
+    /// `--keep-going`: every level waits for the lower ones to end however they ended (`afterany`), a unit
+    /// whose input failed fails at once naming it, and the report runs with what completed
+    /// (`--allow-missing`).
+    pub keep_going: bool,
 }
 
 /// What [`submit`] submitted.
@@ -367,7 +372,11 @@ fn submit_group(
     text.push('\n');
     decal_core::write_atomic(&list, text.as_bytes())?;
     let script = sub.dir.join(format!("{}.sbatch", group.label));
-    let body = task_script(group, &list, exe, store, &opts.extra_args);
+    let mut extra = opts.extra_args.clone();
+    if opts.keep_going {
+        extra.push("--allow-missing".into());
+    }
+    let body = task_script(group, &list, exe, store, &extra);
     decal_core::write_atomic(&script, body.as_bytes())?;
 
     let mut args: Vec<String> = vec![
@@ -394,7 +403,12 @@ fn submit_group(
         args.push(format!("--cpus-per-task={}", opts.cpus_per_task));
     }
     if !deps.is_empty() {
-        args.push(format!("--dependency=afterok:{}", deps.join(":")));
+        let kind = if opts.keep_going {
+            "afterany"
+        } else {
+            "afterok"
+        };
+        args.push(format!("--dependency={kind}:{}", deps.join(":")));
     }
     args.push(script.to_string_lossy().into_owned());
     let out = run("sbatch", &args)?;
@@ -727,6 +741,7 @@ mod tests {
             decal_exe: PathBuf::from("/bin/true"),
             store: PathBuf::from("/tmp"),
             extra_args: vec![],
+            keep_going: false,
         };
         let g = |level, label: &str, ids: &[&str]| SlurmGroup {
             level,

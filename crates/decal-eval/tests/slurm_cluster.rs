@@ -116,6 +116,7 @@ fn options(dir: &Path, store: &Path) -> SlurmOptions {
         decal_exe: fake_decal(dir),
         store: store.to_path_buf(),
         extra_args: vec!["--device".into(), "cpu".into()],
+        keep_going: false,
     }
 }
 
@@ -221,6 +222,47 @@ fn a_failed_unit_keeps_the_next_level_from_running() {
 }
 
 #[test]
+fn with_keep_going_the_next_level_runs_after_a_failure() {
+    if !cluster_up("with_keep_going_the_next_level_runs_after_a_failure") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("fail-ids"), format!("{}\n", unit_id(0, 1))).unwrap();
+    let opts = SlurmOptions {
+        keep_going: true,
+        ..options(dir.path(), &store)
+    };
+    let sub = slurm::submit(&groups(), &opts).unwrap();
+    let report = slurm::wait(&sub, Duration::from_millis(500), &mut |l| eprintln!("{l}")).unwrap();
+    assert_eq!(report.completed, 4, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.never_ran.is_empty(), "{report:?}");
+    let ev = events(&store);
+    let mut level0_end = 0f64;
+    for i in 0..3 {
+        level0_end = level0_end.max(ev[&unit_id(0, i)][1].1);
+    }
+    for i in 0..2 {
+        let e = &ev[&unit_id(1, i)];
+        assert_eq!(e[1].0, "end", "level-1 unit {i}: {e:?}");
+        assert!(
+            e[0].1 > level0_end,
+            "level-1 unit {i} started before level 0 ended"
+        );
+    }
+    // Every task may pass over inputs that did not complete (only the report kind does).
+    let ran = std::fs::read_to_string(store.join("ran.txt")).unwrap();
+    assert!(
+        ran.lines()
+            .filter(|l| l.contains(" start "))
+            .all(|l| l.ends_with("args --device cpu --allow-missing")),
+        "{ran}"
+    );
+}
+
+#[test]
 fn a_failing_sbatch_cancels_what_was_submitted_and_names_the_command() {
     if !cluster_up("a_failing_sbatch_cancels_what_was_submitted_and_names_the_command") {
         return;
@@ -248,11 +290,23 @@ fn a_failing_sbatch_cancels_what_was_submitted_and_names_the_command() {
         .unwrap_or_else(|| panic!("{msg}"))
         .trim()
         .to_string();
-    let out = Command::new("squeue")
-        .args(["-h", "-r", "-t", "all", "-j", &job, "-o", "%T"])
-        .output()
-        .unwrap();
-    let states = String::from_utf8_lossy(&out.stdout);
+    // A task that had started passes through COMPLETING while it is killed: wait (≤ 30 s) for the states
+    // to settle, then every task must be CANCELLED.
+    let settle = Instant::now();
+    let states = loop {
+        let out = Command::new("squeue")
+            .args(["-h", "-r", "-t", "all", "-j", &job, "-o", "%T"])
+            .output()
+            .unwrap();
+        let states = String::from_utf8_lossy(&out.stdout).into_owned();
+        let transient = states
+            .lines()
+            .any(|s| ["COMPLETING", "RUNNING", "PENDING", "CONFIGURING"].contains(&s));
+        if !transient || settle.elapsed() > Duration::from_secs(30) {
+            break states;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         !states.is_empty() && states.lines().all(|s| s == "CANCELLED"),
         "job {job} of level 0 after the failed submit: {states:?}"

@@ -70,7 +70,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Go on past a failed unit: only the units that depend on it fail; the report says what is missing
-    /// and decal exits with an error.
+    /// and decal exits with an error (on Slurm: levels chained with afterany, see docs/slurm.md).
     #[arg(long)]
     pub keep_going: bool,
     /// Where units run: local (this machine) or slurm (job arrays per level, chained with afterok, each task
@@ -177,6 +177,7 @@ fn runner_options(
                 store: std::path::absolute(out)
                     .with_context(|| format!("resolving {}", out.display()))?,
                 extra_args: unit_args.clone(),
+                keep_going: args.keep_going,
             },
             wait: args.wait,
         },
