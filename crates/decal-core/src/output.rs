@@ -8,6 +8,9 @@
 //!    ([`OutputFiles::commit`], [`StagedDir::commit`]). A directory of outputs appears complete or not at all.
 //! 3. **No debris.** A command that fails (an error, or a panic unwinding) leaves neither a staging
 //!    directory, nor a half-written file, nor an empty directory it created: the guards remove them on drop.
+//!    A command killed outright (SIGKILL) cannot clean up; the next one that writes beside its debris removes
+//!    the staging directories of ended processes, and puts back an output that a killed `--force` commit had
+//!    moved aside but not yet replaced.
 //!
 //! Resumable work directories (`decal train` run directories, `decal run` experiment directories,
 //! `decal data corrupt --out`) are the exception to 2: they are written unit by unit, each unit atomically,
@@ -226,6 +229,7 @@ impl OutputFiles {
             return Ok(s.join(name));
         }
         self.created.create_all(&parent)?;
+        sweep_debris(&parent, ".decal-staging-", None);
         let staging = parent.join(format!(
             ".decal-staging-{}-{}",
             std::process::id(),
@@ -305,6 +309,42 @@ impl Drop for OutputFiles {
     }
 }
 
+/// Whether process `pid` may still be running (Linux: `/proc/<pid>`; elsewhere always true, so nothing is
+/// ever swept there).
+fn maybe_alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes the entries of `parent` named `<prefix><pid>[-…]` whose process has ended (debris of a killed
+/// decal: a staging directory, which is never a finished output). With `restore`, such an entry is instead
+/// renamed back to `restore` when that does not exist (a replaced output moved aside by a commit that was
+/// killed before the new one took its place). Best effort: errors are ignored.
+fn sweep_debris(parent: &Path, prefix: &str, restore: Option<&Path>) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || maybe_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        match restore {
+            Some(target) if !target.exists() => {
+                let _ = std::fs::rename(&path, target);
+            }
+            _ => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+}
+
 /// An output directory built in a temporary sibling (`.<name>.staging-<pid>`) and renamed into place by
 /// [`StagedDir::commit`]; dropped without a commit, the sibling and any parent directories it created are
 /// removed. A replaced directory (`--force`) is swapped out only once the new one is complete.
@@ -320,9 +360,13 @@ pub struct StagedDir {
 impl StagedDir {
     /// Checks `target` against the policy (absent, empty, or `force`) and creates the staging sibling.
     pub fn new(target: &Path, force: bool) -> Result<Self, OutputError> {
-        check_output_dir(target, force)?;
         let name = file_name_of(target)?;
         let parent = parent_of(target);
+        // A killed earlier command's debris first: its staging sibling goes, and a target it had moved
+        // aside to replace (killed between the two renames of `commit`) is put back.
+        sweep_debris(&parent, &format!(".{name}.staging-"), None);
+        sweep_debris(&parent, &format!(".{name}.replaced-"), Some(target));
+        check_output_dir(target, force)?;
         let mut created = CreatedDirs::default();
         created.create_all(&parent)?;
         let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
@@ -390,6 +434,46 @@ impl Drop for StagedDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pid that no process has (above the kernel's pid_max of 2^22).
+    const DEAD: u32 = 4_000_000_000;
+
+    #[test]
+    fn debris_of_a_killed_command_is_swept_and_a_moved_aside_output_restored() {
+        if !Path::new("/proc/self").exists() {
+            return; // nothing is swept without /proc
+        }
+        let root = tempfile::tempdir().unwrap();
+        let d = root.path();
+        // A killed `StagedDir` command: its staging sibling goes; a live process's stays.
+        std::fs::create_dir_all(d.join(format!(".out.staging-{DEAD}/x"))).unwrap();
+        // Pid 1 (init) is always running: its entry is not debris.
+        std::fs::create_dir_all(d.join(".out.staging-1")).unwrap();
+        // Killed between the renames of a --force commit: the old output was moved aside.
+        std::fs::create_dir_all(d.join(format!(".out.replaced-{DEAD}"))).unwrap();
+        std::fs::write(d.join(format!(".out.replaced-{DEAD}/results.json")), "{}").unwrap();
+        let staged = StagedDir::new(&d.join("out"), false);
+        // The old output is back in place, so the new command is refused (not silently replaced).
+        assert!(
+            matches!(staged, Err(OutputError::DirExists { .. })),
+            "{staged:?}"
+        );
+        assert!(d.join("out/results.json").is_file());
+        assert!(!d.join(format!(".out.staging-{DEAD}")).exists());
+        assert!(!d.join(format!(".out.replaced-{DEAD}")).exists());
+        assert!(d.join(".out.staging-1").exists());
+        // A killed `OutputFiles` command.
+        std::fs::create_dir_all(d.join(format!("f/.decal-staging-{DEAD}-0"))).unwrap();
+        let mut files = OutputFiles::new(false);
+        files.claim(&d.join("f/a.txt")).unwrap();
+        files.write(&d.join("f/a.txt"), b"a").unwrap();
+        files.commit().unwrap();
+        let left: Vec<_> = std::fs::read_dir(d.join("f"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["a.txt".to_string()]);
+    }
 
     fn listing(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -332,6 +332,25 @@ impl Names {
     }
 }
 
+/// Removes a failed report's staging folder (and the output folder, when the report created it) on drop.
+struct StagingGuard {
+    staging: PathBuf,
+    created: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+            if let Some(dir) = &self.created {
+                // Only when empty: remove_dir refuses a folder with anything in it.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
 /// Reads all inputs, writes every table, figure and (optionally) the HTML report.
 pub fn generate_report(
     inputs: &[PathBuf],
@@ -384,6 +403,13 @@ pub fn generate_report(
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(ReportError::io(&staging))?;
     }
+    // A failure below removes the staging folder, and the output folder itself when this call created it
+    // (nothing of a failed report is left behind).
+    let mut guard = StagingGuard {
+        staging: staging.clone(),
+        created: (!options.out_dir.exists()).then(|| options.out_dir.clone()),
+        armed: true,
+    };
     std::fs::create_dir_all(&staging).map_err(ReportError::io(&staging))?;
     let out = &staging;
     let mut written: Vec<PathBuf> = Vec::new();
@@ -688,6 +714,7 @@ pub fn generate_report(
         input_entries,
         old,
     )?;
+    guard.armed = false;
     let mut notices = Vec::new();
     if let OutputState::Previous(m) = &previous {
         notices.push(format!(
@@ -951,6 +978,41 @@ fn side_configs(records_file: &Path) -> Result<Vec<ProvenanceItem>, ReportError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_report_leaves_no_staging_and_no_folder_it_created() {
+        let root = tempfile::tempdir().unwrap();
+        // The output folder did not exist: staging and folder go.
+        let out = root.path().join("new");
+        let staging = out.join(manifest::STAGING);
+        std::fs::create_dir_all(staging.join("tables")).unwrap();
+        std::fs::write(staging.join("tables/main.csv"), "x").unwrap();
+        drop(StagingGuard {
+            staging: staging.clone(),
+            created: Some(out.clone()),
+            armed: true,
+        });
+        assert!(!out.exists());
+        // An existing folder keeps what it held; only the staging folder goes.
+        let out = root.path().join("old");
+        let staging = out.join(manifest::STAGING);
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(out.join("keep.txt"), "x").unwrap();
+        drop(StagingGuard {
+            staging: staging.clone(),
+            created: None,
+            armed: true,
+        });
+        assert!(!staging.exists() && out.join("keep.txt").exists());
+        // Disarmed (the report was committed): nothing is removed.
+        std::fs::create_dir_all(&staging).unwrap();
+        drop(StagingGuard {
+            staging: staging.clone(),
+            created: Some(out.clone()),
+            armed: false,
+        });
+        assert!(staging.exists());
+    }
 
     #[test]
     fn slugs_and_unique_names() {
