@@ -199,6 +199,17 @@ impl Resources {
         Ok(v)
     }
 
+    /// Keeps `value` under `key` until [`Self::take`] (work done ahead for a later unit of this process).
+    pub fn put<T: 'static>(&mut self, key: &str, value: T) {
+        self.items.insert(key.to_string(), Rc::new(value));
+    }
+
+    /// Removes and returns the value kept under `key`, if it has type `T`.
+    pub fn take<T: 'static>(&mut self, key: &str) -> Option<Rc<T>> {
+        let v = self.items.remove(key)?;
+        Rc::clone(&v).downcast::<T>().ok()
+    }
+
     /// Drops every cached value whose key starts with `prefix` (memory).
     pub fn forget(&mut self, prefix: &str) {
         self.items.retain(|k, _| !k.starts_with(prefix));
