@@ -740,3 +740,118 @@ fn feature_file_experiments_are_planned_as_units() {
         "{err}"
     );
 }
+
+/// `calibrators = ["vector", "histogram", "isotonic"]` adds the rows `VS`, `Histogram binning` and `Isotonic`
+/// (a `calibrator` unit each, fitted where temperature scaling is), and each row's test metrics are those
+/// `decal calibrate` gives for the same validation and test logits (within 1e-12); unknown names are config
+/// errors naming the key.
+#[test]
+fn post_hoc_calibrator_rows_equal_decal_calibrate() {
+    let data = Data::new();
+    let d = data.dir.path();
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("cal.toml");
+    let config = |calibrators: &str| {
+        format!(
+            "name = \"cal\"\nseeds = [0]\ntemperature_scaling = true\ncalibrators = [{calibrators}]\n\n\
+             [backbone.features]\ntrain = \"{d}/train_x.npy\"\ntrain_labels = \"{d}/train_y.npy\"\n\
+             val = \"{d}/val_x.npy\"\nval_labels = \"{d}/val_y.npy\"\ntest = \"{d}/test_x.npy\"\n\
+             test_labels = \"{d}/test_y.npy\"\ntest_logits = \"{d}/test_logits.npy\"\n\
+             val_logits = \"{d}/val_logits.npy\"\nood = {{ shifted = \"{d}/ood_x.npy\" }}\n\
+             ood_logits = {{ shifted = \"{d}/ood_logits.npy\" }}\n\n[eval]\nbootstrap = 0\n",
+            d = d.display()
+        )
+    };
+    std::fs::write(&cfg, config("\"vector\", \"histogram\", \"isotonic\"")).unwrap();
+    let units = plan_units(&cfg, &work.path().join("run"));
+    for name in [
+        "calibrator/vs",
+        "calibrator/histogram-binning",
+        "calibrator/isotonic",
+        "eval/isotonic",
+    ] {
+        assert!(units.contains_key(name), "{name} not in {units:?}");
+    }
+    let out = work.path().join("run");
+    let o = decal(&["run", s(&cfg), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    for row in ["| VS ", "| Histogram binning ", "| Isotonic "] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["calibration"]["VS"]["method"], "vector");
+    assert_eq!(results["calibration"]["Isotonic"]["method"], "isotonic");
+    let records: Vec<Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Non-finite numbers are written as "inf" / "NaN" strings.
+    let num = |v: &Value| {
+        v.as_f64()
+            .unwrap_or_else(|| v.as_str().unwrap().parse().unwrap())
+    };
+    let value = |method: &str, metric: &str| {
+        num(&records
+            .iter()
+            .find(|r| r["method"] == method && r["split"] == "test" && r["metric"] == metric)
+            .unwrap_or_else(|| panic!("no {method} {metric}"))["value"])
+    };
+    for (method, row) in [
+        ("vector", "VS"),
+        ("histogram", "Histogram binning"),
+        ("isotonic", "Isotonic"),
+    ] {
+        let cal = work.path().join(format!("cal-{method}"));
+        let o = decal(&[
+            "calibrate",
+            "--method",
+            method,
+            "--val-logits",
+            s(&d.join("val_logits.npy")),
+            "--val-labels",
+            s(&d.join("val_y.npy")),
+            "--test-logits",
+            s(&d.join("test_logits.npy")),
+            "--test-labels",
+            s(&d.join("test_y.npy")),
+            "--out",
+            s(&cal),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m: Value =
+            serde_json::from_str(&std::fs::read_to_string(cal.join("metrics.json")).unwrap())
+                .unwrap();
+        for metric in ["accuracy", "ece", "brier"] {
+            let want = num(&m["after"][metric]);
+            let got = value(row, metric);
+            assert!(
+                (got - want).abs() <= 1e-12,
+                "{row} {metric}: decal run {got}, decal calibrate {want}"
+            );
+        }
+        let nll = num(&m["after"]["alternatives"]["nll_exact"]);
+        let got = value(row, "nll");
+        assert!(
+            (got - nll).abs() <= 1e-12 || (got.is_infinite() && nll.is_infinite()),
+            "{row} nll: decal run {got}, decal calibrate {nll}"
+        );
+    }
+    // Unknown names are config errors naming the key.
+    std::fs::write(&cfg, config("\"platt\"")).unwrap();
+    let o = decal(&[
+        "run",
+        s(&cfg),
+        "--out",
+        s(&work.path().join("bad")),
+        "--plan",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("calibrators[0]") && err.contains("platt"),
+        "{err}"
+    );
+}

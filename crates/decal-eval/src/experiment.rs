@@ -82,6 +82,10 @@ pub struct ExperimentConfig {
     /// Post-hoc temperature scaling of the baseline (fitted on the validation split).
     #[serde(default)]
     pub temperature_scaling: bool,
+    /// Other post-hoc calibrators of the baseline, each a row fitted where temperature scaling is:
+    /// `"vector"` (row `VS`), `"histogram"` (`Histogram binning`), `"isotonic"` (`Isotonic`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibrators: Vec<String>,
     /// Out-of-distribution sets.
     #[serde(default)]
     pub ood: Vec<OodSpec>,
@@ -488,6 +492,17 @@ impl ExperimentConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() {
             return Err("name must not be empty".into());
+        }
+        for (i, c) in self.calibrators.iter().enumerate() {
+            if crate::units::heads::calibrator_row(c).is_none() {
+                return Err(format!(
+                    "calibrators[{i}]: unknown calibrator {c:?} (vector, histogram, isotonic; temperature \
+                     scaling is `temperature_scaling = true`)"
+                ));
+            }
+            if self.calibrators[..i].contains(c) {
+                return Err(format!("calibrators[{i}]: {c:?} is listed twice"));
+            }
         }
         match (&self.backbone.checkpoint, &self.backbone.train) {
             _ if self.backbone.features.is_some() => {

@@ -40,6 +40,14 @@ pub enum Predictor<'a> {
         /// T > 0.
         temperature: f64,
     },
+    /// A post-hoc calibrator (vector scaling, histogram binning, isotonic regression) on the logits of
+    /// `base`: the predictions are the calibrator's probabilities ([`LogitKind::Probabilities`]).
+    Calibrated {
+        /// What produces the logits.
+        base: Box<Predictor<'a>>,
+        /// The fitted calibrator.
+        calibrator: &'a decal_calib::Calibrator,
+    },
     /// A stage-2 head. For V-TST `num_samples` is m (0 = decode μ); other heads ignore it.
     Head {
         /// The head.
@@ -60,6 +68,38 @@ pub enum LogitKind {
     Logits,
     /// Log predictive probabilities (sampled V-TST): their softmax is the predictive itself.
     LogProbs,
+    /// The predictive probabilities themselves (a post-hoc calibrator's output: vector scaling, histogram
+    /// binning, isotonic regression); rows sum to 1 and may hold exact zeros.
+    Probabilities,
+}
+
+impl LogitKind {
+    /// How the metrics read the values.
+    pub fn score_kind(self) -> decal_metrics::summary::ScoreKind {
+        match self {
+            LogitKind::Probabilities => decal_metrics::summary::ScoreKind::Probabilities,
+            LogitKind::Logits | LogitKind::LogProbs => decal_metrics::summary::ScoreKind::Logits,
+        }
+    }
+
+    /// Its name in stored prediction files.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogitKind::Logits => "logits",
+            LogitKind::LogProbs => "log-probs",
+            LogitKind::Probabilities => "probabilities",
+        }
+    }
+
+    /// The kind named `name` ([`Self::name`]).
+    pub fn by_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "logits" => LogitKind::Logits,
+            "log-probs" => LogitKind::LogProbs,
+            "probabilities" => LogitKind::Probabilities,
+            _ => return None,
+        })
+    }
 }
 
 /// Predictions of one method on one split.
@@ -88,8 +128,12 @@ impl Predictions {
         self.labels.is_empty()
     }
 
-    /// Predictive probabilities `[N, K]` (softmax of each row, in f64).
+    /// Predictive probabilities `[N, K]` (softmax of each row, in f64; the values themselves for
+    /// [`LogitKind::Probabilities`]).
     pub fn probabilities(&self) -> Vec<f64> {
+        if self.kind == LogitKind::Probabilities {
+            return self.logits.clone();
+        }
         let k = self.num_classes;
         let mut out = Vec::with_capacity(self.logits.len());
         for row in self.logits.chunks(k) {
@@ -151,17 +195,48 @@ fn to_f64(t: &Tensor) -> Vec<f64> {
     .expect("a double tensor converts to Vec<f64>")
 }
 
+/// The calibrator's probabilities of `base`'s logits on `features`.
+fn calibrated(
+    base: &Predictor<'_>,
+    calibrator: &decal_calib::Calibrator,
+    features: &FeatureSet,
+    device: Device,
+) -> Result<Predictions, EvalError> {
+    let p = predict(base, features, device)?;
+    if p.kind != LogitKind::Logits {
+        return Err(EvalError::Mismatch(format!(
+            "a post-hoc calibrator needs logits, got {}",
+            p.kind.name()
+        )));
+    }
+    let probs = calibrator
+        .apply(&p.logits, p.num_classes)
+        .map_err(|e| EvalError::Mismatch(format!("applying the calibrator: {e}")))?;
+    Ok(Predictions {
+        num_classes: p.num_classes,
+        logits: probs,
+        kind: LogitKind::Probabilities,
+        labels: p.labels,
+        neg_mutual_information: None,
+    })
+}
+
 /// Runs `predictor` over `features` (no gradients), in chunks on `device`.
 pub fn predict(
     predictor: &Predictor<'_>,
     features: &FeatureSet,
     device: Device,
 ) -> Result<Predictions, EvalError> {
+    if let Predictor::Calibrated { base, calibrator } = predictor {
+        return calibrated(base, calibrator, features, device);
+    }
     let n = features.len();
     let f = features.feature_dim;
     let mut rng = match predictor {
         Predictor::Head { eval_seed, .. } => NormalRng::new(*eval_seed),
-        Predictor::Linear { .. } | Predictor::Given { .. } => NormalRng::new(0),
+        Predictor::Linear { .. } | Predictor::Given { .. } | Predictor::Calibrated { .. } => {
+            NormalRng::new(0)
+        }
     };
     let (kind, with_mi) = match predictor {
         Predictor::Head {
@@ -193,6 +268,11 @@ pub fn predict(
                     x.linear(weight, *bias).to_kind(Kind::Double) / *temperature
                 }
                 Predictor::Given { temperature } => x.to_kind(Kind::Double) / *temperature,
+                Predictor::Calibrated { .. } => {
+                    return Err(EvalError::Mismatch(
+                        "a calibrated predictor is applied to its base's predictions".into(),
+                    ))
+                }
                 Predictor::Head {
                     head,
                     num_samples,

@@ -16,8 +16,7 @@ use decal_metrics::bootstrap::BootstrapConfig;
 use decal_metrics::ood::{self, scores, PrEstimator};
 use decal_metrics::profile::Profile;
 use decal_metrics::summary::{
-    evaluate_with, EvalOptions, KeepRows, PredictionInput, ScoreKind, Summary, SummaryAccumulator,
-    Values,
+    evaluate_with, EvalOptions, KeepRows, PredictionInput, Summary, SummaryAccumulator, Values,
 };
 use decal_report::MetricRecord;
 use serde_json::{json, Value};
@@ -89,7 +88,7 @@ impl Default for EvalSettings {
 
 fn input<'a>(preds: &'a Predictions, what: &str) -> Result<PredictionInput<'a>, EvalError> {
     PredictionInput::new(
-        ScoreKind::Logits,
+        preds.kind.score_kind(),
         Values::F64(&preds.logits),
         preds.num_classes,
         &preds.labels,
@@ -414,9 +413,22 @@ pub fn ood(
 
 /// The seed's MSP: the maximum of the float32 softmax (`torch.softmax` on float32 logits, emulated by
 /// `decal_metrics::summary::softmax_f32_into`), as `decal metrics --profile paper` scores OOD. Rows of
-/// log-probabilities (sampled V-TST) are the predictive already: their softmax is taken the same way.
+/// log-probabilities (sampled V-TST) are the predictive already: their softmax is taken the same way; a
+/// calibrator's probabilities are read as float32.
 pub fn msp_f32(preds: &Predictions) -> Vec<f64> {
     let k = preds.num_classes;
+    if preds.kind == LogitKind::Probabilities {
+        // A calibrator's probabilities, as float32 (the paper profile's reading of given probabilities).
+        return preds
+            .logits
+            .chunks(k)
+            .map(|p| {
+                p.iter()
+                    .map(|&v| f64::from(v as f32))
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .collect();
+    }
     let mut row = vec![0.0; k];
     preds
         .logits
@@ -582,7 +594,7 @@ impl ShiftSweep {
         let acc = self.pooled.get_or_insert_with(|| {
             SummaryAccumulator::new(
                 &self.profile,
-                ScoreKind::Logits,
+                preds.kind.score_kind(),
                 preds.num_classes,
                 KeepRows::default(),
             )

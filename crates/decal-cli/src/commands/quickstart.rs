@@ -129,6 +129,7 @@ pub fn quickstart_config(data: &Path, seeds: u64, epochs: usize) -> ExperimentCo
         features: FeaturesConfig::default(),
         heads: vec![head("TST", HeadKind::Tst), head("V-TST", HeadKind::Vtst)],
         temperature_scaling: true,
+        calibrators: Vec::new(),
         ood: vec![OodSpec {
             name: "mnist".into(),
             dataset: "mnist".into(),

@@ -24,6 +24,9 @@ pub struct MethodRow {
     pub model: UnitId,
     /// The temperature fit applied, if any.
     pub temperature: Option<UnitId>,
+    /// The post-hoc calibrator applied to the model's logits, if any (`calibrator` unit: vector scaling,
+    /// histogram binning, isotonic regression); the row then predicts probabilities.
+    pub calibrator: Option<UnitId>,
     /// Feature units this row is scored on, by set (`train`, `val`, `test`, `ood:<name>`): the shared
     /// ones, or a drifted head's own.
     pub features: BTreeMap<String, UnitId>,

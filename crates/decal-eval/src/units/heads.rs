@@ -121,6 +121,21 @@ pub struct TemperatureSpec {
     pub device: String,
 }
 
+/// One post-hoc calibrator of the baseline (vector scaling, histogram binning, isotonic regression), fitted on
+/// the baseline's logits of the set every fit uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibratorSpec {
+    /// The row (`VS`, `Histogram binning`, `Isotonic`).
+    pub method: String,
+    /// Which calibrator.
+    pub calibrator: decal_calib::Method,
+    /// Device kind the logits are computed on.
+    pub device: String,
+}
+
+/// File of a `calibrator` unit: the fitted [`decal_calib::Calibrator`].
+pub const CALIBRATOR_FILE: &str = "calibrator.json";
+
 /// The evaluation ε seed of a stage-2 seed's rows (the test split adds salt 1, the training part 2, the
 /// validation part and every temperature fit 3, OOD set `i` 100 + i) — as the old run.
 pub fn row_eval_seed(base: u64, seed: Option<u64>) -> u64 {
@@ -247,13 +262,24 @@ fn plan_baseline(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
         num_samples: 0,
         model: backbone.clone(),
         temperature: None,
+        calibrator: None,
         features: scored.clone(),
         head: None,
     });
-    if !ctx.config.temperature_scaling {
-        return Ok(());
+    if ctx.config.temperature_scaling {
+        plan_baseline_ts(ctx, &backbone, &sets)?;
     }
-    let fit = planned(&sets, "fit", "temperature_scaling")?.clone();
+    plan_calibrators(ctx, &backbone, &sets)
+}
+
+/// The baseline's temperature-scaled rows (`TS`, `TS (seed LBFGS)`).
+fn plan_baseline_ts(
+    ctx: &mut PlanCtx<'_>,
+    backbone: &UnitId,
+    sets: &BTreeMap<String, UnitId>,
+) -> Result<(), PlanError> {
+    let scored = scored_sets(sets);
+    let fit = planned(sets, "fit", "temperature_scaling")?.clone();
     for (method, how) in [
         ("TS", TemperatureFit::Exact),
         ("TS (seed LBFGS)", TemperatureFit::SeedLbfgs),
@@ -268,7 +294,7 @@ fn plan_baseline(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
         let id = ctx.plan.add(
             format!("temperature/{}", decal_report::slug(method)),
             UnitSpec::Temperature(spec),
-            deps(&[("model", &backbone), ("fit", &fit)]),
+            deps(&[("model", backbone), ("fit", &fit)]),
             Resource::Cpu,
         )?;
         ctx.rows.push(MethodRow {
@@ -277,6 +303,56 @@ fn plan_baseline(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
             num_samples: 0,
             model: backbone.clone(),
             temperature: Some(id),
+            calibrator: None,
+            features: scored.clone(),
+            head: None,
+        });
+    }
+    Ok(())
+}
+
+/// The row name and method of a `calibrators` entry (None for an unknown name).
+pub fn calibrator_row(name: &str) -> Option<(&'static str, decal_calib::Method)> {
+    Some(match name {
+        "vector" => ("VS", decal_calib::Method::Vector),
+        "histogram" => ("Histogram binning", decal_calib::Method::Histogram),
+        "isotonic" => ("Isotonic", decal_calib::Method::Isotonic),
+        _ => return None,
+    })
+}
+
+/// The baseline's rows of the other post-hoc calibrators (`calibrators = [...]`), each fitted by a
+/// `calibrator` unit on the set every fit uses.
+fn plan_calibrators(
+    ctx: &mut PlanCtx<'_>,
+    backbone: &UnitId,
+    sets: &BTreeMap<String, UnitId>,
+) -> Result<(), PlanError> {
+    let scored = scored_sets(sets);
+    for (i, name) in ctx.config.calibrators.iter().enumerate() {
+        let (row, method) = calibrator_row(name).ok_or_else(|| PlanError::Config {
+            key: format!("calibrators[{i}]"),
+            problem: format!("unknown calibrator {name:?}"),
+        })?;
+        let fit = planned(sets, "fit", "calibrators")?.clone();
+        let spec = CalibratorSpec {
+            method: row.to_string(),
+            calibrator: method,
+            device: ctx.device_kind.clone(),
+        };
+        let id = ctx.plan.add(
+            format!("calibrator/{}", decal_report::slug(row)),
+            UnitSpec::Calibrator(spec),
+            deps(&[("model", backbone), ("fit", &fit)]),
+            Resource::Cpu,
+        )?;
+        ctx.rows.push(MethodRow {
+            method: row.into(),
+            seed: None,
+            num_samples: 0,
+            model: backbone.clone(),
+            temperature: None,
+            calibrator: Some(id),
             features: scored.clone(),
             head: None,
         });
@@ -402,6 +478,7 @@ fn plan_head_rows(
             num_samples: m,
             model: head.clone(),
             temperature: None,
+            calibrator: None,
             features: scored.clone(),
             head: Some(spec.name.clone()),
         });
@@ -429,6 +506,7 @@ fn plan_head_rows(
                 num_samples: m,
                 model: head.clone(),
                 temperature: Some(id),
+                calibrator: None,
                 features: scored.clone(),
                 head: Some(spec.name.clone()),
             });
@@ -533,6 +611,8 @@ pub enum RowModel {
     Head(Rc<LoadedHead>),
     /// The model's own logits, given as files: the row's feature inputs are `logits` units.
     Given,
+    /// A post-hoc calibrator on another model's logits (the row predicts its probabilities).
+    Calibrated(Box<RowModel>, Rc<decal_calib::Calibrator>),
 }
 
 impl RowModel {
@@ -558,6 +638,10 @@ impl RowModel {
                 temperature,
             },
             RowModel::Given => Predictor::Given { temperature },
+            RowModel::Calibrated(base, calibrator) => Predictor::Calibrated {
+                base: Box::new(base.predictor(Some(temperature), num_samples, eval_seed)),
+                calibrator,
+            },
         }
     }
 }
@@ -583,6 +667,28 @@ pub fn load_model(ctx: &mut UnitContext<'_>, id: &UnitId) -> Result<RowModel, Un
             problem: format!("a {} unit predicts no method row", other.kind()),
         }),
     }
+}
+
+/// The model of the row scored by `unit` (its `model` input, under its `calibrator` input if it has one);
+/// `Ok(Err(reason))` when that calibrator's fit was skipped (the row has no results).
+pub fn load_row_model(
+    ctx: &mut UnitContext<'_>,
+    unit: &Unit,
+) -> Result<Result<RowModel, String>, UnitError> {
+    let model = load_model(ctx, unit.dep("model")?)?;
+    let Some(id) = unit.deps.get("calibrator") else {
+        return Ok(Ok(model));
+    };
+    Ok(match load_calibrator(ctx, id)? {
+        Some(c) => Ok(RowModel::Calibrated(Box::new(model), Rc::new(c))),
+        None => {
+            let reason = match ctx.store.record(id).map(|r| r.outcome) {
+                Some(Outcome::Skipped { reason }) => reason,
+                _ => "its calibrator fit was skipped".into(),
+            };
+            Err(reason)
+        }
+    })
 }
 
 /// Runs a `head` unit: trains one seed and saves it (`stage2::save_head`; with `seed-bn-drift` also the
@@ -824,6 +930,84 @@ pub fn run_temperature(
     Ok(UnitResult::done(
         serde_json::to_value(&scaler).unwrap_or_default(),
     ))
+}
+
+/// Runs a `calibrator` unit: fits it on the model's logits of the fit set and writes [`CALIBRATOR_FILE`];
+/// a fit the calibrator refuses (e.g. vector scaling with a class absent from the fit set) skips the unit,
+/// and so the row, with the reason.
+pub fn run_calibrator(
+    s: &CalibratorSpec,
+    unit: &Unit,
+    ctx: &mut UnitContext<'_>,
+    dir: &Path,
+) -> Result<UnitResult, UnitError> {
+    let started = Instant::now();
+    let device = ctx.options.device;
+    let fit = data::load_features(ctx, unit.dep("fit")?)?;
+    let model = load_model(ctx, unit.dep("model")?)?;
+    let what = format!("{} (post-hoc calibrator)", s.method);
+    let logits = predict(&model.predictor(None, 0, 0), &fit, device)
+        .map_err(UnitError::failed(unit, &what))?;
+    let fitted = decal_calib::Calibrator::fit(
+        s.calibrator,
+        &logits.logits,
+        &logits.labels,
+        logits.num_classes,
+    );
+    let calibrator = match fitted {
+        Ok(c) => c,
+        Err(e) => {
+            let reason = format!(
+                "method {} skipped: its fit on the validation split failed: {e}",
+                s.method
+            );
+            (ctx.log)(&format!("warning: {reason}"));
+            return Ok(UnitResult::skipped(reason));
+        }
+    };
+    let path = dir.join(CALIBRATOR_FILE);
+    decal_core::write_json_atomic(&path, &calibrator).map_err(UnitError::failed(
+        unit,
+        format!("writing {}", path.display()),
+    ))?;
+    (ctx.log)(&format!(
+        "{}: {} on {} images [{:.1}s]",
+        s.method,
+        calibrator.describe(),
+        fit.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(UnitResult::done(
+        serde_json::to_value(&calibrator).unwrap_or_default(),
+    ))
+}
+
+/// The calibrator fitted by `calibrator` unit `id`; None when that unit skipped its fit.
+pub fn load_calibrator(
+    ctx: &UnitContext<'_>,
+    id: &UnitId,
+) -> Result<Option<decal_calib::Calibrator>, UnitError> {
+    let unit = plan_unit(ctx, id, "load_calibrator")?;
+    let record = ctx.store.record(id).ok_or_else(|| UnitError::Input {
+        unit: unit.name.clone(),
+        problem: "has no completion record".into(),
+    })?;
+    if let Outcome::Skipped { .. } = record.outcome {
+        return Ok(None);
+    }
+    let path = ctx.store.unit_dir(id).join(CALIBRATOR_FILE);
+    let text = std::fs::read_to_string(&path).map_err(UnitError::failed(
+        unit,
+        format!("reading {}", path.display()),
+    ))?;
+    let calibrator: decal_calib::Calibrator = serde_json::from_str(&text).map_err(
+        UnitError::failed(unit, format!("parsing {}", path.display())),
+    )?;
+    calibrator.validate().map_err(UnitError::failed(
+        unit,
+        format!("checking {}", path.display()),
+    ))?;
+    Ok(Some(calibrator))
 }
 
 /// The log line of a finished temperature fit.

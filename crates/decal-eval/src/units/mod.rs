@@ -8,7 +8,8 @@
 //!   frozen — or a head's drifted — body), `views` (augmented training views), and for experiments on
 //!   feature files `features-file` (one given matrix: a set's features or the model's logits) and
 //!   `views-file` (given augmented training views);
-//! - [`heads`]: `head` (one head × seed of stage 2), `temperature` (one temperature fit);
+//! - [`heads`]: `head` (one head × seed of stage 2), `temperature` (one temperature fit), `calibrator`
+//!   (vector scaling, histogram binning or isotonic regression of the baseline);
 //! - [`scores`]: `eval` (one method row × seed on the test split, its test probabilities and train NLL),
 //!   `ood` (that row against one OOD set);
 //! - [`shift`]: `shift-cell` (features of one corruption × severity), `shift-score` (one row × seed on one
@@ -54,6 +55,8 @@ pub enum UnitSpec {
     Head(heads::HeadUnitSpec),
     /// One temperature fit.
     Temperature(heads::TemperatureSpec),
+    /// One other post-hoc calibrator of the baseline (vector scaling, histogram binning, isotonic).
+    Calibrator(heads::CalibratorSpec),
     /// One method row × seed on the test split.
     Eval(scores::EvalSpec),
     /// One method row × seed against one OOD set.
@@ -80,6 +83,7 @@ impl UnitSpec {
             UnitSpec::ViewsFile(_) => "views-file",
             UnitSpec::Head(_) => "head",
             UnitSpec::Temperature(_) => "temperature",
+            UnitSpec::Calibrator(_) => "calibrator",
             UnitSpec::Eval(_) => "eval",
             UnitSpec::Ood(_) => "ood",
             UnitSpec::ShiftCell(_) => "shift-cell",
@@ -269,6 +273,7 @@ pub fn run_unit(unit: &Unit, ctx: &mut UnitContext<'_>) -> Result<UnitResult, Un
         UnitSpec::ViewsFile(s) => data::run_views_file(s, unit, ctx, &dir),
         UnitSpec::Head(s) => heads::run_head(s, unit, ctx, &dir),
         UnitSpec::Temperature(s) => heads::run_temperature(s, unit, ctx, &dir),
+        UnitSpec::Calibrator(s) => heads::run_calibrator(s, unit, ctx, &dir),
         UnitSpec::Eval(s) => scores::run_eval(s, unit, ctx, &dir),
         UnitSpec::Ood(s) => scores::run_ood(s, unit, ctx, &dir),
         UnitSpec::ShiftCell(s) => shift::run_cell(s, unit, ctx, &dir),

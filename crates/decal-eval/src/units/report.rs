@@ -78,6 +78,11 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
                 deps.insert(format!("temperature/{name}"), t.clone());
             }
         }
+        if let Some(k) = &row.calibrator {
+            if !deps.values().any(|d| d == k) {
+                deps.insert(format!("calibrator/{name}"), k.clone());
+            }
+        }
         rows.push(ReportRow {
             method: row.method.clone(),
             seed: row.seed,

@@ -147,6 +147,9 @@ fn model_deps(row: &MethodRow) -> BTreeMap<String, UnitId> {
     if let Some(t) = &row.temperature {
         deps.insert("temperature".into(), t.clone());
     }
+    if let Some(c) = &row.calibrator {
+        deps.insert("calibrator".into(), c.clone());
+    }
     deps
 }
 
@@ -312,19 +315,24 @@ struct RowPredictor {
 }
 
 impl RowPredictor {
+    /// `Ok(Err(reason))` when the row's calibrator fit was skipped.
     fn load(
         ctx: &mut UnitContext<'_>,
         unit: &Unit,
         row: &RowSpec,
         temperature: Option<f64>,
-    ) -> Result<Self, UnitError> {
-        Ok(RowPredictor {
-            model: heads::load_model(ctx, unit.dep("model")?)?,
+    ) -> Result<Result<Self, String>, UnitError> {
+        let model = match heads::load_row_model(ctx, unit)? {
+            Ok(m) => m,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        Ok(Ok(RowPredictor {
+            model,
             temperature,
             num_samples: row.num_samples,
             eval_seed: row.eval_seed,
             method: row.method.clone(),
-        })
+        }))
     }
 
     /// Predictions on the features of input `role`, the ε stream salted with `salt`.

@@ -368,6 +368,9 @@ fn plan_scores(
             if let Some(t) = &row.temperature {
                 deps.insert("temperature".into(), t.clone());
             }
+            if let Some(c) = &row.calibrator {
+                deps.insert("calibrator".into(), c.clone());
+            }
             for &s in &r.severities {
                 deps.insert(
                     format!("cell:s{s}"),
@@ -549,10 +552,7 @@ pub fn run_score(
         method: s.method.clone(),
         seed: s.seed,
         corruption: s.corruption.clone(),
-        kind: match kind {
-            LogitKind::Logits => "logits".into(),
-            LogitKind::LogProbs => "log-probs".into(),
-        },
+        kind: kind.name().into(),
         num_classes,
         cells,
         records,
@@ -681,11 +681,8 @@ fn read_score_kind(dir: &Path) -> Result<LogitKind, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: ScoreFile =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    match file.kind.as_str() {
-        "logits" => Ok(LogitKind::Logits),
-        "log-probs" => Ok(LogitKind::LogProbs),
-        k => Err(format!("{}: unknown kind {k:?}", path.display())),
-    }
+    LogitKind::by_name(&file.kind)
+        .ok_or_else(|| format!("{}: unknown kind {:?}", path.display(), file.kind))
 }
 
 /// Whether the held-out calibration images were left out of every cell, and the first cell's reason

@@ -122,7 +122,8 @@ pub(super) fn collect(
     Ok(c)
 }
 
-/// The temperature fits: `calibration` entries, and the rows (by name) whose fit skipped.
+/// The temperature fits and other post-hoc calibrators: `calibration` entries, and the rows (by name) whose
+/// fit skipped.
 fn temperatures(
     s: &ReportSpec,
     unit: &Unit,
@@ -132,29 +133,43 @@ fn temperatures(
     let mut skipped = Vec::new();
     let mut seen = Vec::new();
     for (role, id) in &unit.deps {
-        let Some(UnitSpec::Temperature(t)) = ctx.plan.find(id).map(|u| &u.spec) else {
-            continue;
+        // Temperature fits and the other post-hoc calibrators: (row, seed, file, what is fitted).
+        let (method, seed, file, what) = match ctx.plan.find(id).map(|u| &u.spec) {
+            Some(UnitSpec::Temperature(t)) => (
+                &t.method,
+                t.seed,
+                crate::units::heads::SCALER_FILE,
+                "temperature",
+            ),
+            Some(UnitSpec::Calibrator(k)) => (
+                &k.method,
+                None,
+                crate::units::heads::CALIBRATOR_FILE,
+                "calibrator",
+            ),
+            _ => continue,
         };
         if seen.contains(id) {
             continue;
         }
         seen.push(id.clone());
-        let key = row_key(&t.method, t.seed);
+        let key = row_key(method, seed);
         let rows: Vec<&super::ReportRow> = s
             .rows
             .iter()
-            .filter(|r| r.method == t.method && r.seed == t.seed)
+            .filter(|r| &r.method == method && r.seed == seed)
             .collect();
         match state(ctx, unit, role)? {
             (_, State::Done(d)) => {
-                let v = read_json(&d.join(crate::units::heads::SCALER_FILE)).map_err(
-                    UnitError::failed(unit, format!("reading the temperature of {key}")),
-                )?;
+                let v = read_json(&d.join(file)).map_err(UnitError::failed(
+                    unit,
+                    format!("reading the {what} of {key}"),
+                ))?;
                 c.calibration.insert(key, v);
             }
             (_, State::Skipped(why)) => {
                 c.warnings.push(format!(
-                    "method {key} skipped: its temperature fit on the validation split failed: {why}"
+                    "method {key} skipped: its {what} fit on the validation split failed: {why}"
                 ));
                 skipped.extend(rows.iter().map(|r| r.name.clone()));
             }

@@ -58,7 +58,14 @@ pub(super) fn run(
     };
     let settings = settings(&s.settings, unit)?;
     let rc = record_context(&s.row);
-    let model = super::RowPredictor::load(ctx, unit, &s.row, temperature)?;
+    let model = match super::RowPredictor::load(ctx, unit, &s.row, temperature)? {
+        Ok(m) => m,
+        Err(reason) => {
+            return Ok(UnitResult::skipped(format!(
+                "{label} is not evaluated: its calibrator fit was skipped: {reason}"
+            )))
+        }
+    };
     let test_p = model.predict(ctx, unit, "test", 1)?;
     let indist = suite::in_distribution(&rc, &test_p, "test", &s.row.dataset, &settings)
         .map_err(UnitError::failed(unit, format!("evaluating {label}")))?;

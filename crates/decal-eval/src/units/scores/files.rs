@@ -28,13 +28,6 @@ fn err(path: &Path, problem: impl std::fmt::Display) -> FileError {
     }
 }
 
-fn kind_name(kind: LogitKind) -> &'static str {
-    match kind {
-        LogitKind::Logits => "logits",
-        LogitKind::LogProbs => "log-probs",
-    }
-}
-
 /// Writes `p` exactly under `dir` as `<stem>_logits.npy` (f64 `[N, K]`), `<stem>_labels.npy` (i64 `[N]`),
 /// `<stem>_negmi.npy` (f64 `[N]`, V-TST with m ≥ 2 only) and `<stem>_predictions.json` (kind, N, K).
 pub fn save_predictions(dir: &Path, stem: &str, p: &Predictions) -> Result<(), FileError> {
@@ -59,7 +52,7 @@ pub fn save_predictions(dir: &Path, stem: &str, p: &Predictions) -> Result<(), F
     }
     let meta = dir.join(format!("{stem}_predictions.json"));
     let value = json!({
-        "kind": kind_name(p.kind), "n": n, "num_classes": p.num_classes,
+        "kind": p.kind.name(), "n": n, "num_classes": p.num_classes,
         "neg_mutual_information": p.neg_mutual_information.is_some(),
     });
     decal_core::write_json_atomic(&meta, &value).map_err(|e| err(&meta, e))
@@ -88,10 +81,9 @@ pub fn load_predictions(dir: &Path, stem: &str) -> Result<Predictions, FileError
     let (Some(n), Some(k)) = (field("n"), field("num_classes")) else {
         return Err(err(&meta_path, "no n / num_classes"));
     };
-    let kind = match meta.get("kind").and_then(Value::as_str) {
-        Some("logits") => LogitKind::Logits,
-        Some("log-probs") => LogitKind::LogProbs,
-        other => return Err(err(&meta_path, format!("unknown kind {other:?}"))),
+    let name = meta.get("kind").and_then(Value::as_str);
+    let Some(kind) = name.and_then(LogitKind::by_name) else {
+        return Err(err(&meta_path, format!("unknown kind {name:?}")));
     };
     let logits = read_f64(&dir.join(format!("{stem}_logits.npy")), &[n, k])?;
     let labels_path = dir.join(format!("{stem}_labels.npy"));

@@ -85,7 +85,15 @@ fn run_set(
         }
     };
     let test = load(ctx, unit, "eval", TEST_STEM)?;
-    let model = super::RowPredictor::load(ctx, unit, &s.row, temperature)?;
+    let model = match super::RowPredictor::load(ctx, unit, &s.row, temperature)? {
+        Ok(m) => m,
+        Err(reason) => {
+            return Ok(UnitResult::skipped(format!(
+                "{}: no OOD scores: its calibrator fit was skipped: {reason}",
+                row_label(&s.row)
+            )))
+        }
+    };
     let preds = model.predict(ctx, unit, "features", 100 + index as u64)?;
     files::save_predictions(dir, OOD_STEM, &preds)
         .map_err(UnitError::failed(unit, "saving the OOD predictions"))?;

@@ -41,6 +41,7 @@ fn rows(config: &ExperimentConfig) -> Vec<MethodRow> {
             num_samples: 0,
             model: fake("backbone"),
             temperature: None,
+            calibrator: None,
             features: features("shared"),
             head: None,
         },
@@ -50,6 +51,7 @@ fn rows(config: &ExperimentConfig) -> Vec<MethodRow> {
             num_samples: 0,
             model: fake("backbone"),
             temperature: Some(fake("temperature ts")),
+            calibrator: None,
             features: features("shared"),
             head: None,
         },
@@ -62,6 +64,7 @@ fn rows(config: &ExperimentConfig) -> Vec<MethodRow> {
                 num_samples: m,
                 model: fake(&format!("head {seed}")),
                 temperature: None,
+                calibrator: None,
                 features: features(&format!("head {seed}")),
                 head: Some("V-TST".into()),
             });

@@ -177,6 +177,7 @@ fn scoring_units_reproduce_the_old_evaluation_and_skip_rows_whose_temperature_wa
         num_samples: 10,
         model: head.clone(),
         temperature,
+        calibrator: None,
         features: shared.clone(),
         head: Some("V-TST".into()),
     };

@@ -8,7 +8,7 @@ use super::cell::CELL_NAME;
 use super::ShiftScoreSpec;
 use crate::plan::Unit;
 use crate::predict::{predict, Predictions};
-use crate::units::heads::{load_model, load_temperature, RowModel};
+use crate::units::heads::{load_row_model, load_temperature, RowModel};
 use crate::units::{UnitContext, UnitError};
 
 /// The row's weights and temperature, or why the row is not scored (its temperature fit skipped).
@@ -36,7 +36,14 @@ pub(super) fn model(unit: &Unit, ctx: &mut UnitContext<'_>) -> Result<Model, Uni
         },
         None => None,
     };
-    let model = load_model(ctx, &unit.dep("model")?.clone())?;
+    let model = match load_row_model(ctx, unit)? {
+        Ok(m) => m,
+        Err(reason) => {
+            return Ok(Model::Skipped(format!(
+                "its calibrator fit skipped ({reason}), so the row is not scored"
+            )))
+        }
+    };
     Ok(Model::Ready(model, temperature))
 }
 

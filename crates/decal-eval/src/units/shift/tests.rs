@@ -73,6 +73,7 @@ pub(crate) fn ctx(config: &ExperimentConfig) -> PlanCtx<'_> {
         num_samples: 0,
         model: backbone.clone(),
         temperature: None,
+        calibrator: None,
         features: BTreeMap::from([("test".to_string(), test.clone())]),
         head: None,
     }];
@@ -91,6 +92,7 @@ pub(crate) fn ctx(config: &ExperimentConfig) -> PlanCtx<'_> {
                 num_samples: 0,
                 model: head.clone(),
                 temperature,
+                calibrator: None,
                 features: BTreeMap::from([("test".to_string(), test.clone())]),
                 head: Some("TST".into()),
             });
@@ -252,19 +254,31 @@ fn the_reduction_equals_the_streaming_sweep() {
     let (corruptions, severities) = (["fog", "snow"], [1u8, 3]);
     let rows = [
         ("Baseline", None),
+        ("Isotonic", None),
         ("TST", Some(0u64)),
         ("TS + TST", Some(0)),
     ];
-    // Deterministic, varied predictions per (row, corruption, severity).
+    // Deterministic, varied predictions per (row, corruption, severity); the "Isotonic" row predicts
+    // probabilities (a post-hoc calibrator's), some exactly 0.
     let preds = |r: usize, c: usize, s: usize| {
         let n = 7 + c + s;
-        let logits = (0..n * 3)
+        let mut logits: Vec<f64> = (0..n * 3)
             .map(|i| (((i * 31 + r * 17 + c * 7 + s * 3) % 23) as f64 - 11.0) / 3.7)
             .collect();
+        let mut kind = LogitKind::Logits;
+        if r == 1 {
+            kind = LogitKind::Probabilities;
+            for row in logits.chunks_mut(3) {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+                row[0] += 0.25;
+                let sum: f64 = row.iter().sum();
+                row.iter_mut().for_each(|v| *v /= sum);
+            }
+        }
         Predictions {
             num_classes: 3,
             logits,
-            kind: LogitKind::Logits,
+            kind,
             labels: (0..n).map(|i| ((i * 5 + r + c) % 3) as i64).collect(),
             neg_mutual_information: None,
         }
@@ -308,7 +322,7 @@ fn the_reduction_equals_the_streaming_sweep() {
                     method: m.to_string(),
                     seed: *seed,
                     corruption: c.to_string(),
-                    kind: "logits".into(),
+                    kind: if ri == 1 { "probabilities" } else { "logits" }.into(),
                     num_classes: 3,
                     cells: Vec::new(),
                     records: Vec::new(),
@@ -388,7 +402,11 @@ fn the_reduction_equals_the_streaming_sweep() {
     };
     let mut records = Vec::new();
     let mut results = serde_json::Map::new();
-    for (ri, (m, seed)) in rows.iter().enumerate().take(2) {
+    for (ri, (m, seed)) in rows
+        .iter()
+        .enumerate()
+        .filter(|(_, (m, _))| *m != "TS + TST")
+    {
         let rctx = RecordContext {
             run: "t".into(),
             seed: *seed,
@@ -420,6 +438,30 @@ fn the_reduction_equals_the_streaming_sweep() {
     }
     assert_eq!(got["records"], serde_json::to_value(&records).unwrap());
     assert_eq!(got["results"], serde_json::Value::Object(results));
+    // The probabilities are read as probabilities: a cell's NLL is the mean −ln p_y of the values given.
+    let p = preds(1, 0, 1);
+    let want: f64 = p
+        .logits
+        .chunks(3)
+        .zip(&p.labels)
+        .map(|(row, &y)| -row[y as usize].ln())
+        .sum::<f64>()
+        / p.labels.len() as f64;
+    let cell_nll = records
+        .iter()
+        .find(|r| {
+            r.method == "Isotonic"
+                && r.metric == "nll"
+                && r.corruption.as_deref() == Some(corruptions[0])
+                && r.severity == Some(severities[1])
+        })
+        .expect("the Isotonic row's NLL of fog, severity 3");
+    assert!(
+        (cell_nll.value - want).abs() < 1e-12
+            || (cell_nll.value.is_infinite() && want.is_infinite()),
+        "{} vs {want}",
+        cell_nll.value
+    );
     assert_eq!(got["held_out_calibration_images_excluded"], json!(true));
     assert_eq!(got["warning"], json!(null));
 }
