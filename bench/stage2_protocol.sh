@@ -56,7 +56,7 @@ bootstrap = 0
 TOML
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s.%N)
-"$DECAL" run "$OUT/protocol.toml" --out "$OUT/run" --threads "$THREADS" > "$OUT/table.md" 2> "$OUT/run.log"
+"$DECAL" run "$OUT/protocol.toml" --out "$OUT/run" --threads "$THREADS" --head-threads "$THREADS" > "$OUT/table.md" 2> "$OUT/run.log"
 decal_s=$(echo "$(date +%s.%N) - $start" | bc -l)
 echo "load after decal: $(cut -d' ' -f1-3 /proc/loadavg)"
 python bench/reference/stage2_seed_loop.py cnn "$THREADS" "$REF_EPOCHS" > "$OUT/reference.json"
