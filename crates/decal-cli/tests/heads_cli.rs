@@ -676,11 +676,22 @@ fn feature_file_experiments_are_planned_as_units() {
 
     let o = decal(&["run", s(&cfg), "--out", s(&out)]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // In one process the two seeds of the head train as one batched model.
+    assert!(
+        stderr(&o).contains("trained together with seed(s) 1"),
+        "{}",
+        stderr(&o)
+    );
     assert!(plan_units(&cfg, &out).values().all(|(_, st)| st == "fresh"));
     let serial = std::fs::read(out.join("metrics.jsonl")).unwrap();
     let out2 = work.path().join("run-jobs");
     let o = decal(&["run", s(&cfg), "--out", s(&out2), "--jobs", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // A `decal unit run` process trains only its own seed (never its siblings' work again).
+    for log in std::fs::read_dir(out2.join("logs")).unwrap() {
+        let text = std::fs::read_to_string(log.unwrap().path()).unwrap();
+        assert!(!text.contains("trained together"), "{text}");
+    }
     assert!(
         serial == std::fs::read(out2.join("metrics.jsonl")).unwrap(),
         "--jobs 2 differs from the serial run"

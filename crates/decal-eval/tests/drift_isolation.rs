@@ -169,6 +169,7 @@ fn run(config: &ExperimentConfig, out: &Path) -> (Value, RunSummary) {
             device: tch::Device::Cpu,
             threads: Some(1),
             head_threads: Some(1),
+            batch_siblings: true,
         },
         exe: PathBuf::from("decal"),
         unit_args: Vec::new(),

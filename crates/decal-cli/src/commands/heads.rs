@@ -422,6 +422,7 @@ fn run_units(
             device,
             threads: Some(args.threads),
             head_threads: Some(args.threads),
+            batch_siblings: true,
         },
         exe: std::env::current_exe().context("locating the decal executable")?,
         unit_args: Vec::new(),

@@ -163,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             device,
             threads: Some(threads),
             head_threads: Some(args.head_threads),
+            batch_siblings: true,
         },
         exe: std::env::current_exe().context("locating the decal executable")?,
         unit_args: Vec::new(),

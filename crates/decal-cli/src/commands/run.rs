@@ -190,6 +190,7 @@ fn runner_options(
             device,
             threads: Some(threads),
             head_threads: Some(args.head_threads),
+            batch_siblings: true,
         },
         exe,
         unit_args,

@@ -62,6 +62,7 @@ pub fn run(command: UnitCommand) -> anyhow::Result<()> {
         device,
         threads: Some(threads),
         head_threads: Some(args.head_threads),
+        batch_siblings: false,
     };
     let started = std::time::Instant::now();
     let mut log = |line: &str| eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());

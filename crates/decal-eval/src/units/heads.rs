@@ -791,7 +791,11 @@ fn train_with_siblings(
     what: &str,
 ) -> Result<Rc<stage2::TrainedHead>, UnitError> {
     let device = ctx.options.device;
-    let siblings = dirty_siblings(s, unit, ctx);
+    let siblings = if ctx.options.batch_siblings {
+        dirty_siblings(s, unit, ctx)
+    } else {
+        Vec::new()
+    };
     let mut configs = vec![s.stage2.clone()];
     configs.extend(siblings.iter().map(|(_, c)| c.clone()));
     let mut trained = match &s.features {

@@ -229,6 +229,10 @@ pub struct ExecOptions {
     pub threads: Option<usize>,
     /// libtorch threads for heads, temperature fits and scoring (small matrices).
     pub head_threads: Option<usize>,
+    /// Whether a head unit may train its dirty sibling seeds along with it (in one batched model, kept
+    /// for their units): true where they will run in this process (the serial executor), false in a
+    /// `decal unit run` process, which runs one unit.
+    pub batch_siblings: bool,
 }
 
 /// What a running unit sees.

@@ -266,6 +266,7 @@ fn options() -> ExecOptions {
         device: tch::Device::Cpu,
         threads: None,
         head_threads: None,
+        batch_siblings: false,
     }
 }
 

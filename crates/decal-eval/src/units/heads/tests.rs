@@ -267,6 +267,7 @@ fn cpu() -> super::super::ExecOptions {
         device: tch::Device::Cpu,
         threads: None,
         head_threads: None,
+        batch_siblings: false,
     }
 }
 

@@ -123,6 +123,7 @@ fn a_report_with_a_skipped_and_a_missing_input_names_them_in_its_warnings() {
         device: tch::Device::Cpu,
         threads: None,
         head_threads: None,
+        batch_siblings: false,
     };
     let (mut resources, mut log) = (Resources::default(), |_: &str| {});
     let mut ctx = UnitContext {

@@ -209,6 +209,7 @@ fn scoring_units_reproduce_the_old_evaluation_and_skip_rows_whose_temperature_wa
         device: tch::Device::Cpu,
         threads: None,
         head_threads: Some(1),
+        batch_siblings: false,
     };
     let mut resources = Resources::default();
     let mut records = BTreeMap::new();

@@ -383,6 +383,7 @@ fn the_reduction_equals_the_streaming_sweep() {
         device: tch::Device::Cpu,
         threads: None,
         head_threads: None,
+        batch_siblings: false,
     };
     let (mut resources, mut log) = (Resources::default(), |_: &str| {});
     let mut ctx = UnitContext {
