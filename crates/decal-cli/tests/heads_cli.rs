@@ -850,6 +850,21 @@ fn post_hoc_calibrator_rows_equal_decal_calibrate() {
             "{row} nll: decal run {got}, decal calibrate {nll}"
         );
     }
+    // Without the model's validation logits there is nothing to fit a calibrator on: a config error.
+    let no_logits = config("\"vector\"").replace(
+        &format!("val_logits = \"{}/val_logits.npy\"\n", d.display()),
+        "",
+    );
+    std::fs::write(&cfg, no_logits.replace("temperature_scaling = true\n", "")).unwrap();
+    let o = decal(&[
+        "run",
+        s(&cfg),
+        "--out",
+        s(&work.path().join("bad")),
+        "--plan",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("features.val_logits"), "{}", stderr(&o));
     // Unknown names are config errors naming the key.
     std::fs::write(&cfg, config("\"platt\"")).unwrap();
     let o = decal(&[

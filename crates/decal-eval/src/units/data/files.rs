@@ -75,6 +75,11 @@ pub(crate) fn validate_config(config: &ExperimentConfig) -> Result<(), String> {
             "temperature_scaling = true (the baseline's TS rows) needs features.val_logits".into(),
         );
     }
+    if !config.calibrators.is_empty() && files.val_logits.is_none() {
+        return Err(
+            "calibrators (post-hoc calibrators of the baseline) need features.val_logits to fit on and features.test_logits to evaluate".into(),
+        );
+    }
     if files.val_logits.is_some() && files.test_logits.is_none() {
         return Err("features.val_logits is given without features.test_logits: the baseline is evaluated on test_logits".into());
     }
