@@ -576,10 +576,14 @@ pub fn load_head(ctx: &mut UnitContext<'_>, id: &UnitId) -> Result<Rc<LoadedHead
     })
 }
 
-/// The temperature fitted by `temperature` unit `id`; None when that unit skipped its fit (no finite
-/// optimum): the row it scales is left out, and its scoring units must skip too.
-pub fn load_temperature(ctx: &UnitContext<'_>, id: &UnitId) -> Result<Option<f64>, UnitError> {
-    let unit = plan_unit(ctx, id, "load_temperature")?;
+/// What fit unit `id` (a `temperature` or `calibrator` unit) stored in its `file`; None when that unit
+/// skipped its fit (the row it serves is left out, and its scoring units must skip too).
+fn load_fitted<T: serde::de::DeserializeOwned>(
+    ctx: &UnitContext<'_>,
+    id: &UnitId,
+    file: &str,
+) -> Result<Option<(T, std::path::PathBuf)>, UnitError> {
+    let unit = plan_unit(ctx, id, "load_fitted")?;
     let record = ctx.store.record(id).ok_or_else(|| UnitError::Input {
         unit: unit.name.clone(),
         problem: "has no completion record".into(),
@@ -587,15 +591,22 @@ pub fn load_temperature(ctx: &UnitContext<'_>, id: &UnitId) -> Result<Option<f64
     if let Outcome::Skipped { .. } = record.outcome {
         return Ok(None);
     }
-    let path = ctx.store.unit_dir(id).join(SCALER_FILE);
+    let path = ctx.store.unit_dir(id).join(file);
     let text = std::fs::read_to_string(&path).map_err(UnitError::failed(
         unit,
         format!("reading {}", path.display()),
     ))?;
-    let scaler: decal_calib::TemperatureScaler = serde_json::from_str(&text).map_err(
-        UnitError::failed(unit, format!("parsing {}", path.display())),
-    )?;
-    Ok(Some(scaler.temperature))
+    let value = serde_json::from_str(&text).map_err(UnitError::failed(
+        unit,
+        format!("parsing {}", path.display()),
+    ))?;
+    Ok(Some((value, path)))
+}
+
+/// The temperature fitted by `temperature` unit `id`; None when that unit skipped its fit (no finite
+/// optimum): the row it scales is left out, and its scoring units must skip too.
+pub fn load_temperature(ctx: &UnitContext<'_>, id: &UnitId) -> Result<Option<f64>, UnitError> {
+    Ok(load_fitted::<TemperatureScaler>(ctx, id, SCALER_FILE)?.map(|(s, _)| s.temperature))
 }
 
 /// The weights that predict a method row: the backbone's linear head or a stage-2 head.
@@ -986,29 +997,18 @@ pub fn run_calibrator(
     ))
 }
 
-/// The calibrator fitted by `calibrator` unit `id`; None when that unit skipped its fit.
+/// The calibrator fitted by `calibrator` unit `id` (checked); None when that unit skipped its fit.
 pub fn load_calibrator(
     ctx: &UnitContext<'_>,
     id: &UnitId,
 ) -> Result<Option<decal_calib::Calibrator>, UnitError> {
-    let unit = plan_unit(ctx, id, "load_calibrator")?;
-    let record = ctx.store.record(id).ok_or_else(|| UnitError::Input {
-        unit: unit.name.clone(),
-        problem: "has no completion record".into(),
-    })?;
-    if let Outcome::Skipped { .. } = record.outcome {
+    let Some((calibrator, path)) =
+        load_fitted::<decal_calib::Calibrator>(ctx, id, CALIBRATOR_FILE)?
+    else {
         return Ok(None);
-    }
-    let path = ctx.store.unit_dir(id).join(CALIBRATOR_FILE);
-    let text = std::fs::read_to_string(&path).map_err(UnitError::failed(
-        unit,
-        format!("reading {}", path.display()),
-    ))?;
-    let calibrator: decal_calib::Calibrator = serde_json::from_str(&text).map_err(
-        UnitError::failed(unit, format!("parsing {}", path.display())),
-    )?;
+    };
     calibrator.validate().map_err(UnitError::failed(
-        unit,
+        plan_unit(ctx, id, "load_calibrator")?,
         format!("checking {}", path.display()),
     ))?;
     Ok(Some(calibrator))

@@ -33,7 +33,7 @@ use super::{config_error, deps, extract::FEATURES_NAME};
 use crate::experiment::ExperimentConfig;
 use crate::feature_files::{self as ff, FeatureFiles};
 use crate::plan::build::PlanCtx;
-use crate::plan::{PlanError, Resource, Unit, UnitId};
+use crate::plan::{PlanError, Resource, Unit};
 use crate::units::{UnitContext, UnitError, UnitResult, UnitSpec};
 
 /// The checks of [`ExperimentConfig::validate`] for a features backbone.
@@ -674,22 +674,4 @@ fn read_stack(spec: &Path, train: &FeatureSet) -> Result<Vec<Vec<f32>>, String> 
         ));
     }
     Ok(values.chunks(n * f).map(<[f32]>::to_vec).collect())
-}
-
-/// The ids of the units planned here, for the report's facts: `(set key, unit id)` of every features and
-/// logits unit.
-pub fn facts_inputs(ctx: &PlanCtx<'_>) -> Vec<(String, UnitId)> {
-    let mut out: Vec<(String, UnitId)> = ctx
-        .features
-        .iter()
-        .filter(|(k, _)| k.as_str() != "fit")
-        .map(|(k, id)| (format!("features:{k}"), id.clone()))
-        .collect();
-    out.extend(
-        ctx.logits
-            .iter()
-            .filter(|(k, _)| k.as_str() != "fit")
-            .map(|(k, id)| (format!("logits:{k}"), id.clone())),
-    );
-    out
 }
