@@ -14,8 +14,9 @@ use decal_eval::units::ExecOptions;
     after_help = "Examples:\n  decal run configs/experiments/cifar10-cnn-cpu.toml\n  \
 decal run configs/experiments/cifar10-cnn-cpu.toml --out runs/c10 --device cuda\n  \
 decal run configs/experiments/cpu/cnn-cifar10.toml --smoke    (checks every stage in seconds; runs/cnn-cifar10-cpu-smoke)\n\n\
-The experiment is planned as units (split, backbone, features, views, head × seed, temperature, eval, ood, \
-shift-cell, shift-score, shift, report) whose ids are known before anything runs: --plan lists them, fresh or dirty and why. \
+The experiment is planned as units (split, backbone, features, views, head × seed, temperature, calibrator, eval, \
+ood, shift-cell, shift-score, shift, report; with [backbone] features, features-file and views-file units read the \
+given files) whose ids are known before anything runs: --plan lists them, fresh or dirty and why. \
 The output directory receives plan.json, units/<id>/ (one directory per unit with its completion record done.json), \
 and, published from the report unit, metrics.jsonl + metrics.csv (tidy records), results.json (nested, with metric \
 definitions and every fitted temperature), reliability/<method>.csv, ood_histograms/<method>.csv, \
@@ -26,7 +27,8 @@ Temperature scaling: top-level `temperature_scaling = true` adds the baseline ro
 `temperature_scaling = true` in a [[heads]] table adds a row \"TS + <row>\" per row of that head, T fitted per \
 seed on the validation split's predictive of the row (V-TST: the m-sample predictive (1/m) sum_s softmax(z_s/T) \
 with the row's m and draws); `temperature_scaling_seed_lbfgs = true` adds the seed's single-sample LBFGS fit \
-as \"TS (seed LBFGS) + <row>\" for TST and V-TST m=1."
+as \"TS (seed LBFGS) + <row>\" for TST and V-TST m=1. `calibrators = [\"vector\", \"histogram\", \"isotonic\"]` \
+adds the baseline rows VS, Histogram binning and Isotonic (fitted where TS is; they predict probabilities)."
 )]
 pub struct Args {
     /// Experiment file (TOML): [data], [backbone], [[heads]], [[ood]], [shift], [eval]; see configs/experiments/.
