@@ -15,15 +15,26 @@
 #    float32 rounding, metrics equal to the printed digits.
 # 4. Throughput: training / inference images/s of the CNN and WRN-16-4 in fp32 / bf16 (/ fp16).
 # Prints PASS/FAIL per check and writes <out-dir>/summary.txt; exit status 1 if any check failed.
+#
+# DECAL_BIN_DIR: a folder holding prebuilt `decal` and `train_speed` (bench/device_pack.sh); then nothing is
+# built and the libtorch venv is not needed (LD_LIBRARY_PATH must reach libtorch: bench/device_run.sh).
+# DECAL_SEED_CKPT: the seed's CNN checkpoint [../shared/checkpoints/seed-cnn-cifar10-seed1.ckpt].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 device="${1:-cuda}"
 data="${2:-../shared/datasets/cifar10-jpeg}"
 out="${3:-runs/device-check}"
-. scripts/env.sh
-PY="${DECAL_TORCH_PYTHON:-$(dirname "$(command -v python)")/python}"
-scripts/cargo build --release -q -p decal-cli -p decal-train --bins --example train_speed || exit 1
-decal=target/release/decal
+if [ -n "${DECAL_BIN_DIR:-}" ]; then
+  decal="$DECAL_BIN_DIR/decal"
+  train_speed="$DECAL_BIN_DIR/train_speed"
+  PY="${DECAL_TORCH_PYTHON:-python3}"
+else
+  . scripts/env.sh
+  PY="${DECAL_TORCH_PYTHON:-$(dirname "$(command -v python)")/python}"
+  scripts/cargo build --release -q -p decal-cli -p decal-train --bins --example train_speed || exit 1
+  decal=target/release/decal
+  train_speed=target/release/examples/train_speed
+fi
 mkdir -p "$out"
 summary="$out/summary.txt"
 : >"$summary"
@@ -71,7 +82,7 @@ PYEOF
 done
 
 # 3. Device vs CPU evaluation of the seed's CNN.
-ckpt=../shared/checkpoints/seed-cnn-cifar10-seed1.ckpt
+ckpt="${DECAL_SEED_CKPT:-../shared/checkpoints/seed-cnn-cifar10-seed1.ckpt}"
 if [ -f "$ckpt" ]; then
   "$decal" import --from "$ckpt" --arch cnn --num-classes 10 --dataset cifar10 --out "$out/seed-cnn" --force \
     >"$out/import.log" 2>&1
@@ -79,7 +90,7 @@ if [ -f "$ckpt" ]; then
   for d in cpu "$device"; do
     [ $st = 0 ] || break
     "$decal" eval --checkpoint "$out/seed-cnn" --data-dir "$data" --device "$d" --profile paper \
-      --json "$out/eval-$d.json" --save-logits "$out/logits-$d.npy" >"$out/eval-$d.log" 2>&1
+      --json "$out/eval-$d.json" --save-logits "$out/logits-$d.npy" --force >"$out/eval-$d.log" 2>&1
     st=$?
   done
   if [ $st = 0 ]; then
@@ -104,10 +115,13 @@ fi
 # 4. Throughput.
 dev_arg=cpu
 case "$device" in cuda*) dev_arg=cuda ;; esac
-for spec in "cnn 40 40" "wrn-16-4 20 40"; do
+specs=("cnn 40 40" "wrn-16-4 20 40")
+# WRN-28-10 (the paper's backbone) only on a GPU: it times the catalogue configs' stage 1 there.
+[ "$dev_arg" = cuda ] && specs+=("wrn-28-10 20 40")
+for spec in "${specs[@]}"; do
   set -- $spec
   for p in $precisions; do
-    target/release/examples/train_speed "$1" 128 2 "$2" "$3" "$dev_arg" "$p" | tee -a "$summary"
+    "$train_speed" "$1" 128 2 "$2" "$3" "$dev_arg" "$p" | tee -a "$summary"
   done
 done
 

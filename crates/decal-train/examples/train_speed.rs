@@ -27,10 +27,11 @@ fn main() {
     let infer_steps: usize = args[5]
         .parse()
         .expect("inference steps should be an integer");
-    let device = match args.get(6).map(String::as_str) {
-        Some("cuda") => Device::Cuda(0),
-        _ => Device::Cpu,
-    };
+    let device = decal_models::device::parse(args.get(6).map_or("cpu", String::as_str))
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
     let precision =
         Precision::parse(args.get(7).map_or("fp32", String::as_str)).unwrap_or_else(|e| {
             eprintln!("{e}");
