@@ -573,6 +573,13 @@ bootstrap = 0
         ),
         "{stdout}"
     );
+    // Each warning says it once (the report used to wrap the unit's sentence in a second copy of itself).
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l.matches("skipped: its temperature fit").count() > 1),
+        "{stdout}"
+    );
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let methods: Vec<&String> = results["results"].as_object().unwrap().keys().collect();

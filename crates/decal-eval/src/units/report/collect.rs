@@ -167,10 +167,9 @@ fn temperatures(
                 ))?;
                 c.calibration.insert(key, v);
             }
+            // The unit's reason is already the whole sentence ("method … skipped: its … fit … failed: …").
             (_, State::Skipped(why)) => {
-                c.warnings.push(format!(
-                    "method {key} skipped: its {what} fit on the validation split failed: {why}"
-                ));
+                c.warnings.push(why);
                 skipped.extend(rows.iter().map(|r| r.name.clone()));
             }
             (name, State::Missing) => c.warnings.push(missing_line(&name)),
