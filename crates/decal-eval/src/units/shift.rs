@@ -112,6 +112,26 @@ pub struct ShiftReduceSpec {
     pub severities: Vec<u8>,
     /// Rows × seeds in table order: (method, seed).
     pub rows: Vec<(String, Option<u64>)>,
+    /// Named subsets of `corruptions` whose pooled figures are reported as well, as `<metric>_<name>` (and
+    /// `<metric>_<name>_paper`): `seed13`, the seed's 13 CIFAR-10-C corruptions, when the sweep has
+    /// them and more. Empty (and then absent from the spec, so older plans keep their ids) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pooled_subsets: Vec<(String, Vec<String>)>,
+}
+
+/// The named corruption subsets a sweep over `corruptions` reports pooled figures for (see
+/// [`ShiftReduceSpec::pooled_subsets`]).
+pub fn pooled_subsets(corruptions: &[String]) -> Vec<(String, Vec<String>)> {
+    let seed13 = corrupted::SEED_CIFAR10_C;
+    let has_all = seed13.iter().all(|c| corruptions.iter().any(|x| x == c));
+    if has_all && corruptions.len() > seed13.len() {
+        vec![(
+            "seed13".into(),
+            seed13.iter().map(|c| c.to_string()).collect(),
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 /// What a cell unit writes to `info.json`.
@@ -411,6 +431,7 @@ fn plan_scores(
         severity_divisor: shift.severity_divisor,
         dir: shift.dir.clone(),
         corruptions: r.names.clone(),
+        pooled_subsets: pooled_subsets(&r.names),
         severities: r.severities.clone(),
         rows: ctx
             .rows
@@ -608,17 +629,29 @@ pub fn run_reduce(
             seed: *seed,
             method: method.clone(),
         };
-        let mut sweep = ShiftSweep::new(rctx.clone(), &s.dataset, primary.clone(), compat);
-        let mut paper = ShiftSweep::new(rctx, &s.dataset, Profile::paper(), compat);
+        let sweep = || {
+            [
+                ShiftSweep::new(rctx.clone(), &s.dataset, primary.clone(), compat),
+                ShiftSweep::new(rctx.clone(), &s.dataset, Profile::paper(), compat),
+            ]
+        };
+        let mut all = sweep();
+        let mut subsets: Vec<_> = s.pooled_subsets.iter().map(|_| sweep()).collect();
         for corruption in &s.corruptions {
             let role = format!("score/{}/{corruption}", row_name(method, *seed));
             let sdir = ctx.input_dir(unit, &role)?;
             let kind = read_score_kind(&sdir)
                 .map_err(UnitError::failed(unit, format!("reading {role}")))?;
+            let mut targets: Vec<&mut [ShiftSweep; 2]> = vec![&mut all];
+            for (sw, (_, names)) in subsets.iter_mut().zip(&s.pooled_subsets) {
+                if names.contains(corruption) {
+                    targets.push(sw);
+                }
+            }
             for &severity in &s.severities {
                 let p = read_predictions(&sdir, severity, kind)
                     .map_err(UnitError::failed(unit, format!("reading {role}")))?;
-                for sw in [&mut sweep, &mut paper] {
+                for sw in targets.iter_mut().flat_map(|t| t.iter_mut()) {
                     sw.add_cell(corruption, severity, &p)
                         .map_err(UnitError::failed(
                             unit,
@@ -631,11 +664,20 @@ pub fn run_reduce(
             "{method}{}",
             seed.map(|s| format!(" seed {s}")).unwrap_or_default()
         );
+        let [sweep, paper] = all;
         let (r, j) = sweep.finish();
         records.extend(r);
         let (rp, jp) = paper.finish();
         records.extend(rp.into_iter().map(paper_key));
-        results.insert(key, json!({"primary": j, "paper": jp}));
+        let mut row = json!({"primary": j, "paper": jp});
+        for ([a, b], (name, names)) in subsets.into_iter().zip(&s.pooled_subsets) {
+            let (ra, ja) = a.finish();
+            let (rb, jb) = b.finish();
+            records.extend(subset_pooled(ra, name, names.len()));
+            records.extend(subset_pooled(rb, name, names.len()).map(paper_key));
+            row[name.as_str()] = json!({"primary": ja, "paper": jb});
+        }
+        results.insert(key, row);
     }
     let (excluded, warning) = held_out_note(s, unit, ctx)?;
     let value = json!({
@@ -649,6 +691,26 @@ pub fn run_reduce(
     }));
     result.warnings.extend(warning);
     Ok(result)
+}
+
+/// The pooled (all-cells) records of a subset's sweep, renamed `<metric>_<name>`, their definitions saying
+/// which corruptions they pool.
+fn subset_pooled(
+    records: Vec<MetricRecord>,
+    name: &str,
+    corruptions: usize,
+) -> impl Iterator<Item = MetricRecord> + '_ {
+    records
+        .into_iter()
+        .filter(|r| r.corruption.is_none() && r.severity.is_none())
+        .map(move |mut r| {
+            r.metric = format!("{}_{name}", r.metric);
+            r.definition = format!(
+                "{}; subset {name}: the {corruptions} corruptions of the seed's CIFAR-10-C evaluation (Q-4) only",
+                r.definition
+            );
+            r
+        })
 }
 
 /// Whether a row's score units skipped (its temperature fit did): the row has no sweep, as before.

@@ -33,6 +33,7 @@ fn stand_in(plan: &mut Plan, name: &str) -> String {
         corruptions: Vec::new(),
         severities: Vec::new(),
         rows: Vec::new(),
+        pooled_subsets: Vec::new(),
     });
     plan.add(name, spec, BTreeMap::new(), Resource::Cpu)
         .unwrap()

@@ -62,6 +62,7 @@ pub(crate) fn ctx(config: &ExperimentConfig) -> PlanCtx<'_> {
             corruptions: Vec::new(),
             severities: Vec::new(),
             rows: Vec::new(),
+            pooled_subsets: Vec::new(),
         });
         plan.add(name, spec, BTreeMap::new(), Resource::Cpu)
             .unwrap()
@@ -242,6 +243,7 @@ fn a_missing_or_empty_directory_or_corruption_is_a_plan_error_naming_the_key() {
 /// sweep over the same predictions in the same order; a row whose scores skipped is left out.
 #[test]
 fn the_reduction_equals_the_streaming_sweep() {
+    // (and a named corruption subset's pooled figures equal a streaming sweep over that subset alone)
     use crate::plan::store::{Outcome, Store};
     use crate::predict::{LogitKind, Predictions};
     use crate::suite::{RecordContext, ShiftCompat, ShiftSweep};
@@ -295,6 +297,7 @@ fn the_reduction_equals_the_streaming_sweep() {
             corruptions: Vec::new(),
             severities: Vec::new(),
             rows: Vec::new(),
+            pooled_subsets: Vec::new(),
         })
     };
     for (ci, c) in corruptions.iter().enumerate() {
@@ -368,6 +371,8 @@ fn the_reduction_equals_the_streaming_sweep() {
         corruptions: corruptions.iter().map(|c| c.to_string()).collect(),
         severities: severities.to_vec(),
         rows: rows.iter().map(|(m, s)| (m.to_string(), *s)).collect(),
+        // A named subset (as `seed13` of a 19-corruption sweep): its pooled figures are reported too.
+        pooled_subsets: vec![("sub".into(), vec!["fog".into()])],
     };
     let id = plan
         .add(
@@ -419,22 +424,49 @@ fn the_reduction_equals_the_streaming_sweep() {
             Profile::by_name("default").unwrap(),
             compat,
         );
+        let default = Profile::by_name("default").unwrap();
+        let mut sa = ShiftSweep::new(rctx.clone(), "toy-c", default, compat);
+        let mut sb = ShiftSweep::new(rctx.clone(), "toy-c", Profile::paper(), compat);
         let mut b = ShiftSweep::new(rctx, "toy-c", Profile::paper(), compat);
         for (ci, c) in corruptions.iter().enumerate() {
             for (si, &s) in severities.iter().enumerate() {
                 a.add_cell(c, s, &preds(ri, ci, si)).unwrap();
                 b.add_cell(c, s, &preds(ri, ci, si)).unwrap();
+                if *c == "fog" {
+                    sa.add_cell(c, s, &preds(ri, ci, si)).unwrap();
+                    sb.add_cell(c, s, &preds(ri, ci, si)).unwrap();
+                }
             }
         }
         let ((r, j), (rp, jp)) = (a.finish(), b.finish());
         records.extend(r);
         records.extend(rp.into_iter().map(super::paper_key));
+        let ((ra, ja), (rb, jb)) = (sa.finish(), sb.finish());
+        // The subset's pooled records only (no corruption, no severity), renamed `<metric>_sub`.
+        let pooled = |rs: Vec<decal_report::MetricRecord>, suffix: &str| {
+            rs.into_iter()
+                .filter(|r| r.corruption.is_none() && r.severity.is_none())
+                .map(|mut r| {
+                    r.metric = format!("{}_sub{suffix}", r.metric);
+                    r.definition = format!("{}; subset sub: the 1 corruptions of the seed's CIFAR-10-C evaluation (Q-4) only", r.definition);
+                    r
+                })
+                .collect::<Vec<_>>()
+        };
+        let (pa, pb) = (pooled(ra, ""), pooled(rb, "_paper"));
+        assert_eq!(
+            pa.len(),
+            7,
+            "accuracy, ece, mce, nll and 3 cell means: {pa:?}"
+        );
+        records.extend(pa);
+        records.extend(pb);
         results.insert(
             format!(
                 "{m}{}",
                 seed.map(|s| format!(" seed {s}")).unwrap_or_default()
             ),
-            json!({"primary": j, "paper": jp}),
+            json!({"primary": j, "paper": jp, "sub": {"primary": ja, "paper": jb}}),
         );
     }
     assert_eq!(got["records"], serde_json::to_value(&records).unwrap());
@@ -465,4 +497,22 @@ fn the_reduction_equals_the_streaming_sweep() {
     );
     assert_eq!(got["held_out_calibration_images_excluded"], json!(true));
     assert_eq!(got["warning"], json!(null));
+}
+
+#[test]
+fn the_seeds_13_corruptions_are_pooled_when_the_sweep_has_them_and_more() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let all = names(&decal_data::corrupted::ALL_CORRUPTIONS);
+    let seed13 = names(&decal_data::corrupted::SEED_CIFAR10_C);
+    assert_eq!(
+        super::pooled_subsets(&all),
+        vec![("seed13".to_string(), seed13.clone())]
+    );
+    // Exactly the 13: the sweep's own pooled figure is the seed's; fewer: no subset.
+    assert!(super::pooled_subsets(&seed13).is_empty());
+    assert!(
+        super::pooled_subsets(&all[..15]).is_empty()
+            == !seed13.iter().all(|c| all[..15].contains(c))
+    );
+    assert!(super::pooled_subsets(&names(&["fog", "snow"])).is_empty());
 }
