@@ -8,6 +8,7 @@
 pub mod bounded;
 pub mod checksum;
 pub mod fsutil;
+pub mod fuzz;
 pub mod output;
 pub mod provenance;
 pub mod rng;
