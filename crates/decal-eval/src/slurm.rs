@@ -359,6 +359,30 @@ fn task_script(
     )
 }
 
+/// The arguments appended to a group's `decal unit run`: `extra_args`, with `--device` set to `cpu` for a
+/// group without a GPU allocation when the run asks GPUs for its device units (the node of such a task
+/// may have no GPU: heads on cached features, evaluations and reductions then run on its CPU), and
+/// `--allow-missing` with `keep_going`.
+fn task_args(group: &SlurmGroup, opts: &SlurmOptions) -> Vec<String> {
+    let mut extra = opts.extra_args.clone();
+    if opts.gpus_per_unit > 0 && !group.gpu {
+        let mut i = 0;
+        while i < extra.len() {
+            if extra[i] == "--device" && i + 1 < extra.len() {
+                extra[i + 1] = "cpu".into();
+                i += 1;
+            } else if extra[i].starts_with("--device=") {
+                extra[i] = "--device=cpu".into();
+            }
+            i += 1;
+        }
+    }
+    if opts.keep_going {
+        extra.push("--allow-missing".into());
+    }
+    extra
+}
+
 fn submit_group(
     group: &SlurmGroup,
     opts: &SlurmOptions,
@@ -372,10 +396,7 @@ fn submit_group(
     text.push('\n');
     decal_core::write_atomic(&list, text.as_bytes())?;
     let script = sub.dir.join(format!("{}.sbatch", group.label));
-    let mut extra = opts.extra_args.clone();
-    if opts.keep_going {
-        extra.push("--allow-missing".into());
-    }
+    let extra = task_args(group, opts);
     let body = task_script(group, &list, exe, store, &extra);
     decal_core::write_atomic(&script, body.as_bytes())?;
 
@@ -758,6 +779,46 @@ mod tests {
         let e = validate(&[g(0, "a", &["x"]), g(0, "a", &["y"])], &opts).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
         assert!(validate(&[g(0, "a", &["x"]), g(2, "b", &["y"])], &opts).is_ok());
+    }
+
+    #[test]
+    fn tasks_without_a_gpu_run_on_the_cpu() {
+        let opts = |gpus, extra: &[&str], keep_going| SlurmOptions {
+            partition: None,
+            gpus_per_unit: gpus,
+            time: None,
+            cpus_per_task: 1,
+            decal_exe: PathBuf::from("/bin/true"),
+            store: PathBuf::from("/tmp"),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            keep_going,
+        };
+        let g = |gpu| SlurmGroup {
+            level: 0,
+            gpu,
+            unit_ids: vec!["x".into()],
+            label: "l".into(),
+        };
+        let args = [
+            "--threads",
+            "2",
+            "--device",
+            "cuda:1",
+            "--head-threads",
+            "1",
+        ];
+        // A GPU run: device units keep the device, the others (no GPU allocated) use the CPU.
+        assert_eq!(task_args(&g(true), &opts(1, &args, false)), args);
+        assert_eq!(
+            task_args(&g(false), &opts(1, &args, false)),
+            ["--threads", "2", "--device", "cpu", "--head-threads", "1"]
+        );
+        assert_eq!(
+            task_args(&g(false), &opts(2, &["--device=cuda"], true)),
+            ["--device=cpu", "--allow-missing"]
+        );
+        // No GPUs asked: the user's device everywhere (a CPU cluster, or GPUs the nodes give every task).
+        assert_eq!(task_args(&g(false), &opts(0, &args, false)), args);
     }
 
     #[test]
