@@ -186,6 +186,18 @@ impl Bins {
         &self.edges
     }
 
+    /// An upper bound `u` such that every `c` with `0 ≤ c < u` is in slot 0 by [`Self::slot`]: the first
+    /// bin's upper edge for the `[lo, hi)` conventions, 0 (an empty range) for `guo`, whose first bin is
+    /// `(0, e_1]`.
+    #[inline]
+    pub fn first_bin_upper(&self) -> f64 {
+        if self.membership == Membership::Guo {
+            0.0
+        } else {
+            self.edges[1]
+        }
+    }
+
     /// `(lower, upper)` of slot `s`; the torchmetrics extra slot is `(1, 1)`.
     pub fn slot_range(&self, slot: usize) -> (f64, f64) {
         if slot >= self.num_bins {
@@ -351,6 +363,10 @@ mod tests {
                     };
                     assert_eq!(b.slot(c), expect, "{membership:?} M={m} c={c}");
                     assert_eq!(b.slot_exact(c), expect, "{membership:?} M={m} c={c}");
+                    // The classwise accumulator's first-bin shortcut.
+                    if (0.0..b.first_bin_upper()).contains(&c) {
+                        assert_eq!(expect, Some(0), "{membership:?} M={m} c={c}");
+                    }
                 }
             }
         }

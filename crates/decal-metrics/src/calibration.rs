@@ -315,8 +315,15 @@ impl ClasswiseAccumulator {
     pub fn add_row(&mut self, probs: &[f64], label: usize) {
         let slots = self.bins.num_slots();
         self.total += 1;
+        // Most class probabilities of a row are small: the first bin's test is one predictable compare
+        // (the same slot `Bins::slot` gives: `[lo, hi)` conventions put `0 ≤ p < e_1` in slot 0).
+        let first = self.bins.first_bin_upper();
         for (k, &p) in probs.iter().enumerate().take(self.num_classes) {
-            if let Some(s) = self.bins.slot(p) {
+            if (0.0..first).contains(&p) {
+                let j = k * slots;
+                self.count[j] += 1;
+                self.sum_prob[j] += p;
+            } else if let Some(s) = self.bins.slot(p) {
                 let j = k * slots + s;
                 self.count[j] += 1;
                 self.sum_prob[j] += p;
