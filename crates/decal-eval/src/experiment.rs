@@ -207,6 +207,11 @@ pub struct FeaturesConfig {
     /// Seed of the views' crop and flip draws (`augmented` mode).
     #[serde(default)]
     pub views_seed: u64,
+    /// `exact` mode only: augment the validation images of the heads' epoch selection every epoch with
+    /// the training augmentation, as the seed does (BUG-6; `recipe = "seed"` sets it). Default false: the
+    /// un-augmented validation images.
+    #[serde(default)]
+    pub augment_val: bool,
 }
 
 fn default_views() -> usize {
@@ -229,6 +234,7 @@ impl Default for FeaturesConfig {
             views: default_views(),
             storage: decal_train::views::Storage::F16,
             views_seed: 0,
+            augment_val: false,
         }
     }
 }
@@ -532,6 +538,9 @@ impl ExperimentConfig {
         }
         if self.features.views == 0 {
             return Err("[features] views must be at least 1".into());
+        }
+        if self.features.mode != "exact" && self.features.augment_val {
+            return Err("[features] augment_val = true needs mode = \"exact\" (cached features hold un-augmented validation images)".into());
         }
         if self.features.mode != "exact" && self.features.body == BodyMode::SeedBnDrift {
             return Err("[features] body = \"seed-bn-drift\" needs mode = \"exact\" (cached features come from the frozen body)".into());

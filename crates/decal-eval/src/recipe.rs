@@ -11,6 +11,7 @@
 //! | `[[heads]] shuffle` | `false` | BUG-5: the same batches every epoch |
 //! | `[features] mode` | `"exact"` | augmented training images through the body every epoch |
 //! | `[features] body` | `"seed-bn-drift"` | BUG-7: body in train mode, BatchNorm statistics drift |
+//! | `[features] augment_val` (exact mode) | `true` | BUG-6: the heads' validation images augmented every epoch |
 //! | `[backbone.train] shuffle`, `augment_val`, `selection` | `false`, `true`, `"val-loss"` | stage 1: BUG-5, BUG-6, Q-8 |
 //! | `[eval] profiles` | `["paper", "default"]` | the seed's metric definitions first (§10.5) |
 //! | `[eval] spread` | `"seed-se"` | BUG-20: population std (ddof 0) / √n |
@@ -84,6 +85,10 @@ pub fn apply(config: &mut Table, path: &std::path::Path) -> Result<Recipe, Strin
         if let Some(f) = features.as_table_mut() {
             fill(f, "mode", Value::String("exact".into()));
             fill(f, "body", Value::String("seed-bn-drift".into()));
+            // Augmented validation exists only in exact mode (an explicit cached mode keeps its own).
+            if f.get("mode").and_then(Value::as_str) == Some("exact") {
+                fill(f, "augment_val", Value::Boolean(true));
+            }
         }
         if let Some(train) = table(config, "backbone").and_then(|b| table(b, "train")) {
             fill(train, "shuffle", Value::Boolean(false));
@@ -173,7 +178,7 @@ pub fn departures(config: &crate::experiment::ExperimentConfig, holdout: bool) -
     if images && config.features.body != BodyMode::SeedBnDrift {
         say("the frozen body runs in eval mode (seed: train mode, BatchNorm statistics drifting, BUG-7)".into());
     }
-    if images && !config.heads.is_empty() {
+    if images && !config.heads.is_empty() && !config.features.augment_val {
         say(
             "stage-2 validation images are un-augmented (seed: the training augmentation, BUG-6)"
                 .into(),
@@ -232,4 +237,51 @@ pub fn departures(config: &crate::experiment::ExperimentConfig, holdout: bool) -
         say("per-severity shift means divide by the number of corruptions evaluated (seed: by 13 on CIFAR-100, BUG-1)".into());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::experiment::ExperimentConfig;
+    use decal_train::features::BodyMode;
+
+    fn read(text: &str) -> ExperimentConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        ExperimentConfig::read(&path).unwrap()
+    }
+
+    const BASE: &str = "name = \"x\"\n[data]\ndataset = \"cifar10\"\ndir = \"d\"\n[backbone]\n\
+                        checkpoint = \"c\"\n[[heads]]\nname = \"TST\"\nkind = \"tst\"\n";
+
+    #[test]
+    fn the_seed_recipe_sets_exact_mode_with_drift_and_augmented_validation() {
+        let c = read(&format!("recipe = \"seed\"\n{BASE}"));
+        let f = &c.features;
+        assert_eq!(
+            (f.mode.as_str(), f.body, f.augment_val),
+            ("exact", BodyMode::SeedBnDrift, true)
+        );
+        assert!(
+            !super::departures(&c, false)
+                .iter()
+                .any(|d| d.contains("BUG-6")),
+            "{:?}",
+            super::departures(&c, false)
+        );
+        // An explicit cached mode keeps un-augmented validation (augment_val needs exact mode).
+        let c = read(&format!(
+            "recipe = \"seed\"\n{BASE}[features]\nmode = \"augmented\"\nbody = \"frozen\"\n"
+        ));
+        assert!(!c.features.augment_val);
+        assert!(super::departures(&c, false)
+            .iter()
+            .any(|d| d.contains("BUG-6")));
+        // decal's recipe: un-augmented validation, said as a departure.
+        let c = read(BASE);
+        assert!(!c.features.augment_val);
+        assert!(super::departures(&c, false)
+            .iter()
+            .any(|d| d.contains("stage-2 validation images are un-augmented")));
+    }
 }

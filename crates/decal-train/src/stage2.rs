@@ -196,7 +196,18 @@ pub enum TrainSource<'a> {
     Cached(&'a FeatureSet),
     /// Features recomputed every epoch from augmented images (exact mode): the closure returns the
     /// epoch's features already in batch order, so they are consumed sequentially.
-    PerEpoch(&'a mut dyn FnMut(usize) -> Result<FeatureSet, Stage2Error>),
+    PerEpoch(&'a mut dyn FnMut(usize) -> Result<EpochFeatures, Stage2Error>),
+}
+
+/// One epoch's features from a [`TrainSource::PerEpoch`] closure.
+#[derive(Debug)]
+pub struct EpochFeatures {
+    /// The training features, in batch order.
+    pub train: FeatureSet,
+    /// This epoch's validation features, when they change from epoch to epoch (the seed's augmented
+    /// validation images, BUG-6, or a body whose BatchNorm statistics drift, BUG-7); `None`: the fixed
+    /// validation set passed to [`train`].
+    pub val: Option<FeatureSet>,
 }
 
 /// A trained head with the weights of its selected epoch loaded.
@@ -246,6 +257,7 @@ pub fn train(
     for epoch in 0..config.epochs {
         let start = std::time::Instant::now();
         let owned;
+        let mut epoch_val = None;
         let (train_set, order): (&FeatureSet, Vec<usize>) = match &mut source {
             TrainSource::Cached(set) => {
                 let order = if config.shuffle {
@@ -256,11 +268,23 @@ pub fn train(
                 (*set, order)
             }
             TrainSource::PerEpoch(f) => {
-                owned = f(epoch)?;
+                let EpochFeatures { train, val } = f(epoch)?;
+                owned = train;
+                epoch_val = val;
                 let n = owned.len();
                 (&owned, (0..n).collect())
             }
         };
+        let epoch_val_tensors = match &epoch_val {
+            Some(v) => {
+                config.head.check_feature_dim(v.feature_dim as i64)?;
+                Some(v.to_tensors(device))
+            }
+            None => None,
+        };
+        let (val_x, val_y) = epoch_val_tensors
+            .as_ref()
+            .map_or((&val_x, &val_y), |(x, y)| (x, y));
         config
             .head
             .check_feature_dim(train_set.feature_dim as i64)?;
@@ -283,20 +307,19 @@ pub fn train(
             // A fixed evaluation seed: every epoch's predictive uses the same ε, so epochs differ only
             // in their weights.
             let mut val_rng = NormalRng::new(config.seed ^ 0x56414c49_44415445);
-            let log_probs =
-                predict_log_probs(&head, &val_x, config.val_samples, &mut val_rng, 4096);
+            let log_probs = predict_log_probs(&head, val_x, config.val_samples, &mut val_rng, 4096);
             let nll = -log_probs
                 .gather(1, &val_y.unsqueeze(1), false)
                 .mean(Kind::Double)
                 .double_value(&[]);
             let acc = log_probs
                 .argmax(1, false)
-                .eq_tensor(&val_y)
+                .eq_tensor(val_y)
                 .to_kind(Kind::Double)
                 .mean(Kind::Double)
                 .double_value(&[]);
             let seed_loss =
-                batch_loss(&head, &loss, &val_x, &val_y, 1, &mut val_rng)?.double_value(&[]);
+                batch_loss(&head, &loss, val_x, val_y, 1, &mut val_rng)?.double_value(&[]);
             Ok((nll, acc, seed_loss))
         })?;
         let stats = EpochStats {
@@ -614,9 +637,12 @@ mod tests {
     fn per_epoch_source_is_consumed_in_order() {
         let val = blobs(60, 2);
         let mut calls = Vec::new();
-        let mut f = |epoch: usize| -> Result<FeatureSet, Stage2Error> {
+        let mut f = |epoch: usize| -> Result<EpochFeatures, Stage2Error> {
             calls.push(epoch);
-            Ok(blobs(90, 10 + epoch as u64))
+            Ok(EpochFeatures {
+                train: blobs(90, 10 + epoch as u64),
+                val: None,
+            })
         };
         let config = Stage2Config {
             epochs: 3,
@@ -632,5 +658,38 @@ mod tests {
         .unwrap();
         assert_eq!(calls, vec![0, 1, 2]);
         assert_eq!(trained.history.len(), 3);
+    }
+
+    #[test]
+    fn per_epoch_validation_features_replace_the_fixed_ones() {
+        let val = blobs(60, 2);
+        let config = Stage2Config {
+            epochs: 3,
+            ..quick(HeadKind::Vtst, 1)
+        };
+        let run = |epoch_val: &dyn Fn(usize) -> Option<FeatureSet>| {
+            let mut f = |epoch: usize| -> Result<EpochFeatures, Stage2Error> {
+                Ok(EpochFeatures {
+                    train: blobs(90, 10 + epoch as u64),
+                    val: epoch_val(epoch),
+                })
+            };
+            let t = train(
+                &config,
+                TrainSource::PerEpoch(&mut f),
+                &val,
+                Device::Cpu,
+                &mut |_| {},
+            )
+            .unwrap();
+            t.history.iter().map(|h| h.val_nll).collect::<Vec<_>>()
+        };
+        let fixed = run(&|_| None);
+        // The same features given per epoch: the same numbers, bit for bit.
+        assert_eq!(run(&|_| Some(blobs(60, 2))), fixed);
+        // Other features in epoch 1 only: that epoch's validation changes, the others do not.
+        let other = run(&|e| (e == 1).then(|| blobs(60, 99)));
+        assert_eq!((other[0], other[2]), (fixed[0], fixed[2]));
+        assert_ne!(other[1], fixed[1]);
     }
 }

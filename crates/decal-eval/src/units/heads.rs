@@ -64,6 +64,15 @@ pub enum HeadFeatures {
         body: BodyMode,
         /// Whether the dataset's training images are augmented (crop + flip) at all.
         augment: bool,
+        /// `[features] augment_val`: the validation images augmented every epoch as the seed (BUG-6).
+        /// Absent from the spec when false, so earlier plans keep their ids.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        augment_val: bool,
+        /// Validation through the drifted body every epoch (set with `seed-bn-drift`; before, drifting heads
+        /// selected their epoch on the undrifted body's features). In the spec so that such heads, whose
+        /// selection changed, get new ids.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        drifted_val: bool,
     },
 }
 
@@ -214,6 +223,8 @@ fn head_features(ctx: &PlanCtx<'_>) -> HeadFeatures {
         HeadFeatures::Exact {
             body: f.body,
             augment: split_plan.augment,
+            augment_val: f.augment_val && split_plan.augment,
+            drifted_val: f.body == BodyMode::SeedBnDrift,
         }
     } else if ctx.views.is_some() {
         HeadFeatures::Views
@@ -724,8 +735,14 @@ pub fn run_head(
             };
             (trained, None)
         }
-        HeadFeatures::Exact { body, augment } => {
-            let (t, body) = exact::train(&s.stage2, *body, *augment, &fit, unit, ctx)?;
+        HeadFeatures::Exact {
+            body,
+            augment,
+            augment_val,
+            ..
+        } => {
+            let augmentation = (*augment, *augment_val);
+            let (t, body) = exact::train(&s.stage2, *body, augmentation, &fit, unit, ctx)?;
             (Rc::new(t), body)
         }
     };
