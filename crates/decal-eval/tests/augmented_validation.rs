@@ -4,28 +4,16 @@
 //! (validation never feeds back into training) while the per-epoch validation NLL differs, the runs are
 //! reproducible, and the option changes the head unit's id only when set.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use decal_eval::experiment::ExperimentConfig;
-use decal_eval::runner::{self, Executor, RunnerOptions};
-use decal_eval::units::ExecOptions;
+use decal_eval::runner;
 use serde_json::Value;
 
 mod common;
 use common::{write_bmp, Lcg};
 
-const CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+use decal_data::cifar::CIFAR10_CLASSES as CLASSES;
 
 fn write_data(root: &Path) {
     let mut rng = Lcg(11);
@@ -97,19 +85,7 @@ save_predictions = false
 
 /// Runs the experiment; returns the head unit's id and its per-epoch (train loss, val NLL).
 fn run(config: &ExperimentConfig, out: &Path) -> (String, Vec<(f64, f64)>) {
-    let options = RunnerOptions {
-        force: false,
-        exec: ExecOptions {
-            device: tch::Device::Cpu,
-            threads: Some(1),
-            head_threads: Some(1),
-            batch_siblings: true,
-        },
-        exe: PathBuf::from("decal"),
-        unit_args: Vec::new(),
-        executor: Executor::Serial,
-        keep_going: false,
-    };
+    let options = common::serial_cpu();
     runner::run(config, Path::new("augval.toml"), out, &options, &mut |_| {}).unwrap();
     let plan: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();

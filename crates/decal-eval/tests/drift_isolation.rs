@@ -14,8 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use decal_eval::experiment::ExperimentConfig;
-use decal_eval::runner::{self, Executor, RunSummary, RunnerOptions};
-use decal_eval::units::ExecOptions;
+use decal_eval::runner::{self, RunSummary};
 use serde_json::Value;
 
 mod common;
@@ -130,19 +129,7 @@ save_predictions = false
 }
 
 fn run(config: &ExperimentConfig, out: &Path) -> (Value, RunSummary) {
-    let options = RunnerOptions {
-        force: false,
-        exec: ExecOptions {
-            device: tch::Device::Cpu,
-            threads: Some(1),
-            head_threads: Some(1),
-            batch_siblings: true,
-        },
-        exe: PathBuf::from("decal"),
-        unit_args: Vec::new(),
-        executor: Executor::Serial,
-        keep_going: false,
-    };
+    let options = common::serial_cpu();
     let summary = runner::run(config, Path::new("drift.toml"), out, &options, &mut |_| {}).unwrap();
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();

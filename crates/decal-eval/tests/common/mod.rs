@@ -1,7 +1,27 @@
 //! Helpers shared by the integration tests: small synthetic images on disk.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use decal_eval::runner::{Executor, RunnerOptions};
+use decal_eval::units::ExecOptions;
+
+/// A serial run on the CPU with one thread, as a test runs it.
+pub fn serial_cpu() -> RunnerOptions {
+    RunnerOptions {
+        force: false,
+        exec: ExecOptions {
+            device: tch::Device::Cpu,
+            threads: Some(1),
+            head_threads: Some(1),
+            batch_siblings: true,
+        },
+        exe: PathBuf::from("decal"),
+        unit_args: Vec::new(),
+        executor: Executor::Serial,
+        keep_going: false,
+    }
+}
 
 /// A 24-bit uncompressed BMP (bottom-up rows, BGR).
 pub fn write_bmp(path: &Path, side: usize, rgb: &[u8]) {
