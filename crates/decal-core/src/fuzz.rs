@@ -94,6 +94,37 @@ pub fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &[u8]) -> Vec<u8> {
     b
 }
 
+/// The fuzzing examples' command line: `<target|all> <seconds per target> [seed]` (defaults: all, 60,
+/// 0x5eed_f00d).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// A target's name, or `all`.
+    pub which: String,
+    /// Seconds per target.
+    pub secs: u64,
+    /// Seed of the mutations.
+    pub seed: u64,
+}
+
+impl Args {
+    /// Parses the process's arguments (unparsable numbers fall back to the defaults).
+    pub fn from_env() -> Self {
+        Self::parse(&std::env::args().skip(1).collect::<Vec<_>>())
+    }
+
+    /// Parses `args` (without the program name).
+    pub fn parse(args: &[String]) -> Self {
+        Args {
+            which: args.first().cloned().unwrap_or_else(|| "all".into()),
+            secs: args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60),
+            seed: args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0x5eed_f00d),
+        }
+    }
+}
+
 /// Fuzzes every target of `targets` named `which` (or all, `"all"`) for `secs` seconds each, from the seeds
 /// in `root/seeds/<name>/`; panicking inputs go to `root/artifacts/<name>/`. Prints one line per target and
 /// returns whether any input panicked.
@@ -141,6 +172,20 @@ pub fn run(root: &Path, targets: &[(&str, Target)], which: &str, secs: u64, seed
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_and_their_defaults() {
+        let a = Args::parse(&["npy".into(), "5".into(), "9".into()]);
+        assert_eq!((a.which.as_str(), a.secs, a.seed), ("npy", 5, 9));
+        assert_eq!(
+            Args::parse(&[]),
+            Args {
+                which: "all".into(),
+                secs: 60,
+                seed: 0x5eed_f00d
+            }
+        );
+    }
 
     #[test]
     fn mutation_is_deterministic_and_a_panicking_target_is_saved() {

@@ -50,15 +50,9 @@ fn targets() -> Vec<(&'static str, Target)> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let which = args.get(1).cloned().unwrap_or_else(|| "all".into());
-    let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(60);
-    let seed: u64 = args
-        .get(3)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_f00d);
+    let args = decal_core::fuzz::Args::from_env();
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz"));
-    if decal_core::fuzz::run(&root, &targets(), &which, secs, seed) {
+    if decal_core::fuzz::run(&root, &targets(), &args.which, args.secs, args.seed) {
         std::process::exit(1);
     }
 }

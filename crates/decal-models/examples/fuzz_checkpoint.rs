@@ -74,13 +74,7 @@ fn repack(pickle: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let which = args.get(1).cloned().unwrap_or_else(|| "all".into());
-    let secs: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(60);
-    let seed: u64 = args
-        .get(3)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_f00d);
+    let args = decal_core::fuzz::Args::from_env();
     tch::set_num_threads(1);
     // The seeds themselves must load, or the mutations would only explore error paths.
     for dir in ["torch_zip", "torch_pickle", "safetensors"] {
@@ -108,7 +102,7 @@ fn main() {
             }
         }
     }
-    if decal_core::fuzz::run(&root(), &targets(), &which, secs, seed) {
+    if decal_core::fuzz::run(&root(), &targets(), &args.which, args.secs, args.seed) {
         std::process::exit(1);
     }
 }
