@@ -28,6 +28,7 @@
 mod backbone;
 mod extract;
 pub mod files;
+mod fingerprint;
 mod inputs;
 mod split;
 #[cfg(test)]
@@ -59,7 +60,8 @@ pub struct DataRef {
     pub dir: PathBuf,
     /// MNIST family: accept IDX subsets.
     pub allow_subset: bool,
-    /// SHA-256 over the sorted relative paths, sizes and modification times of every file below `dir`.
+    /// SHA-256 over the sorted relative paths, sizes and contents of every file below `dir`
+    /// (modification times are not part of it; see `fingerprint.rs`).
     pub fingerprint: String,
 }
 

@@ -1,5 +1,5 @@
 //! Reading the data of the data-side units: dataset splits (MNIST-family subsets included), the
-//! directory fingerprint taken at plan time, the number of classes known before loading, the evenly spaced
+//! directory fingerprint (`fingerprint.rs`) taken at plan time, the number of classes known before loading, the evenly spaced
 //! subsets, the OOD sets adapted to the in-distribution geometry, and the cached image loaders other units
 //! use ([`load_images`], [`device_images`]).
 
@@ -13,63 +13,13 @@ use super::{load_backbone, load_split, DataRef, OodSource, SplitSpec};
 use crate::plan::{Unit, UnitId};
 use crate::units::{UnitContext, UnitError, UnitSpec};
 
-/// A fingerprint of every file below `dir`: SHA-256 over the sorted relative paths with their sizes and
-/// modification times (nanoseconds). Symbolic links are followed (at most 16 directories deep).
-pub(super) fn fingerprint(dir: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut lines: Vec<String> = Vec::new();
-    if meta.is_dir() {
-        walk(dir, "", 0, &mut lines)?;
-    } else {
-        lines.push(line("", &meta));
-    }
-    lines.sort();
-    Ok(decal_core::sha256_bytes(lines.join("\n").as_bytes()))
-}
-
-fn line(rel: &str, meta: &std::fs::Metadata) -> String {
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    format!("{rel}\t{}\t{mtime}", meta.len())
-}
-
-fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
-    if depth > 16 {
-        return Err(format!(
-            "{}: more than 16 directory levels (a link cycle?)",
-            dir.display()
-        ));
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.is_dir() {
-            walk(&path, &rel, depth + 1, out)?;
-        } else {
-            out.push(line(&rel, &meta));
-        }
-    }
-    Ok(())
-}
-
 /// A [`DataRef`] with the directory's fingerprint (the error names the directory).
 pub(super) fn data_ref(dataset: &str, dir: &Path, allow_subset: bool) -> Result<DataRef, String> {
     Ok(DataRef {
         dataset: dataset.to_string(),
         dir: dir.to_path_buf(),
         allow_subset,
-        fingerprint: fingerprint(dir)?,
+        fingerprint: super::fingerprint::fingerprint(dir)?,
     })
 }
 
