@@ -335,6 +335,51 @@ impl ClasswiseAccumulator {
         }
     }
 
+    /// Adds the first `labels.len()` rows of a class-major tile: `probs[c * stride + r]` is row `r`'s
+    /// probability of class `c`. The same additions as [`Self::add_row`] on each row in turn (each class's
+    /// sums still see the rows in order), so the same bits; class by class, so a row's values need not be
+    /// gathered and the common first-bin case runs without a branch.
+    #[inline(always)]
+    pub(crate) fn add_tile(&mut self, probs: &[f64], stride: usize, labels: &[usize]) {
+        let slots = self.bins.num_slots();
+        let n = labels.len();
+        self.total += n as u64;
+        let first = self.bins.first_bin_upper();
+        for c in 0..self.num_classes {
+            let col = &probs[c * stride..c * stride + n];
+            let j0 = c * slots;
+            let (mut count0, mut sum0) = (0u64, self.sum_prob[j0]);
+            let mut all_first = true;
+            for &p in col {
+                let in_first = (0.0..first).contains(&p);
+                all_first &= in_first;
+                // Adding +0.0 leaves a sum of non-negative terms unchanged, bit for bit.
+                sum0 += if in_first { p } else { 0.0 };
+                count0 += u64::from(in_first);
+            }
+            self.count[j0] += count0;
+            self.sum_prob[j0] = sum0;
+            if !all_first {
+                for &p in col {
+                    if !(0.0..first).contains(&p) {
+                        if let Some(s) = self.bins.slot(p) {
+                            let j = j0 + s;
+                            self.count[j] += 1;
+                            self.sum_prob[j] += p;
+                        }
+                    }
+                }
+            }
+        }
+        for (r, &y) in labels.iter().enumerate() {
+            if y < self.num_classes {
+                if let Some(s) = self.bins.slot(probs[y * stride + r]) {
+                    self.sum_hit[y * slots + s] += 1;
+                }
+            }
+        }
+    }
+
     /// Adds everything counted by `other` (same bins and K).
     ///
     /// # Panics

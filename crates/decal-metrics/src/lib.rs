@@ -17,6 +17,7 @@ pub mod binning;
 pub mod bootstrap;
 pub mod calibration;
 pub mod error;
+pub mod fastmath;
 pub mod json;
 pub mod ood;
 pub mod profile;

@@ -52,7 +52,11 @@ pub fn logsumexp(z: &[f64]) -> f64 {
     if m == f64::NEG_INFINITY {
         return m;
     }
-    m + z.iter().map(|&v| (v - m).exp()).sum::<f64>().ln()
+    m + z
+        .iter()
+        .map(|&v| crate::fastmath::exp(v - m))
+        .sum::<f64>()
+        .ln()
 }
 
 /// Writes `softmax(z)` into `out` and returns `logsumexp(z)` (so `log p_k = z_k − lse`).
@@ -61,7 +65,7 @@ pub fn softmax_into(z: &[f64], out: &mut [f64]) -> f64 {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut s = 0.0;
     for (o, &v) in out.iter_mut().zip(z) {
-        *o = (v - m).exp();
+        *o = crate::fastmath::exp(v - m);
         s += *o;
     }
     for o in out.iter_mut() {

@@ -18,7 +18,7 @@ use crate::error::MetricsError;
 use crate::ood::{self, PrEstimator};
 use crate::profile::{Definitions, Fpr95Convention, OodScore, Profile, SoftmaxPrecision};
 use crate::scoring::{
-    argmax, row_brier, row_nll_sklearn, softmax_into, NllVariant, ScoreAccumulator,
+    argmax, row_brier, row_nll_sklearn, softmax_into, NllVariant, ScoreAccumulator, SKLEARN_EPS,
 };
 
 /// A borrowed row-major `[N, K]` matrix in f32 or f64 (f32 values are widened exactly).
@@ -535,9 +535,9 @@ struct RowOut {
 /// half an ulp of 1 (2^-24), as on the seed's GPU, which a correctly rounded softmax would not do.
 /// (torch's own summation order and `expf` may differ from this in the last ulp of some entries.)
 ///
-/// Returns the exact `logsumexp(z)` in f64 as well (for the exact NLL), sharing the exponentials: when the
-/// float32 difference `z_k − max` is exact (the usual case for float32 logits) the float32 exponential is the
-/// rounded float64 one.
+/// Each float32 exponential is libm's `exp` of the float32 difference rounded to float32, obtained without a
+/// second `exp` call from the float64 one ([`exp_f32_near`]). Returns the exact `logsumexp(z)` in f64 as well
+/// (for the exact NLL), from [`crate::fastmath::exp`] of the f64 differences.
 #[inline]
 pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
     let m64 = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -548,14 +548,10 @@ pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
     let (mut sum32, mut sum64) = (0.0f32, 0.0f64);
     for (o, &v) in out.iter_mut().zip(z) {
         let d64 = v - m64;
-        let e64 = d64.exp();
+        let e64 = crate::fastmath::exp(d64);
         sum64 += e64;
         let d32 = f64::from(v as f32 - m32);
-        let e32 = if d32 == d64 {
-            e64 as f32
-        } else {
-            exp_f32_near(d32, d64, e64)
-        };
+        let e32 = exp_f32_near(d32, d64, e64);
         *o = f64::from(e32);
         sum32 += e32;
     }
@@ -565,13 +561,14 @@ pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
     m64 + sum64.ln()
 }
 
-/// `d32.exp() as f32` for `d32` = `d64` rounded through float32, given `e64 = d64.exp()`, without a second
-/// `exp` call in all but a few cases in 10^7, and with the same result bit for bit.
+/// `d32.exp() as f32` (libm) for `d32` = `d64` rounded through float32, given `e64` = [`crate::fastmath::exp`]
+/// of `d64` (≤ 1.5 ulp from the truth), without a second `exp` call in all but a few cases in 10^7, and with
+/// the same result bit for bit.
 ///
 /// `exp(d32) = e64 · exp(δ)` with `δ = d32 − d64` (exact in f64, `|δ| ≤ 2^-17` for the `d` that do not
-/// underflow float32), and the cubic Taylor polynomial of `exp(δ)` is exact to 2^-68. So `c` is within ~2 ulp
-/// (f64) of the true `exp(d32)`, and so is libm's `exp(d32)` (< 1 ulp): both round to the same float32 unless a
-/// float32 rounding midpoint lies between them. `c` is used only when it is more than 256 ulp (f64) away from
+/// underflow float32; 0 when the float32 difference is exact), and the cubic Taylor polynomial of `exp(δ)` is
+/// exact to 2^-68. So `c` is within ~3 ulp (f64) of the true `exp(d32)`, and libm's `exp(d32)` within 1 ulp:
+/// both round to the same float32 unless a float32 rounding midpoint lies between them. `c` is used only when it is more than 256 ulp (f64) away from
 /// every midpoint and in float32's normal range; otherwise `exp` is called.
 #[inline(always)]
 fn exp_f32_near(d32: f64, d64: f64, e64: f64) -> f32 {
@@ -583,6 +580,189 @@ fn exp_f32_near(d32: f64, d64: f64, e64: f64) -> f32 {
         c as f32
     } else {
         d32.exp() as f32
+    }
+}
+
+/// Rows per [`LogitTile`]: the SIMD lanes of its loops run across rows.
+const TILE: usize = 16;
+
+/// One row's quantities, as the accumulators take them.
+#[derive(Debug, Clone, Copy, Default)]
+struct TileOut {
+    conf: f64,
+    correct: bool,
+    nll_exact: f64,
+    nll_sklearn: f64,
+    brier: f64,
+}
+
+/// Softmax, argmax, NLL and Brier of up to [`TILE`] rows of logits at once, stored class-major (`[K][TILE]`)
+/// so that every loop over classes runs the rows in SIMD lanes while each row still sees exactly the
+/// operations, in the same order, of [`softmax_into`] / [`softmax_f32_into`], [`argmax`],
+/// [`row_nll_sklearn`] and [`row_brier`] (so the same bits; pinned by the tests against [`process_row`]).
+/// The exponentials come from [`crate::fastmath::exp_slice`], as in those functions.
+struct LogitTile {
+    k: usize,
+    softmax: SoftmaxPrecision,
+    z: Vec<f64>,
+    d: Vec<f64>,
+    e: Vec<f64>,
+    p: Vec<f64>,
+    out: [TileOut; TILE],
+}
+
+impl LogitTile {
+    fn new(k: usize, softmax: SoftmaxPrecision) -> Self {
+        LogitTile {
+            k,
+            softmax,
+            z: vec![0.0; k * TILE],
+            d: vec![0.0; k * TILE],
+            e: vec![0.0; k * TILE],
+            p: vec![0.0; k * TILE],
+            out: [TileOut::default(); TILE],
+        }
+    }
+
+    /// Row `r`'s probabilities into `out`.
+    #[inline(always)]
+    fn probs_row(&self, r: usize, out: &mut [f64]) {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.p[c * TILE + r];
+        }
+    }
+
+    /// Computes `self.out[r]` and the probabilities of the `labels.len()` rows in `rows` (row-major, `K`
+    /// values a row). Lanes past the last row hold zeros and are ignored. (The loops index lanes by `r` on
+    /// purpose: that is the form the compiler turns into SIMD across rows.)
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn compute<T: Copy + Into<f64>>(&mut self, rows: &[T], labels: &[i64]) {
+        let (k, n) = (self.k, labels.len());
+        if n < TILE {
+            self.z.fill(0.0);
+        }
+        for (r, row) in rows.chunks_exact(k).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                self.z[c * TILE + r] = v.into();
+            }
+        }
+        let mut y = [0usize; TILE];
+        for (o, &l) in y.iter_mut().zip(labels) {
+            *o = l as usize;
+        }
+        // Row maxima (f64, and of the float32 roundings for the float32 softmax).
+        let mut m64 = [f64::NEG_INFINITY; TILE];
+        let mut m32 = [f32::NEG_INFINITY; TILE];
+        for col in self.z.chunks_exact(TILE) {
+            for r in 0..TILE {
+                m64[r] = m64[r].max(col[r]);
+                m32[r] = m32[r].max(col[r] as f32);
+            }
+        }
+        for (dcol, zcol) in self.d.chunks_exact_mut(TILE).zip(self.z.chunks_exact(TILE)) {
+            for r in 0..TILE {
+                dcol[r] = zcol[r] - m64[r];
+            }
+        }
+        crate::fastmath::exp_slice_inline(&self.d, &mut self.e);
+        let mut sum64 = [0.0f64; TILE];
+        for ecol in self.e.chunks_exact(TILE) {
+            for r in 0..TILE {
+                sum64[r] += ecol[r];
+            }
+        }
+        match self.softmax {
+            SoftmaxPrecision::F64 => {
+                for (pcol, ecol) in self.p.chunks_exact_mut(TILE).zip(self.e.chunks_exact(TILE)) {
+                    for r in 0..TILE {
+                        pcol[r] = ecol[r] / sum64[r];
+                    }
+                }
+            }
+            SoftmaxPrecision::F32 => {
+                // e32 per entry as softmax_f32_into: the (corrected) f64 exponential rounded to float32;
+                // the rare entries near a float32 rounding midpoint (marked NaN here) call libm's exp
+                // afterwards, as exp_f32_near does.
+                let mut any_slow = false;
+                for c in 0..k {
+                    let at = c * TILE;
+                    for r in 0..TILE {
+                        let (z, d64, e64) = (self.z[at + r], self.d[at + r], self.e[at + r]);
+                        let d32 = f64::from(z as f32 - m32[r]);
+                        let e32 = exp_f32_near_fast(d32, d64, e64);
+                        any_slow |= e32.is_nan();
+                        self.p[at + r] = f64::from(e32);
+                    }
+                }
+                if any_slow {
+                    for c in 0..k {
+                        for r in 0..TILE {
+                            if self.p[c * TILE + r].is_nan() {
+                                let d32 = f64::from(self.z[c * TILE + r] as f32 - m32[r]);
+                                self.p[c * TILE + r] = f64::from(d32.exp() as f32);
+                            }
+                        }
+                    }
+                }
+                let mut sum32 = [0.0f32; TILE];
+                for pcol in self.p.chunks_exact(TILE) {
+                    for r in 0..TILE {
+                        sum32[r] += pcol[r] as f32;
+                    }
+                }
+                for pcol in self.p.chunks_exact_mut(TILE) {
+                    for r in 0..TILE {
+                        pcol[r] = f64::from(pcol[r] as f32 / sum32[r]);
+                    }
+                }
+            }
+        }
+        // argmax (first maximum), the clipped sum of sklearn's NLL, Brier.
+        let mut best = [0u64; TILE];
+        let mut conf = [0.0f64; TILE];
+        let mut clip_total = [0.0f64; TILE];
+        let mut brier = [0.0f64; TILE];
+        let mut y64 = [0u64; TILE];
+        for (o, &v) in y64.iter_mut().zip(&y) {
+            *o = v as u64;
+        }
+        for (c, pcol) in self.p.chunks_exact(TILE).enumerate() {
+            let (c64, first) = (c as u64, c == 0);
+            for r in 0..TILE {
+                let p = pcol[r];
+                let take = first || p > conf[r];
+                conf[r] = if take { p } else { conf[r] };
+                best[r] = if take { c64 } else { best[r] };
+                clip_total[r] += p.clamp(SKLEARN_EPS, 1.0 - SKLEARN_EPS);
+                let dd = p - if c64 == y64[r] { 1.0 } else { 0.0 };
+                brier[r] += dd * dd;
+            }
+        }
+        for r in 0..n {
+            let lse = m64[r] + sum64[r].ln();
+            let py = self.p[y[r] * TILE + r];
+            self.out[r] = TileOut {
+                conf: conf[r],
+                correct: best[r] == y64[r],
+                nll_exact: lse - self.z[y[r] * TILE + r],
+                nll_sklearn: -(py.clamp(SKLEARN_EPS, 1.0 - SKLEARN_EPS) / clip_total[r]).ln(),
+                brier: brier[r],
+            };
+        }
+    }
+}
+
+/// [`exp_f32_near`] without its fallback: NaN where it would call `exp`.
+#[inline(always)]
+fn exp_f32_near_fast(d32: f64, d64: f64, e64: f64) -> f32 {
+    let delta = d32 - d64;
+    let c = e64 + e64 * (delta * (1.0 + delta * (0.5 + delta * (1.0 / 6.0))));
+    let low = c.to_bits() & ((1 << 29) - 1);
+    if e64 >= 1e-37 && delta.abs() <= 1.0 / 65536.0 && low.abs_diff(1 << 28) > 256 {
+        c as f32
+    } else {
+        f32::NAN
     }
 }
 
@@ -769,51 +949,117 @@ impl SummaryAccumulator {
     /// The per-row loop: the same operations in the same order as [`process_row`] (so the same bits), without
     /// its per-row overheads (row copies through [`Values::row_into`], OOD scores nobody keeps, bin lookups
     /// through a non-inlined call). Pinned bit-for-bit against the [`process_row`] loop by unit tests.
+    /// Logits go through [`LogitTile`] (SIMD across rows, the same operations per row).
     fn add_rows<T: Copy + Into<f64>>(&mut self, values: &[T], labels: &[i64]) {
         let k = self.num_classes;
+        if self.kind == ScoreKind::Logits {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of the call.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        self.add_logit_rows_avx2(values, labels)
+                    };
+                    return;
+                }
+            }
+            self.add_logit_rows(values, labels);
+            return;
+        }
         let mut z = vec![0.0f64; k];
         let mut probs = vec![0.0f64; k];
-        let (kind, softmax, nll_variant) = (self.kind, self.profile.softmax, self.profile.nll);
-        let keep_bootstrap = self.keep_bootstrap;
+        let softmax = self.profile.softmax;
         for (row, &y) in values.chunks_exact(k).zip(labels) {
             for (o, &x) in z.iter_mut().zip(row) {
                 *o = x.into();
             }
             let y = y as usize;
-            let nll_exact = row_probabilities(kind, softmax, &z, &mut probs, y);
+            let nll_exact = row_probabilities(ScoreKind::Probabilities, softmax, &z, &mut probs, y);
             let pred = argmax(&probs);
-            let conf = probs[pred];
-            let correct = pred == y;
-            let nll_sklearn = row_nll_sklearn(&probs, y);
-            let brier = row_brier(&probs, y);
-            let nll = match nll_variant {
-                NllVariant::Exact => nll_exact,
-                NllVariant::SklearnClipped => nll_sklearn,
+            let out = TileOut {
+                conf: probs[pred],
+                correct: pred == y,
+                nll_exact,
+                nll_sklearn: row_nll_sklearn(&probs, y),
+                brier: row_brier(&probs, y),
             };
-            let slot = self.binned.add_slot(conf, correct);
             self.classwise.add_row(&probs, y);
-            self.scores.add(correct, nll, brier);
-            self.sum_nll_exact += nll_exact;
-            self.sum_nll_sklearn += nll_sklearn;
-            if self.keep_conf {
-                self.em_rows.push((conf, correct));
+            self.add_row_out(&z, &probs, out);
+        }
+        self.rows += labels.len();
+    }
+
+    /// [`Self::add_logit_rows`] compiled for AVX2 (the same operations, so the same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn add_logit_rows_avx2<T: Copy + Into<f64>>(&mut self, values: &[T], labels: &[i64]) {
+        self.add_logit_rows(values, labels);
+    }
+
+    /// Rows of logits, [`TILE`] at a time through [`LogitTile`] and [`ClasswiseAccumulator::add_tile`].
+    #[inline(always)]
+    fn add_logit_rows<T: Copy + Into<f64>>(&mut self, values: &[T], labels: &[i64]) {
+        let k = self.num_classes;
+        let mut tile = LogitTile::new(k, self.profile.softmax);
+        let (mut probs, mut z) = (vec![0.0f64; k], vec![0.0f64; k]);
+        let need_rows = self.keep_id_scores && self.ood_score != OodScore::Msp;
+        let mut ys = [0usize; TILE];
+        for (rows, ls) in values.chunks(k * TILE).zip(labels.chunks(TILE)) {
+            tile.compute(rows, ls);
+            for (o, &l) in ys.iter_mut().zip(ls) {
+                *o = l as usize;
             }
-            if keep_bootstrap {
-                self.boot.slot.push(slot.map_or(u32::MAX, |s| s as u32));
-                self.boot.conf.push(conf);
-                self.boot.correct.push(correct);
-                self.boot.nll.push(nll);
-                self.boot.brier.push(brier);
-            }
-            if self.keep_id_scores {
-                let score = match self.ood_score {
-                    OodScore::Msp => conf,
-                    other => row_score(other, &z, &probs, conf),
-                };
-                self.id_scores.push(score);
+            self.classwise.add_tile(&tile.p, TILE, &ys[..ls.len()]);
+            for r in 0..ls.len() {
+                if need_rows {
+                    tile.probs_row(r, &mut probs);
+                    for (o, &x) in z.iter_mut().zip(&rows[r * k..(r + 1) * k]) {
+                        *o = x.into();
+                    }
+                }
+                self.add_row_out(&z, &probs, tile.out[r]);
             }
         }
         self.rows += labels.len();
+    }
+
+    /// Accumulates one row's quantities except the classwise bins (the row's input `z` and probabilities
+    /// `probs` are used only for OOD scores other than MSP).
+    #[inline(always)]
+    fn add_row_out(&mut self, z: &[f64], probs: &[f64], out: TileOut) {
+        let TileOut {
+            conf,
+            correct,
+            nll_exact,
+            nll_sklearn,
+            brier,
+        } = out;
+        let nll = match self.profile.nll {
+            NllVariant::Exact => nll_exact,
+            NllVariant::SklearnClipped => nll_sklearn,
+        };
+        let slot = self.binned.add_slot(conf, correct);
+        self.scores.add(correct, nll, brier);
+        self.sum_nll_exact += nll_exact;
+        self.sum_nll_sklearn += nll_sklearn;
+        if self.keep_conf {
+            self.em_rows.push((conf, correct));
+        }
+        if self.keep_bootstrap {
+            self.boot.slot.push(slot.map_or(u32::MAX, |s| s as u32));
+            self.boot.conf.push(conf);
+            self.boot.correct.push(correct);
+            self.boot.nll.push(nll);
+            self.boot.brier.push(brier);
+        }
+        if self.keep_id_scores {
+            let score = match self.ood_score {
+                OodScore::Msp => conf,
+                other => row_score(other, z, probs, conf),
+            };
+            self.id_scores.push(score);
+        }
     }
 
     /// Validates and adds rows like [`Self::add`], in blocks of [`BLOCK_ROWS`] rows on the rayon thread pool.
@@ -1378,6 +1624,47 @@ mod tests {
     }
 
     #[test]
+    fn the_logit_tile_matches_process_row_on_extreme_rows() {
+        // Ties, saturated rows (float32 confidence exactly 1), differences below exp's fast range (-707) and
+        // float32 underflow, one class, and a partial last tile.
+        let k = 10;
+        let mut z = Vec::new();
+        for i in 0..37 {
+            let s = [0.0, 1.0, 30.0, 120.0, 900.0, 1e4][i % 6];
+            for c in 0..k {
+                z.push(((c * 7 + i * 3) % 11) as f64 * s - if c == i % k { 5.0 * s } else { 0.0 });
+            }
+        }
+        let y: Vec<i64> = (0..37).map(|i| (i * 3 % k) as i64).collect();
+        let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+        let keep = KeepRows {
+            ood_scores: true,
+            bootstrap: true,
+        };
+        for profile in [Profile::paper(), Profile::default_profile()] {
+            for values in [Values::F32(&z32), Values::F64(&z)] {
+                let mut fast = SummaryAccumulator::new(&profile, ScoreKind::Logits, k, keep);
+                fast.add_unchecked(values, &y);
+                let mut reference = SummaryAccumulator::new(&profile, ScoreKind::Logits, k, keep);
+                reference.add_unchecked_reference(values, &y);
+                assert_eq!(fast.id_scores, reference.id_scores);
+                assert_eq!(fast.boot.nll, reference.boot.nll);
+                assert_eq!(fast.boot.brier, reference.boot.brier);
+                same(
+                    &fast.finish(None, EvalOptions::default()),
+                    &reference.finish(None, EvalOptions::default()),
+                );
+            }
+        }
+        let one: Vec<f32> = vec![3.0; 5];
+        let mut fast = SummaryAccumulator::new(&Profile::paper(), ScoreKind::Logits, 1, keep);
+        fast.add_unchecked(Values::F32(&one), &[0; 5]);
+        let mut reference = SummaryAccumulator::new(&Profile::paper(), ScoreKind::Logits, 1, keep);
+        reference.add_unchecked_reference(Values::F32(&one), &[0; 5]);
+        assert_eq!(fast.boot.nll, reference.boot.nll);
+    }
+
+    #[test]
     fn blocked_sums_do_not_depend_on_threads_or_chunking() {
         let k = 5;
         let n = 3 * BLOCK_ROWS + 123;
@@ -1496,7 +1783,8 @@ mod tests {
         assert_eq!(default.reliability.bins[4].mean_confidence, 0.3);
     }
 
-    /// [`softmax_f32_into`] as it was: a second libm `exp` whenever the float32 difference is inexact.
+    /// [`softmax_f32_into`] by definition: every float32 exponential is libm's `exp` of the float32 difference,
+    /// rounded to float32; the exact log-sum-exp sums [`crate::fastmath::exp`] of the f64 differences.
     fn softmax_f32_reference(z: &[f64], out: &mut [f64]) -> f64 {
         let m64 = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let m32 = z
@@ -1506,14 +1794,9 @@ mod tests {
         let (mut sum32, mut sum64) = (0.0f32, 0.0f64);
         for (o, &v) in out.iter_mut().zip(z) {
             let d64 = v - m64;
-            let e64 = d64.exp();
-            sum64 += e64;
+            sum64 += crate::fastmath::exp(d64);
             let d32 = f64::from(v as f32 - m32);
-            let e32 = if d32 == d64 {
-                e64 as f32
-            } else {
-                d32.exp() as f32
-            };
+            let e32 = d32.exp() as f32;
             *o = f64::from(e32);
             sum32 += e32;
         }
