@@ -18,6 +18,7 @@ scripts/cargo build --release -q -p decal-cli -p decal-train --bins --example tr
 rm -rf .dev
 mkdir -p .dev/bin .dev/cifar10-jpeg
 strip -o .dev/bin/decal target/release/decal
+strip -o .dev/bin/decal-full target/release/decal-full  # every command but `metrics` runs here
 strip -o .dev/bin/train_speed target/release/examples/train_speed
 for split in train test; do
   n=$per_train

@@ -14,6 +14,7 @@ rm -rf .s[0-9]* .stage-tmp
 mkdir -p .stage-tmp/bin
 scripts/cargo build --release -q -p decal-cli
 strip -o .stage-tmp/bin/decal target/release/decal
+strip -o .stage-tmp/bin/decal-full target/release/decal-full
 tar czf - -C .stage-tmp bin -C "$(cd ../shared && pwd)" datasets/cifar10-jpeg datasets/corruption-assets \
   datasets/mnist/t10k-images-idx3-ubyte.gz datasets/mnist/t10k-labels-idx1-ubyte.gz \
   datasets/tiny-imagenet-200/wnids.txt datasets/tiny-imagenet-200/val \

@@ -1,9 +1,12 @@
-//! `decal`: calibrated classifiers through decoupled two-stage training (TST / V-TST).
+//! `decal-full`: the complete `decal` command line (calibrated classifiers through decoupled two-stage
+//! training, TST / V-TST). Users type `decal` (`front.rs`), which runs `metrics` itself without loading
+//! libtorch and `exec`s this binary for everything else.
 //!
 //! The only crate that reads argv, chooses a device, or uses `anyhow`. Each subcommand lives in
 //! `commands/<name>.rs` and turns its arguments into a call to a library crate.
 
 mod commands;
+mod errors;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -45,7 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    restore_default_sigpipe();
+    errors::restore_default_sigpipe();
     let cli = Cli::parse();
     if let Err(err) = check_libtorch(decal_core::provenance::loaded_libtorch().as_ref()) {
         eprintln!("error: {err}");
@@ -67,28 +70,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", error_line(&err));
+            eprintln!("error: {}", errors::error_line(&err));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, as `{err:#}` prints them, but without a cause whose text the line
-/// already holds: library errors put the OS text in their message *and* expose the `io::Error` as their
-/// source (so that callers who flatten an error with `{e}` keep the reason), which `{err:#}` would repeat.
-fn error_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 /// `scripts/versions.env`, the single place the libtorch version is pinned.
@@ -123,20 +108,6 @@ fn check_libtorch(loaded: Option<&decal_core::provenance::LibtorchInfo>) -> Resu
         _ => Ok(()),
     }
 }
-
-/// Rust ignores SIGPIPE, so `println!` panics when stdout is closed early (`decal report … | head`).
-/// A command-line tool should instead end quietly like any other Unix filter.
-#[cfg(unix)]
-#[allow(unsafe_code)]
-fn restore_default_sigpipe() {
-    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is always a valid handler.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-#[cfg(not(unix))]
-fn restore_default_sigpipe() {}
 
 #[cfg(test)]
 mod tests {
