@@ -336,48 +336,112 @@ impl ClasswiseAccumulator {
     }
 
     /// Adds the first `labels.len()` rows of a class-major tile: `probs[c * stride + r]` is row `r`'s
-    /// probability of class `c`. The same additions as [`Self::add_row`] on each row in turn (each class's
-    /// sums still see the rows in order), so the same bits; class by class, so a row's values need not be
-    /// gathered and the common first-bin case runs without a branch.
+    /// probability of class `c`. The same additions as [`Self::add_row`] on each row in turn (each (class,
+    /// bin) sum still sees the rows in order), so the same bits. The common case, a probability in the first
+    /// bin, is added without a branch into one running sum per class (independent chains the CPU overlaps);
+    /// the few others (about one a row) are queued in row order and binned afterwards. `pending` is scratch
+    /// space.
     #[inline(always)]
-    pub(crate) fn add_tile(&mut self, probs: &[f64], stride: usize, labels: &[usize]) {
-        let slots = self.bins.num_slots();
-        let n = labels.len();
+    pub(crate) fn add_tile(
+        &mut self,
+        probs: &[f64],
+        stride: usize,
+        labels: &[usize],
+        pending: &mut Vec<(usize, f64)>,
+    ) {
+        let (slots, k, n) = (self.bins.num_slots(), self.num_classes, labels.len());
         self.total += n as u64;
-        let first = self.bins.first_bin_upper();
-        for c in 0..self.num_classes {
-            let col = &probs[c * stride..c * stride + n];
-            let j0 = c * slots;
-            let (mut count0, mut sum0) = (0u64, self.sum_prob[j0]);
-            let mut all_first = true;
-            for &p in col {
-                let in_first = (0.0..first).contains(&p);
-                all_first &= in_first;
-                // Adding +0.0 leaves a sum of non-negative terms unchanged, bit for bit.
-                sum0 += if in_first { p } else { 0.0 };
-                count0 += u64::from(in_first);
-            }
-            self.count[j0] += count0;
-            self.sum_prob[j0] = sum0;
-            if !all_first {
-                for &p in col {
-                    if !(0.0..first).contains(&p) {
-                        if let Some(s) = self.bins.slot(p) {
-                            let j = j0 + s;
-                            self.count[j] += 1;
-                            self.sum_prob[j] += p;
-                        }
-                    }
-                }
+        pending.clear();
+        pending.resize(n * k, (0, 0.0));
+        // Ten classes (CIFAR-10, MNIST, …) get running sums in registers.
+        let queued = if k == 10 {
+            self.first_bin_pass::<10>(probs, stride, n, pending)
+        } else {
+            self.first_bin_pass_any(probs, stride, n, pending)
+        };
+        for &(c, p) in &pending[..queued] {
+            if let Some(s) = self.bins.slot(p) {
+                let j = c * slots + s;
+                self.count[j] += 1;
+                self.sum_prob[j] += p;
             }
         }
         for (r, &y) in labels.iter().enumerate() {
-            if y < self.num_classes {
+            if y < k {
                 if let Some(s) = self.bins.slot(probs[y * stride + r]) {
                     self.sum_hit[y * slots + s] += 1;
                 }
             }
         }
+    }
+
+    /// The first-bin sums and counts of [`Self::add_tile`] for exactly `K` classes; queues the other
+    /// probabilities into `pending` and returns how many.
+    #[inline(always)]
+    fn first_bin_pass<const K: usize>(
+        &mut self,
+        probs: &[f64],
+        stride: usize,
+        n: usize,
+        pending: &mut [(usize, f64)],
+    ) -> usize {
+        let (slots, first) = (self.bins.num_slots(), self.bins.first_bin_upper());
+        let mut sum = [0.0f64; K];
+        let mut count = [0u64; K];
+        for (c, v) in sum.iter_mut().enumerate() {
+            *v = self.sum_prob[c * slots];
+        }
+        let mut queued = 0;
+        for r in 0..n {
+            for c in 0..K {
+                let p = probs[c * stride + r];
+                let in_first = (0.0..first).contains(&p);
+                // Adding +0.0 leaves a sum of non-negative terms unchanged, bit for bit.
+                sum[c] += if in_first { p } else { 0.0 };
+                count[c] += u64::from(in_first);
+                pending[queued] = (c, p);
+                queued += usize::from(!in_first);
+            }
+        }
+        for c in 0..K {
+            self.sum_prob[c * slots] = sum[c];
+            self.count[c * slots] += count[c];
+        }
+        queued
+    }
+
+    /// [`Self::first_bin_pass`] for any number of classes.
+    #[inline(always)]
+    fn first_bin_pass_any(
+        &mut self,
+        probs: &[f64],
+        stride: usize,
+        n: usize,
+        pending: &mut [(usize, f64)],
+    ) -> usize {
+        let (slots, first, k) = (
+            self.bins.num_slots(),
+            self.bins.first_bin_upper(),
+            self.num_classes,
+        );
+        let mut sum: Vec<f64> = (0..k).map(|c| self.sum_prob[c * slots]).collect();
+        let mut count = vec![0u64; k];
+        let mut queued = 0;
+        for r in 0..n {
+            for c in 0..k {
+                let p = probs[c * stride + r];
+                let in_first = (0.0..first).contains(&p);
+                sum[c] += if in_first { p } else { 0.0 };
+                count[c] += u64::from(in_first);
+                pending[queued] = (c, p);
+                queued += usize::from(!in_first);
+            }
+        }
+        for c in 0..k {
+            self.sum_prob[c * slots] = sum[c];
+            self.count[c * slots] += count[c];
+        }
+        queued
     }
 
     /// Adds everything counted by `other` (same bins and K).

@@ -1005,12 +1005,13 @@ impl SummaryAccumulator {
         let (mut probs, mut z) = (vec![0.0f64; k], vec![0.0f64; k]);
         let need_rows = self.keep_id_scores && self.ood_score != OodScore::Msp;
         let mut ys = [0usize; TILE];
+        let mut pending = Vec::with_capacity(k * TILE);
         for (rows, ls) in values.chunks(k * TILE).zip(labels.chunks(TILE)) {
             tile.compute(rows, ls);
             for (o, &l) in ys.iter_mut().zip(ls) {
                 *o = l as usize;
             }
-            self.classwise.add_tile(&tile.p, TILE, &ys[..ls.len()]);
+            self.classwise.add_tile(&tile.p, TILE, &ys[..ls.len()], &mut pending);
             for r in 0..ls.len() {
                 if need_rows {
                     tile.probs_row(r, &mut probs);
