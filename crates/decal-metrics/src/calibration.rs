@@ -353,12 +353,25 @@ impl ClasswiseAccumulator {
         self.total += n as u64;
         pending.clear();
         pending.resize(n * k, (0, 0.0));
+        let first = self.bins.first_bin_upper();
+        let (mut sum10, mut count10) = ([0.0f64; 10], [0u64; 10]);
+        let (mut sum_k, mut count_k) = (Vec::new(), Vec::new());
         // Ten classes (CIFAR-10, MNIST, …) get running sums in registers.
-        let queued = if k == 10 {
-            self.first_bin_pass::<10>(probs, stride, n, pending)
+        let (sum, count): (&mut [f64], &mut [u64]) = if k == 10 {
+            (&mut sum10, &mut count10)
         } else {
-            self.first_bin_pass_any(probs, stride, n, pending)
+            sum_k.resize(k, 0.0);
+            count_k.resize(k, 0);
+            (&mut sum_k, &mut count_k)
         };
+        for (c, s) in sum.iter_mut().enumerate() {
+            *s = self.sum_prob[c * slots];
+        }
+        let queued = Self::first_bin_pass(first, probs, stride, n, (sum, count), pending);
+        for (c, (&s, &m)) in sum.iter().zip(count.iter()).enumerate() {
+            self.sum_prob[c * slots] = s;
+            self.count[c * slots] += m;
+        }
         for &(c, p) in &pending[..queued] {
             if let Some(s) = self.bins.slot(p) {
                 let j = c * slots + s;
@@ -375,71 +388,29 @@ impl ClasswiseAccumulator {
         }
     }
 
-    /// The first-bin sums and counts of [`Self::add_tile`] for exactly `K` classes; queues the other
-    /// probabilities into `pending` and returns how many.
+    /// The first-bin sums and counts of [`Self::add_tile`], in `sum` / `count` (one per class, starting from
+    /// the accumulator's); queues the other probabilities into `pending` and returns how many. Called with
+    /// arrays of a constant length, the sums live in registers.
     #[inline(always)]
-    fn first_bin_pass<const K: usize>(
-        &mut self,
+    fn first_bin_pass(
+        first: f64,
         probs: &[f64],
         stride: usize,
         n: usize,
+        (sum, count): (&mut [f64], &mut [u64]),
         pending: &mut [(usize, f64)],
     ) -> usize {
-        let (slots, first) = (self.bins.num_slots(), self.bins.first_bin_upper());
-        let mut sum = [0.0f64; K];
-        let mut count = [0u64; K];
-        for (c, v) in sum.iter_mut().enumerate() {
-            *v = self.sum_prob[c * slots];
-        }
         let mut queued = 0;
         for r in 0..n {
-            for c in 0..K {
+            for (c, (s, k)) in sum.iter_mut().zip(count.iter_mut()).enumerate() {
                 let p = probs[c * stride + r];
                 let in_first = (0.0..first).contains(&p);
                 // Adding +0.0 leaves a sum of non-negative terms unchanged, bit for bit.
-                sum[c] += if in_first { p } else { 0.0 };
-                count[c] += u64::from(in_first);
+                *s += if in_first { p } else { 0.0 };
+                *k += u64::from(in_first);
                 pending[queued] = (c, p);
                 queued += usize::from(!in_first);
             }
-        }
-        for c in 0..K {
-            self.sum_prob[c * slots] = sum[c];
-            self.count[c * slots] += count[c];
-        }
-        queued
-    }
-
-    /// [`Self::first_bin_pass`] for any number of classes.
-    #[inline(always)]
-    fn first_bin_pass_any(
-        &mut self,
-        probs: &[f64],
-        stride: usize,
-        n: usize,
-        pending: &mut [(usize, f64)],
-    ) -> usize {
-        let (slots, first, k) = (
-            self.bins.num_slots(),
-            self.bins.first_bin_upper(),
-            self.num_classes,
-        );
-        let mut sum: Vec<f64> = (0..k).map(|c| self.sum_prob[c * slots]).collect();
-        let mut count = vec![0u64; k];
-        let mut queued = 0;
-        for r in 0..n {
-            for c in 0..k {
-                let p = probs[c * stride + r];
-                let in_first = (0.0..first).contains(&p);
-                sum[c] += if in_first { p } else { 0.0 };
-                count[c] += u64::from(in_first);
-                pending[queued] = (c, p);
-                queued += usize::from(!in_first);
-            }
-        }
-        for c in 0..k {
-            self.sum_prob[c * slots] = sum[c];
-            self.count[c * slots] += count[c];
         }
         queued
     }

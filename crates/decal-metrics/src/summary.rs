@@ -1011,7 +1011,8 @@ impl SummaryAccumulator {
             for (o, &l) in ys.iter_mut().zip(ls) {
                 *o = l as usize;
             }
-            self.classwise.add_tile(&tile.p, TILE, &ys[..ls.len()], &mut pending);
+            self.classwise
+                .add_tile(&tile.p, TILE, &ys[..ls.len()], &mut pending);
             for r in 0..ls.len() {
                 if need_rows {
                     tile.probs_row(r, &mut probs);
