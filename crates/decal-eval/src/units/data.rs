@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 pub use backbone::{load_backbone, run_backbone, Backbone};
 pub use extract::{features_key, load_features, load_views, run_features, run_views};
 pub use files::{run_features_file, run_views_file, FeaturesFileSpec, TrainViews, ViewsFileSpec};
+pub(crate) use fingerprint::sha256_cached;
 pub use inputs::{device_images, load_images, Images};
 pub use split::{load_split, run_split, SplitInfo};
 

@@ -24,9 +24,8 @@
 //! Adding a corruption adds its cells and scores (and re-runs `shift` and the report); adding a head seed
 //! adds its scores only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use decal_data::corrupted;
 use decal_metrics::profile::Profile;
@@ -164,32 +163,10 @@ fn cfg(key: impl Into<String>, problem: impl Into<String>) -> PlanError {
     }
 }
 
-/// Known file hashes: path → (size, modification time, SHA-256).
-type HashCache = HashMap<PathBuf, (u64, std::time::SystemTime, String)>;
-
-/// SHA-256 of a file, cached in memory by path, size and modification time (a corruption file is
-/// ~150 MB and every plan hashes it).
+/// SHA-256 of a file (a corruption file is ~150 MB and every plan and every cell hashes it), cached across
+/// processes by size and modification time (`units/data/fingerprint.rs`).
 pub(crate) fn file_sha256(path: &Path) -> Result<String, String> {
-    static CACHE: Mutex<Option<HashCache>> = Mutex::new(None);
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mtime = meta
-        .modified()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = (meta.len(), mtime);
-    if let Ok(guard) = CACHE.lock() {
-        if let Some((len, t, sha)) = guard.as_ref().and_then(|m| m.get(path)) {
-            if (*len, *t) == key {
-                return Ok(sha.clone());
-            }
-        }
-    }
-    let sha = decal_core::sha256_file(path).map_err(|e| e.to_string())?;
-    if let Ok(mut guard) = CACHE.lock() {
-        guard
-            .get_or_insert_with(HashMap::new)
-            .insert(path.to_path_buf(), (key.0, key.1, sha.clone()));
-    }
-    Ok(sha)
+    crate::units::data::sha256_cached(path)
 }
 
 /// The corruption directory as resolved at plan time.

@@ -143,13 +143,13 @@ fn fingerprint(path: &Path) -> Result<String, String> {
         files.sort();
         let mut text = String::new();
         for f in files {
-            let h = decal_core::sha256_file(&f).map_err(|e| e.to_string())?;
+            let h = super::fingerprint::sha256_cached(&f)?;
             let name = f.file_name().unwrap_or_default().to_string_lossy();
             text.push_str(&format!("{name}\t{h}\n"));
         }
         return Ok(decal_core::sha256_bytes(text.as_bytes()));
     }
-    decal_core::sha256_file(&plain).map_err(|e| e.to_string())
+    super::fingerprint::sha256_cached(&plain)
 }
 
 /// What a `features-file` unit holds.

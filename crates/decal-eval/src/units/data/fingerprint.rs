@@ -111,6 +111,51 @@ pub(super) fn fingerprint_with_cache(
     Ok(decal_core::sha256_bytes(text.as_bytes()))
 }
 
+/// SHA-256 of one file's bytes, from the same cache when the file's size and modification time are the
+/// recorded ones (corruption files of ~150 MB, feature files of gigabytes are checked at every plan and by
+/// every unit process that reads them).
+pub(crate) fn sha256_cached(path: &Path) -> Result<String, String> {
+    sha256_with_cache(path, default_cache_root().as_deref())
+}
+
+/// [`sha256_cached`] with the cache below `cache_root` (`None`: no cache).
+pub(crate) fn sha256_with_cache(path: &Path, cache_root: Option<&Path>) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_dir() {
+        return Err(format!("{}: is a directory, not a file", path.display()));
+    }
+    let e = entry(String::new(), path.to_path_buf(), &meta);
+    // One cache file per file, named by its canonical path (kept apart from the directory caches).
+    let cache_path = cache_root.map(|root| {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let key = decal_core::sha256_bytes(format!("file:{}", canonical.display()).as_bytes());
+        root.join(format!("{key}.json"))
+    });
+    let cached = cache_path.as_deref().map(read_cache).unwrap_or_default();
+    if let Some(c) = cached.get("") {
+        if c.size == e.size && c.mtime_ns == e.mtime_ns {
+            return Ok(c.sha256.clone());
+        }
+    }
+    let sha256 = decal_core::sha256_file(path).map_err(|err| err.to_string())?;
+    if let Some(cache_path) = cache_path {
+        let file = CacheFile {
+            version: CACHE_VERSION,
+            dir: path.display().to_string(),
+            files: BTreeMap::from([(
+                String::new(),
+                Cached {
+                    size: e.size,
+                    mtime_ns: e.mtime_ns,
+                    sha256: sha256.clone(),
+                },
+            )]),
+        };
+        let _ = decal_core::write_json_atomic(&cache_path, &file);
+    }
+    Ok(sha256)
+}
+
 /// `$DECAL_CACHE_DIR/fingerprints`, else `$XDG_CACHE_HOME/decal/fingerprints`, else
 /// `$HOME/.cache/decal/fingerprints`; `None` when none of them is set.
 fn default_cache_root() -> Option<PathBuf> {
@@ -327,6 +372,28 @@ mod tests {
             fingerprint_with_cache(data.path(), Some(&blocker.join("below"))).unwrap(),
             truth
         );
+    }
+
+    #[test]
+    fn a_cached_file_hash_is_its_sha256_and_follows_its_contents() {
+        let data = tree();
+        let cache = tempfile::tempdir().unwrap();
+        let file = data.path().join("labels.txt");
+        let truth = decal_core::sha256_file(&file).unwrap();
+        assert_eq!(sha256_with_cache(&file, Some(cache.path())).unwrap(), truth);
+        // From the cache (a new time re-hashes; the bytes decide).
+        assert_eq!(sha256_with_cache(&file, Some(cache.path())).unwrap(), truth);
+        set_mtime(&file, SystemTime::now() + Duration::from_secs(60));
+        assert_eq!(sha256_with_cache(&file, Some(cache.path())).unwrap(), truth);
+        std::fs::write(&file, b"dog\n").unwrap();
+        set_mtime(&file, SystemTime::now() + Duration::from_secs(120));
+        assert_eq!(
+            sha256_with_cache(&file, Some(cache.path())).unwrap(),
+            decal_core::sha256_file(&file).unwrap()
+        );
+        assert!(sha256_with_cache(data.path(), None)
+            .unwrap_err()
+            .contains("directory"));
     }
 
     #[test]
