@@ -568,18 +568,16 @@ pub fn softmax_f32_into(z: &[f64], out: &mut [f64]) -> f64 {
 /// `exp(d32) = e64 · exp(δ)` with `δ = d32 − d64` (exact in f64, `|δ| ≤ 2^-17` for the `d` that do not
 /// underflow float32; 0 when the float32 difference is exact), and the cubic Taylor polynomial of `exp(δ)` is
 /// exact to 2^-68. So `c` is within ~3 ulp (f64) of the true `exp(d32)`, and libm's `exp(d32)` within 1 ulp:
-/// both round to the same float32 unless a float32 rounding midpoint lies between them. `c` is used only when it is more than 256 ulp (f64) away from
-/// every midpoint and in float32's normal range; otherwise `exp` is called.
+/// both round to the same float32 unless a float32 rounding midpoint lies between them. `c` is used only when
+/// it is more than 256 ulp (f64) away from every midpoint and in float32's normal range; otherwise `exp` is
+/// called.
 #[inline(always)]
 fn exp_f32_near(d32: f64, d64: f64, e64: f64) -> f32 {
-    let delta = d32 - d64;
-    let c = e64 + e64 * (delta * (1.0 + delta * (0.5 + delta * (1.0 / 6.0))));
-    // f64 has 29 more fraction bits than f32: the low 29 bits say where `c` sits between two float32 values.
-    let low = c.to_bits() & ((1 << 29) - 1);
-    if e64 >= 1e-37 && delta.abs() <= 1.0 / 65536.0 && low.abs_diff(1 << 28) > 256 {
-        c as f32
-    } else {
+    let e32 = exp_f32_near_fast(d32, d64, e64);
+    if e32.is_nan() {
         d32.exp() as f32
+    } else {
+        e32
     }
 }
 
@@ -753,11 +751,12 @@ impl LogitTile {
     }
 }
 
-/// [`exp_f32_near`] without its fallback: NaN where it would call `exp`.
+/// [`exp_f32_near`] without its fallback (branch-free, for SIMD loops): NaN where it would call `exp`.
 #[inline(always)]
 fn exp_f32_near_fast(d32: f64, d64: f64, e64: f64) -> f32 {
     let delta = d32 - d64;
     let c = e64 + e64 * (delta * (1.0 + delta * (0.5 + delta * (1.0 / 6.0))));
+    // f64 has 29 more fraction bits than f32: the low 29 bits say where `c` sits between two float32 values.
     let low = c.to_bits() & ((1 << 29) - 1);
     if e64 >= 1e-37 && delta.abs() <= 1.0 / 65536.0 && low.abs_diff(1 << 28) > 256 {
         c as f32
