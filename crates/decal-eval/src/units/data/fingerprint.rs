@@ -8,7 +8,7 @@
 //! Hashing every byte of a large dataset at each plan would be slow, so the per-file hashes are cached,
 //! keyed by the file's size and modification time: a file whose size and time are unchanged is not read
 //! again; any other file is read and hashed (in parallel). The cache lives in
-//! `$DECAL_CACHE_DIR/fingerprints/` (else `$XDG_CACHE_HOME/decal/…`, else `~/.cache/decal/…`), one JSON
+//! `$DECAL_CACHE/fingerprints/` (else `$XDG_CACHE_HOME/decal/…`, else `~/.cache/decal/…`), one JSON
 //! file per directory; a missing, unreadable, damaged, stale or unwritable cache only costs the
 //! re-hashing (an entry is used only while the file's size and time are the recorded ones).
 
@@ -156,7 +156,7 @@ pub(crate) fn sha256_with_cache(path: &Path, cache_root: Option<&Path>) -> Resul
     Ok(sha256)
 }
 
-/// `$DECAL_CACHE_DIR/fingerprints`, else `$XDG_CACHE_HOME/decal/fingerprints`, else
+/// `$DECAL_CACHE/fingerprints`, else `$XDG_CACHE_HOME/decal/fingerprints`, else
 /// `$HOME/.cache/decal/fingerprints`; `None` when none of them is set.
 fn default_cache_root() -> Option<PathBuf> {
     let var = |name: &str| {
@@ -164,7 +164,7 @@ fn default_cache_root() -> Option<PathBuf> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
     };
-    let base = var("DECAL_CACHE_DIR")
+    let base = var("DECAL_CACHE")
         .or_else(|| var("XDG_CACHE_HOME").map(|p| p.join("decal")))
         .or_else(|| var("HOME").map(|p| p.join(".cache").join("decal")))?;
     Some(base.join("fingerprints"))
