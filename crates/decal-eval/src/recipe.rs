@@ -175,6 +175,12 @@ pub fn departures(config: &crate::experiment::ExperimentConfig, holdout: bool) -
         "augmented" => say(format!("stage 2 trains on cached features of A = {} augmented views per training image, one view per image per epoch ([features] mode = \"augmented\"; seed: freshly augmented images through the body every epoch)", config.features.views)),
         other => say(format!("stage 2 trains on cached features ([features] mode = \"{other}\"; seed: freshly augmented images through the body every epoch)")),
     }
+    if images
+        && config.features.mode == "augmented"
+        && config.features.views_precision != decal_train::precision::Precision::Fp32
+    {
+        say(format!("the augmented training views are extracted under {} autocast ([features] views_precision; seed: float32); validation, test, OOD and shift features stay float32", config.features.views_precision.name()));
+    }
     if images && config.features.body != BodyMode::SeedBnDrift {
         say("the frozen body runs in eval mode (seed: train mode, BatchNorm statistics drifting, BUG-7)".into());
     }

@@ -261,6 +261,10 @@ pub struct ViewsKey {
     pub body_hash: String,
     /// [`crate::features::images_hash`] of the images, in cache row order.
     pub images_hash: String,
+    /// Autocast precision of the body's forward passes; absent for float32 (so the keys, digests and
+    /// directories of float32 caches are those they had before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_precision: Option<crate::precision::Precision>,
 }
 
 impl ViewsKey {
@@ -281,7 +285,19 @@ impl ViewsKey {
             seed,
             body_hash,
             images_hash: images_hash(set, indices),
+            body_precision: None,
         }
+    }
+
+    /// This key with the body's forward passes under `precision`'s autocast (`fp32`: none, the default).
+    pub fn with_body_precision(mut self, precision: crate::precision::Precision) -> Self {
+        self.body_precision = precision.autocast_kind().map(|_| precision);
+        self
+    }
+
+    /// The precision of the body's forward passes (`fp32` unless set).
+    pub fn body_precision(&self) -> crate::precision::Precision {
+        self.body_precision.unwrap_or_default()
     }
 
     /// A short hash of the key (for directory names and head unit hashes).
@@ -320,6 +336,13 @@ impl ViewsKey {
                 "images {} → {}",
                 short(&self.images_hash),
                 short(&other.images_hash)
+            ));
+        }
+        if self.body_precision() != other.body_precision() {
+            parts.push(format!(
+                "body precision {} → {}",
+                self.body_precision().name(),
+                other.body_precision().name()
             ));
         }
         parts.join(", ")
@@ -778,6 +801,10 @@ pub fn build_or_open(
     let start_time = std::time::Instant::now();
     let seconds_before = meta.seconds;
     let mut last_log = std::time::Instant::now();
+    let precision = key.body_precision();
+    precision
+        .check_device(options.device)
+        .map_err(ViewsError::Argument)?;
     for k in meta.chunks_done..meta.chunks_total {
         let (view, start, rows) = meta.chunk(k);
         bytes.clear();
@@ -795,7 +822,8 @@ pub fn build_or_open(
             let x = Tensor::from_slice(&input)
                 .reshape([(b1 - b0) as i64, c as i64, h as i64, w as i64])
                 .to_device(options.device);
-            let out = body(&x);
+            let out = crate::precision::with_autocast(precision, options.device, || body(&x))
+                .map_err(ViewsError::Argument)?;
             if out.size() != [(b1 - b0) as i64, feature_dim as i64] {
                 return Err(ViewsError::Argument(format!(
                     "the body returned features of shape {:?}, expected [{}, {feature_dim}]",
@@ -1114,6 +1142,59 @@ mod tests {
     }
 
     #[test]
+    fn bf16_body_passes_are_keyed_apart_and_close_to_float32() {
+        use crate::precision::Precision;
+        let set = images(9);
+        let idx: Vec<usize> = (0..9).collect();
+        let key = ViewsKey::new(3, Storage::F32, aug(), 4, "body".into(), &set, &idx);
+        // float32 keys serialise as before the field existed: their digests (and unit directories) stay.
+        let text = serde_json::to_string(&key).unwrap();
+        assert!(!text.contains("body_precision"), "{text}");
+        assert_eq!(key.clone().with_body_precision(Precision::Fp32), key);
+        let bf16 = key.clone().with_body_precision(Precision::Bf16);
+        assert_ne!(bf16.digest(), key.digest());
+        assert_eq!(bf16.body_precision(), Precision::Bf16);
+        let back: ViewsKey = serde_json::from_str(&serde_json::to_string(&bf16).unwrap()).unwrap();
+        assert_eq!(back, bf16);
+        // A matrix product (autocast runs it in bfloat16): the bf16 cache holds different values that
+        // stay within bfloat16's rounding of the float32 ones.
+        let w = Tensor::from_slice(
+            &(0..36 * 3)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect::<Vec<_>>(),
+        )
+        .reshape([36, 3]);
+        let mut linear = |x: &Tensor| x.reshape([x.size()[0], -1]).matmul(&w);
+        let options = BuildOptions {
+            chunk_size: 4,
+            batch_size: 3,
+            ..BuildOptions::default()
+        };
+        let read = |key: &ViewsKey, body: &mut dyn FnMut(&Tensor) -> Tensor| {
+            let dir = tempfile::tempdir().unwrap();
+            let (cache, _) =
+                build_or_open(dir.path(), key, &set, &idx, 3, &options, body, &mut |_| {}).unwrap();
+            let mut all = vec![0f32; 3 * 9 * 3];
+            for v in 0..3 {
+                for r in 0..9 {
+                    let at = (v * 9 + r) * 3;
+                    cache.read_row(v, r, &mut all[at..at + 3]).unwrap();
+                }
+            }
+            all
+        };
+        let exact = read(&key, &mut linear);
+        let fast = read(&bf16, &mut linear);
+        assert_ne!(exact, fast);
+        let scale = exact.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in exact.iter().zip(&fast) {
+            assert!((a - b).abs() <= 0.02 * scale, "{a} vs {b} (scale {scale})");
+        }
+        // Outside the guard autocast is off again.
+        assert!(!crate::precision::Autocast::is_enabled(Device::Cpu));
+    }
+
+    #[test]
     fn views_are_the_transforms_draws_and_round_trip_in_both_dtypes() {
         let set = images(11);
         let idx: Vec<usize> = (0..11).rev().collect();
@@ -1194,6 +1275,8 @@ mod tests {
                 body_hash: "other".into(),
                 ..key.clone()
             },
+            key.clone()
+                .with_body_precision(crate::precision::Precision::Bf16),
             ViewsKey {
                 augmentation: Augmentation {
                     hflip: false,

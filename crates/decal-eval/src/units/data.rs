@@ -156,6 +156,9 @@ pub struct ViewsSpec {
     pub batch_size: usize,
     /// Device kind.
     pub device: String,
+    /// Autocast precision of the body passes (absent for float32, so float32 views keep their ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_precision: Option<decal_train::precision::Precision>,
 }
 
 /// `[data]` as stage 1 takes it (the one resolution, `Stage1Plan::with_data`).
@@ -379,6 +382,7 @@ fn plan_views(
         crop_padding: decal_train::stage1::CROP_PADDING as usize,
         batch_size: f.batch_size,
         device: ctx.device_kind.clone(),
+        body_precision: f.views_precision.autocast_kind().map(|_| f.views_precision),
     };
     ctx.plan.add(
         "views",

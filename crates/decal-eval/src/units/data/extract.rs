@@ -236,7 +236,8 @@ pub fn run_views(
         backbone.hash.clone(),
         &train,
         &info.train_indices,
-    );
+    )
+    .with_body_precision(s.body_precision.unwrap_or_default());
     let options = decal_train::views::BuildOptions {
         batch_size: s.batch_size,
         device: ctx.options.device,
@@ -257,17 +258,20 @@ pub fn run_views(
         unit,
         "augmented views of the training images",
     ))?;
+    let precision = key.body_precision();
     (ctx.log)(&format!(
-        "features train views: {} × {} × {} {} ({status:?}, {:.1}s)",
+        "features train views: {} × {} × {} {}, body {} ({status:?}, {:.1}s)",
         cache.num_views(),
         cache.len(),
         cache.feature_dim(),
         s.storage.name(),
+        precision.name(),
         started.elapsed().as_secs_f64()
     ));
     Ok(UnitResult::done(json!({
         "views": cache.num_views(), "examples": cache.len(), "feature_dim": cache.feature_dim(),
-        "storage": s.storage, "key": key.digest(),
+        "storage": s.storage, "body_precision": precision, "key": key.digest(),
+        "seconds": started.elapsed().as_secs_f64(),
     })))
 }
 

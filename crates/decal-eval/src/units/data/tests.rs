@@ -628,3 +628,31 @@ batch_size = 32
         frozen.features
     );
 }
+
+/// A float32 view cache's unit spec serialises as before `body_precision` existed (so finished float32
+/// `views` units keep their ids); a bf16 one differs and says so.
+#[test]
+fn views_spec_writes_its_body_precision_only_when_not_float32() {
+    let spec = super::ViewsSpec {
+        views: 10,
+        storage: decal_train::views::Storage::F16,
+        seed: 0,
+        crop_padding: 4,
+        batch_size: 512,
+        device: "cpu".into(),
+        body_precision: None,
+    };
+    let fp32 = serde_json::to_string(&spec).unwrap();
+    assert_eq!(
+        fp32,
+        r#"{"views":10,"storage":"f16","seed":0,"crop_padding":4,"batch_size":512,"device":"cpu"}"#
+    );
+    let bf16 = super::ViewsSpec {
+        body_precision: Some(decal_train::precision::Precision::Bf16),
+        ..spec.clone()
+    };
+    let text = serde_json::to_string(&bf16).unwrap();
+    assert!(text.ends_with(r#","body_precision":"bf16"}"#), "{text}");
+    let back: super::ViewsSpec = serde_json::from_str(&fp32).unwrap();
+    assert_eq!(back, spec);
+}

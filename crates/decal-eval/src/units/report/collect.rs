@@ -335,6 +335,7 @@ fn views_fact(s: &ReportSpec, unit: &Unit, ctx: &UnitContext<'_>, b: &data::Back
     serde_json::json!({
         "views": views.as_ref().map(|v| v.views), "storage": s.config.features.storage,
         "seed": s.config.features.views_seed, "augmentation": augmentation,
+        "body_precision": s.config.features.views_precision,
     })
 }
 
