@@ -5,8 +5,8 @@ stopped in the shift sweep when this project's GPU time ran out, so its report u
 here is one of decal's own records (units/<id>/eval.json and ood.json, the same tidy records that go to a
 run's metrics.csv); this script only groups them: mean ± standard error (ddof = 1, / sqrt(n)) over seeds.
 
-    python3 make_tables.py <study run dir>      (standard library only; prints the README's table)
-Also writes metrics.csv (every record of the finished eval and ood units) beside this script.
+    python3 make_tables.py <study run dir> [CSV]   (standard library only; prints the README's table)
+Also writes metrics.csv (every record of the finished eval and ood units) beside this script, or to CSV.
 """
 import csv, glob, json, math, os, sys
 from collections import defaultdict
@@ -19,7 +19,7 @@ for kind in ("eval", "ood"):
         records += doc["records"] + doc.get("records_paper", [])
 here = os.path.dirname(os.path.abspath(__file__))
 cols = ["run", "method", "seed", "dataset", "split", "corruption", "severity", "metric", "value", "definition"]
-with open(os.path.join(here, "metrics.csv"), "w", newline="") as f:
+with open(sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "metrics.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in sorted(records, key=lambda r: (r["method"], str(r["seed"]), r["dataset"], r["split"], r["metric"])):
