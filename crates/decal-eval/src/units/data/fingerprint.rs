@@ -65,7 +65,7 @@ pub(super) fn fingerprint_with_cache(
     }
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
 
-    let cache_path = cache_root.map(|root| cache_file(root, dir));
+    let cache_path = cache_root.map(|root| cache_file(root, dir, DIR_KEY));
     let cached = cache_path.as_deref().map(read_cache).unwrap_or_default();
     let mut hashes: Vec<Option<String>> = entries
         .iter()
@@ -99,13 +99,7 @@ pub(super) fn fingerprint_with_cache(
     }
     if let Some(path) = cache_path {
         if !missing.is_empty() || files.len() != cached.len() {
-            let file = CacheFile {
-                version: CACHE_VERSION,
-                dir: dir.display().to_string(),
-                files,
-            };
-            // A cache that cannot be written costs only the re-hashing next time.
-            let _ = decal_core::write_json_atomic(&path, &file);
+            write_cache(&path, dir, files);
         }
     }
     Ok(decal_core::sha256_bytes(text.as_bytes()))
@@ -125,12 +119,8 @@ pub(crate) fn sha256_with_cache(path: &Path, cache_root: Option<&Path>) -> Resul
         return Err(format!("{}: is a directory, not a file", path.display()));
     }
     let e = entry(String::new(), path.to_path_buf(), &meta);
-    // One cache file per file, named by its canonical path (kept apart from the directory caches).
-    let cache_path = cache_root.map(|root| {
-        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let key = decal_core::sha256_bytes(format!("file:{}", canonical.display()).as_bytes());
-        root.join(format!("{key}.json"))
-    });
+    // One cache file per file (kept apart from the directory caches by its key's prefix).
+    let cache_path = cache_root.map(|root| cache_file(root, path, FILE_KEY));
     let cached = cache_path.as_deref().map(read_cache).unwrap_or_default();
     if let Some(c) = cached.get("") {
         if c.size == e.size && c.mtime_ns == e.mtime_ns {
@@ -139,19 +129,12 @@ pub(crate) fn sha256_with_cache(path: &Path, cache_root: Option<&Path>) -> Resul
     }
     let sha256 = decal_core::sha256_file(path).map_err(|err| err.to_string())?;
     if let Some(cache_path) = cache_path {
-        let file = CacheFile {
-            version: CACHE_VERSION,
-            dir: path.display().to_string(),
-            files: BTreeMap::from([(
-                String::new(),
-                Cached {
-                    size: e.size,
-                    mtime_ns: e.mtime_ns,
-                    sha256: sha256.clone(),
-                },
-            )]),
+        let cached = Cached {
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+            sha256: sha256.clone(),
         };
-        let _ = decal_core::write_json_atomic(&cache_path, &file);
+        write_cache(&cache_path, path, BTreeMap::from([(String::new(), cached)]));
     }
     Ok(sha256)
 }
@@ -170,11 +153,29 @@ fn default_cache_root() -> Option<PathBuf> {
     Some(base.join("fingerprints"))
 }
 
-/// The cache file of `dir`: named by the SHA-256 of its canonical path.
-fn cache_file(root: &Path, dir: &Path) -> PathBuf {
-    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let key = decal_core::sha256_bytes(canonical.to_string_lossy().as_bytes());
+/// Cache-file key prefix of a directory's fingerprint cache.
+const DIR_KEY: &str = "";
+/// Cache-file key prefix of a single file's hash cache.
+const FILE_KEY: &str = "file:";
+
+/// The cache file of `path` (a directory: `DIR_KEY`; a single file: `FILE_KEY`): named by the SHA-256 of
+/// the prefix and its canonical path.
+fn cache_file(root: &Path, path: &Path, prefix: &str) -> PathBuf {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let key =
+        decal_core::sha256_bytes(format!("{prefix}{}", canonical.to_string_lossy()).as_bytes());
     root.join(format!("{key}.json"))
+}
+
+/// Writes the cache of `path` atomically. A cache that cannot be written costs only the re-hashing next
+/// time, so a failure is ignored.
+fn write_cache(cache_path: &Path, path: &Path, files: BTreeMap<String, Cached>) {
+    let file = CacheFile {
+        version: CACHE_VERSION,
+        dir: path.display().to_string(),
+        files,
+    };
+    let _ = decal_core::write_json_atomic(cache_path, &file);
 }
 
 /// The cached entries, or none when the cache is missing, damaged or of another version.
@@ -348,7 +349,7 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let truth = fingerprint_with_cache(data.path(), None).unwrap();
         fingerprint_with_cache(data.path(), Some(cache.path())).unwrap();
-        let file = cache_file(cache.path(), data.path());
+        let file = cache_file(cache.path(), data.path(), DIR_KEY);
         std::fs::write(&file, b"{not json").unwrap();
         assert_eq!(
             fingerprint_with_cache(data.path(), Some(cache.path())).unwrap(),
