@@ -8,7 +8,7 @@ default profile): n paired seeds, the mean and the largest |B - A| over the seed
 sample sd (ddof = 1) for scale. Prints a Markdown table.
 """
 import csv
-import math
+import statistics
 import os
 import sys
 from collections import defaultdict
@@ -36,8 +36,7 @@ for method in methods:
         d, v = diffs.get((method, metric)), base.get((method, metric))
         if not d:
             continue
-        mean = sum(v) / len(v)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else float("nan")
+        sd = statistics.stdev(v) if len(v) > 1 else float("nan")
         unit = " (pp)" if scale == 100 else ""
         print(f"| {method} | {metric}{unit} | {len(d)} | {sum(d) / len(d) * scale:+.4f} | "
               f"{max(map(abs, d)) * scale:.4f} | {sd * scale:.4f} |")

@@ -8,7 +8,7 @@ lies within the exact mode's mean ± 2 sample sd (the study's criterion, "yes"/"
 that every mode of one backbone evaluated the same Baseline (the same backbone, test images and profile).
 """
 import csv
-import math
+import statistics
 import os
 import sys
 from collections import defaultdict
@@ -22,9 +22,7 @@ METRICS = [("accuracy", "Acc (%)", 100, 2), ("ece", "ECE (%)", 100, 2), ("nll", 
 
 
 def stats(values):
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
-    return mean, sd
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
 missing = []

@@ -208,7 +208,7 @@ pub struct FeaturesConfig {
     #[serde(default)]
     pub views_seed: u64,
     /// Autocast precision of the body passes that build the view cache (`augmented` mode): `fp32`
-    /// (default, the seed's) or `bf16` (bfloat16 autocast: WRN-16-4 about 3× faster on this CPU). Only the
+    /// (default, the seed's) or `bf16` (bfloat16 autocast: WRN-16-4 views 2.3× faster on this CPU). Only the
     /// training views: validation, test, OOD and shift features stay float32. Not written when `fp32`, so
     /// float32 runs keep their unit ids.
     #[serde(default, skip_serializing_if = "is_fp32")]
