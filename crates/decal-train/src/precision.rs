@@ -71,6 +71,12 @@ impl Precision {
         }
     }
 
+    /// `Some(self)` when this precision autocasts, `None` for fp32: the form records and unit ids store,
+    /// so that every float32 record keeps the id it had before precisions were recorded.
+    pub fn autocast(self) -> Option<Precision> {
+        self.autocast_kind().map(|_| self)
+    }
+
     /// Whether training uses a [`GradScaler`].
     pub fn uses_loss_scaling(self) -> bool {
         self == Precision::Fp16
@@ -379,6 +385,13 @@ mod tests {
         for p in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
             assert_eq!(Precision::parse(p.name()).unwrap(), p);
         }
+    }
+
+    #[test]
+    fn autocast_is_none_only_for_float32() {
+        assert_eq!(Precision::Fp32.autocast(), None);
+        assert_eq!(Precision::Bf16.autocast(), Some(Precision::Bf16));
+        assert_eq!(Precision::Fp16.autocast(), Some(Precision::Fp16));
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl ViewsKey {
 
     /// This key with the body's forward passes under `precision`'s autocast (`fp32`: none, the default).
     pub fn with_body_precision(mut self, precision: crate::precision::Precision) -> Self {
-        self.body_precision = precision.autocast_kind().map(|_| precision);
+        self.body_precision = precision.autocast();
         self
     }
 

@@ -8,7 +8,7 @@ run's metrics.csv); this script only groups them: mean ± standard error (ddof =
     python3 make_tables.py <study run dir> [CSV]   (standard library only; prints the README's table)
 Also writes metrics.csv (every record of the finished eval and ood units) beside this script, or to CSV.
 """
-import csv, glob, json, math, os, sys
+import csv, glob, json, math, os, statistics, sys
 from collections import defaultdict
 
 run = sys.argv[1]
@@ -47,8 +47,8 @@ def fmt(vals, scale):
     digits = 2 if scale == 100 else 4
     if len(vals) == 1:
         return f"{vals[0] * scale:.{digits}f}"
-    mean = sum(vals) / len(vals)
-    se = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) / len(vals))
+    mean = statistics.fmean(vals)
+    se = statistics.stdev(vals) / math.sqrt(len(vals))
     return f"{mean * scale:.{digits}f} ± {se * scale:.{digits}f}"
 
 print("| Method | n | " + " | ".join(c[1] for c in columns) + " |")

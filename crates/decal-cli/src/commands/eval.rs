@@ -30,11 +30,11 @@ pub struct Args {
     /// Folder holding the dataset in one of its official layouts.
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
-    /// Split to evaluate: test, train, val, seed-test, … [default: test].
+    /// Split to evaluate: test, train, val, seed-test, ….
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Metric profile: paper (the seed's definitions: 10 torchmetrics bins, sklearn-clipped NLL, …) or
-    /// default (15 bins, exact NLL) [default: paper].
+    /// default (15 bins, exact NLL).
     #[arg(long, default_value = "paper")]
     pub profile: String,
     /// Write the metric summary (the same JSON as `decal metrics`) to this file.

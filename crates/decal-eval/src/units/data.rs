@@ -382,7 +382,7 @@ fn plan_views(
         crop_padding: decal_train::stage1::CROP_PADDING as usize,
         batch_size: f.batch_size,
         device: ctx.device_kind.clone(),
-        body_precision: f.views_precision.autocast_kind().map(|_| f.views_precision),
+        body_precision: f.views_precision.autocast(),
     };
     ctx.plan.add(
         "views",
