@@ -10,6 +10,16 @@ fn run(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // A binary this test just copied can be briefly "busy": a child that another test thread forked
+    // while the copy's write handle was open holds it until that child's exec closes it (ETXTBSY).
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.expect("binary runs"),
+        }
+    }
     cmd.output().expect("binary runs")
 }
 
