@@ -18,7 +18,7 @@
 #
 # Environment:
 #   BODY=cnn (default; the imported seed CNN) | wrn-16-4 (the WRN-16-4 trained here with cross-entropy,
-#        runs/wrn/cpu-wrn16-4-cifar10-ce-full/best: configs/stage1/cpu-wrn16-4-cifar10-ce-full.toml)
+#        checkpoints/cpu-wrn16-4-cifar10-ce-full/best, committed; configs/stage1/cpu-wrn16-4-cifar10-ce-full.toml)
 #   VIEWS_PRECISION=fp32 (default) | bf16: [features] views_precision of decal's view cache
 #   N=TRAIN,VAL,TEST: both sides on the first TRAIN training / VAL validation images and TEST evenly spaced
 #        test images ([data] limit_train / limit_val / limit_test; the reference script's sizes): every
@@ -37,7 +37,7 @@ N="${N:-}"
 case "$BODY" in
   cnn) CHECKPOINT=runs/seed-cnn-cifar10
        HINT="decal import, see configs/experiments/cifar10-seed-cnn-cpu.toml" ;;
-  wrn-16-4) CHECKPOINT=runs/wrn/cpu-wrn16-4-cifar10-ce-full/best
+  wrn-16-4) CHECKPOINT=checkpoints/cpu-wrn16-4-cifar10-ce-full/best
        HINT="decal train --config configs/stage1/cpu-wrn16-4-cifar10-ce-full.toml --out runs/wrn" ;;
   *) echo "BODY must be cnn or wrn-16-4, not $BODY" >&2; exit 2 ;;
 esac
