@@ -434,7 +434,24 @@ pub fn plan(ctx: &mut PlanCtx<'_>) -> Result<(), PlanError> {
     let fit = match fit_plan(ctx)? {
         FitPlan::Val => ctx.features["val"].clone(),
         FitPlan::Holdout => add_features(ctx, "calibration", "calibration", None, pair)?,
-        FitPlan::AtRun => add_features(ctx, "fit", "fit", None, pair)?,
+        FitPlan::AtRun => {
+            // Depends on `features/val` too: when the split unit chooses the validation part, the unit
+            // copies those features instead of extracting the same images again.
+            let spec = FeaturesSpec {
+                set: "fit".to_string(),
+                ood: None,
+                batch_size: ctx.config.features.batch_size,
+                device: ctx.device_kind.clone(),
+                drifted: false,
+            };
+            let val = ctx.features["val"].clone();
+            ctx.plan.add(
+                "features/fit",
+                UnitSpec::Features(spec),
+                deps(&[("backbone", &backbone), ("split", &split), ("val", &val)]),
+                Resource::Device,
+            )?
+        }
     };
     ctx.features.insert("fit".into(), fit);
     for i in 0..config.ood.len() {

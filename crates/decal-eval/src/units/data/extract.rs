@@ -88,6 +88,27 @@ pub fn run_features(
     let started = Instant::now();
     let backbone_id = unit.dep("backbone")?.clone();
     let split_id = unit.dep("split")?.clone();
+    // `features/fit` of a checkpoint whose run records decide the fit set at run time: when the split
+    // unit chose the validation part, these are exactly the `features/val` it depends on — copied (with
+    // their key), not extracted a second time.
+    if let Some(val) = unit.deps.get("val").filter(|_| s.set == "fit") {
+        if !load_split(ctx, &split_id)?.test_holdout {
+            let fs = load_features(ctx, val)?;
+            let key = features_key(ctx, val)?;
+            features::save(dir, FEATURES_NAME, &fs, &key)
+                .map_err(UnitError::failed(unit, "writing the features"))?;
+            (ctx.log)(&format!(
+                "features {}: {} × {}, the validation part's (copied from features/val)",
+                unit.name,
+                fs.len(),
+                fs.feature_dim
+            ));
+            return Ok(UnitResult::done(json!({
+                "set": s.set, "examples": fs.len(), "feature_dim": fs.feature_dim,
+                "data_hash": key.data_hash, "copied_from": val.to_string(),
+            })));
+        }
+    }
     let backbone = load_backbone(ctx, &backbone_id)?;
     let src = source(s, unit, ctx, &split_id)?;
     let (set, images, indices): (Rc<decal_data::ImageSet>, Rc<DeviceImages>, Vec<usize>) = match src

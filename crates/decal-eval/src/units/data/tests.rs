@@ -404,6 +404,8 @@ fn data_units_run_end_to_end_on_the_quickstart_data() {
     let q = plan_data(&config, "cpu").unwrap();
     let fit = q.plan.find(&q.features["fit"]).unwrap();
     assert_eq!(fit.name, "features/fit");
+    // It depends on features/val, whose features it copies when the split chooses the validation part.
+    assert_eq!(fit.deps.get("val"), Some(&q.features["val"]));
     let store = Store::new(sub.path().join("run"));
     let report = execute(&q.plan, &store);
     assert_eq!(report.computed, q.plan.units.len());
@@ -421,6 +423,15 @@ fn data_units_run_end_to_end_on_the_quickstart_data() {
     assert!(info.known.contains("disjoint"), "{}", info.known);
     let fit = load_features(&mut ctx, &q.features["fit"]).unwrap();
     assert_eq!(fit.features, val.features);
+    let (fit_key, val_key) = (
+        super::features_key(&ctx, &q.features["fit"]).unwrap(),
+        super::features_key(&ctx, &q.features["val"]).unwrap(),
+    );
+    assert_eq!(fit_key.data_hash, val_key.data_hash);
+    assert_eq!(fit_key.backbone_hash, val_key.backbone_hash);
+    let done =
+        std::fs::read_to_string(store.unit_dir(&q.features["fit"]).join("done.json")).unwrap();
+    assert!(done.contains("copied_from"), "{done}");
 }
 
 /// A tiny ResNet with BatchNorm for 1-channel images, randomly initialised, saved as an imported checkpoint.
