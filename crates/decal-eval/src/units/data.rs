@@ -518,6 +518,9 @@ pub fn plan_drifted_features(
         };
         spec.drifted = true;
         let mut d = base.deps.clone();
+        // `features/fit` may depend on the undrifted `features/val` (to copy it); a drifted set is always
+        // extracted through the head's body, so it keeps only the backbone and split inputs.
+        d.remove("val");
         d.insert("body".into(), head_unit.clone());
         let suffix = base.name.trim_start_matches("features/");
         let name = format!(

@@ -90,8 +90,13 @@ pub fn run_features(
     let split_id = unit.dep("split")?.clone();
     // `features/fit` of a checkpoint whose run records decide the fit set at run time: when the split
     // unit chose the validation part, these are exactly the `features/val` it depends on — copied (with
-    // their key), not extracted a second time.
-    if let Some(val) = unit.deps.get("val").filter(|_| s.set == "fit") {
+    // their key), not extracted a second time. (Never for drifted features: those go through a head's
+    // own body.)
+    if let Some(val) = unit
+        .deps
+        .get("val")
+        .filter(|_| s.set == "fit" && !s.drifted)
+    {
         if !load_split(ctx, &split_id)?.test_holdout {
             let fs = load_features(ctx, val)?;
             let key = features_key(ctx, val)?;
