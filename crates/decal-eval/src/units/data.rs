@@ -20,7 +20,8 @@
 //!
 //! The set keys of [`PlanCtx::features`]: `train`, `val`, `test`, `fit` (what every fit uses: the
 //! held-out calibration part, the validation part, or — when only the loaded data can tell, for a stage-1
-//! checkpoint with its run records — a `features/fit` unit that follows the split unit's decision) and
+//! checkpoint with its run records — a `features/fit` unit that follows the split unit's decision, copying
+//! its `features/val` input when that decision is the validation part) and
 //! `ood:<name>` per `[[ood]]` set. An `[[ood]]` set whose directory is missing is left out at plan time
 //! with a warning in [`PlanCtx::warnings`] (the old run's "OOD set … skipped"); one that exists but cannot
 //! be read fails its features unit.
