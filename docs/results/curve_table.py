@@ -14,9 +14,10 @@ if os.path.isdir(path):
 rows = list(csv.DictReader(open(path)))
 print("| epoch | lr (end) | train loss | train acc (%) | val NLL | val acc (%) | val ECE (%) | img/s |")
 print("|---|---|---|---|---|---|---|---|")
+# The last row that was a new best is the best checkpoint.
+best_row = max((r for r in rows if r["is_best"] == "true"), key=lambda r: int(r["epoch"]), default=None)
 for r in rows:
-    best = " *" if r["is_best"] == "true" and r is max(
-        (x for x in rows if x["is_best"] == "true"), key=lambda x: int(x["epoch"])) else ""
+    best = " *" if r is best_row else ""
     print(f'| {int(r["epoch"]) + 1}{best} | {float(r["lr"]):.4f} | {float(r["train_loss"]):.4f} | '
           f'{100 * float(r["train_accuracy"]):.2f} | {float(r["val_nll"]):.4f} | '
           f'{100 * float(r["val_accuracy"]):.2f} | {100 * float(r["val_ece"]):.2f} | '

@@ -100,18 +100,10 @@ pub fn run_features(
         if !load_split(ctx, &split_id)?.test_holdout {
             let fs = load_features(ctx, val)?;
             let key = features_key(ctx, val)?;
-            features::save(dir, FEATURES_NAME, &fs, &key)
-                .map_err(UnitError::failed(unit, "writing the features"))?;
-            (ctx.log)(&format!(
-                "features {}: {} × {}, the validation part's (copied from features/val)",
-                unit.name,
-                fs.len(),
-                fs.feature_dim
-            ));
-            return Ok(UnitResult::done(json!({
-                "set": s.set, "examples": fs.len(), "feature_dim": fs.feature_dim,
-                "data_hash": key.data_hash, "copied_from": val.to_string(),
-            })));
+            let how = ", the validation part's (copied from features/val)";
+            let mut summary = save_features(s, unit, ctx, dir, &fs, &key, how)?;
+            summary["copied_from"] = json!(val);
+            return Ok(UnitResult::done(summary));
         }
     }
     let backbone = load_backbone(ctx, &backbone_id)?;
@@ -170,18 +162,34 @@ pub fn run_features(
         transform: backbone.transform(),
         body_mode: BodyMode::Frozen,
     };
-    features::save(dir, FEATURES_NAME, &fs, &key)
+    let how = format!(" ({:.1}s)", started.elapsed().as_secs_f64());
+    Ok(UnitResult::done(save_features(
+        s, unit, ctx, dir, &fs, &key, &how,
+    )?))
+}
+
+/// Writes a features unit's features with their key, logs `features <unit>: N × F<how>`, and returns the
+/// unit's summary.
+fn save_features(
+    s: &FeaturesSpec,
+    unit: &Unit,
+    ctx: &mut UnitContext<'_>,
+    dir: &Path,
+    fs: &FeatureSet,
+    key: &CacheKey,
+    how: &str,
+) -> Result<serde_json::Value, UnitError> {
+    features::save(dir, FEATURES_NAME, fs, key)
         .map_err(UnitError::failed(unit, "writing the features"))?;
     (ctx.log)(&format!(
-        "features {}: {} × {} ({:.1}s)",
+        "features {}: {} × {}{how}",
         unit.name,
         fs.len(),
-        fs.feature_dim,
-        started.elapsed().as_secs_f64()
+        fs.feature_dim
     ));
-    Ok(UnitResult::done(json!({
+    Ok(json!({
         "set": s.set, "examples": fs.len(), "feature_dim": fs.feature_dim, "data_hash": key.data_hash,
-    })))
+    }))
 }
 
 fn features_unit<'p>(ctx: &'p UnitContext<'_>, id: &UnitId) -> Result<&'p Unit, UnitError> {
