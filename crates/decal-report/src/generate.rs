@@ -4,6 +4,8 @@
 //!
 //! Inputs are run directories (searched recursively for files named `metrics.jsonl`; hidden
 //! directories and the output directory are skipped) or direct paths to `.jsonl` / `.csv` record files.
+//! A records file byte-identical to one already found (e.g. the copy a study keeps in its report unit's
+//! folder) is read once: listed as skipped, its side files not pooled a second time.
 //! Next to each records file the report also picks up, when present:
 //! - `reliability/*.csv` — reliability bins in [`crate::reliability`]'s CSV format; series with the same
 //!   file stem and label from several runs are **pooled** (counts summed, per-bin accuracy and confidence
@@ -198,22 +200,30 @@ pub fn find_metrics_files(
     skip: Option<&Path>,
 ) -> Result<Discovery, ReportError> {
     let mut found = Discovery::default();
+    // Content hashes of the files kept so far: a records file byte-identical to one already kept (the
+    // same file named twice, or the copy a study's report unit keeps in `units/<id>/`) is skipped with
+    // its side files. Its records would be counted once anyway (`aggregate` drops exact duplicates), but
+    // its reliability and histogram files would be pooled a second time, doubling every bin count.
+    let mut kept: Vec<(String, PathBuf)> = Vec::new();
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(ReportError::io(input))?;
         if meta.is_file() {
-            found.files.push(input.clone());
+            keep_unless_copy(input.clone(), &mut kept, &mut found)?;
             continue;
         }
         let mut walked = Vec::new();
         walk(input, skip, &mut walked)?;
-        let before = found.files.len();
+        let mut records_files = 0;
         for path in walked {
             match other_schema(&path)? {
                 Some(reason) => found.skipped.push((path, reason)),
-                None => found.files.push(path),
+                None => {
+                    records_files += 1;
+                    keep_unless_copy(path, &mut kept, &mut found)?;
+                }
             }
         }
-        if found.files.len() == before {
+        if records_files == 0 {
             let skipped: Vec<String> = found
                 .skipped
                 .iter()
@@ -231,6 +241,23 @@ pub fn find_metrics_files(
         }
     }
     Ok(found)
+}
+
+/// Adds `path` to `found.files`, or to `found.skipped` when its bytes equal a file already kept.
+fn keep_unless_copy(
+    path: PathBuf,
+    kept: &mut Vec<(String, PathBuf)>,
+    found: &mut Discovery,
+) -> Result<(), ReportError> {
+    let hash = decal_core::sha256_file(&path)?;
+    if let Some((_, first)) = kept.iter().find(|(h, _)| *h == hash) {
+        let reason = format!("same content as {}, read once", first.display());
+        found.skipped.push((path, reason));
+    } else {
+        kept.push((hash, path.clone()));
+        found.files.push(path);
+    }
+    Ok(())
 }
 
 /// `Some(reason)` when the file's first non-blank line is a JSON object that is clearly not a
@@ -652,7 +679,7 @@ pub fn generate_report(
         });
         if !skipped.is_empty() {
             provenance.push(ProvenanceItem {
-                label: "files skipped (not metric records)".to_string(),
+                label: "files skipped (not metric records, or a copy of one read)".to_string(),
                 text: skipped.join("\n"),
             });
         }
@@ -799,11 +826,19 @@ fn collect_side_files(
     sub: &str,
 ) -> Result<Vec<(String, PathBuf)>, ReportError> {
     let mut out = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
     for f in records_files {
         let dir = f.parent().unwrap_or(Path::new(".")).join(sub);
         if !dir.is_dir() {
             continue;
         }
+        // Two records files of one directory (its metrics.jsonl and metrics.csv) share one set of side
+        // files: read it once.
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if seen.contains(&canonical) {
+            continue;
+        }
+        seen.push(canonical);
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(ReportError::io(&dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -331,7 +331,8 @@ fn notes_and_warnings_are_shown_in_html_and_markdown() {
     let section = &html[start..start + html[start..].find("</section>").unwrap()];
     assert_eq!(section.matches("<li>").count(), 3, "{section}");
     assert!(section.contains("<li>seed compat &lt;BUG-5&gt; in effect</li>"));
-    assert!(html.contains("<summary>files skipped (not metric records)</summary>"));
+    assert!(html
+        .contains("<summary>files skipped (not metric records, or a copy of one read)</summary>"));
 
     // Without notes or warnings there is no section at all; a description opens the summary, escaped.
     let mut quiet = ReportOptions::new(tmp.path().join("quiet"));
@@ -391,4 +392,59 @@ fn extra_files_of_the_caller_belong_to_the_report() {
         assert!(err.contains(why), "{bad}: {err}");
     }
     assert!(out.join("index.html").is_file());
+}
+
+/// A study keeps a copy of its records and side files in its report unit's folder
+/// (`units/<id>/metrics.jsonl`, `reliability/`): `decal report <study>` must read them once. Records
+/// were always de-duplicated; the reliability bins were pooled twice ("[2 runs pooled]", every count
+/// doubled) until byte-identical records files were skipped.
+#[test]
+fn a_copy_of_a_records_file_and_its_side_files_is_read_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = tmp.path().join("study");
+    let records = vec![
+        rec(1, "TST", "accuracy", 0.91),
+        rec(2, "TST", "accuracy", 0.92),
+    ];
+    for dir in [study.clone(), study.join("units/abc123")] {
+        write_jsonl(&dir.join("metrics.jsonl"), &records).unwrap();
+        write_reliability_csv(&dir.join("reliability/tst.csv"), &[series("TST", 1)]).unwrap();
+    }
+    let found = find_metrics_files(std::slice::from_ref(&study), None).unwrap();
+    assert_eq!(found.files, vec![study.join("metrics.jsonl")]);
+    assert_eq!(found.skipped.len(), 1, "{:?}", found.skipped);
+    assert_eq!(found.skipped[0].0, study.join("units/abc123/metrics.jsonl"));
+    assert!(
+        found.skipped[0].1.starts_with("same content as "),
+        "{:?}",
+        found.skipped
+    );
+    // The same file named twice, and a directory plus its own file: read once as well.
+    let file = study.join("metrics.jsonl");
+    let twice = find_metrics_files(&[file.clone(), file.clone(), study.clone()], None).unwrap();
+    assert_eq!(twice.files, vec![file]);
+    assert_eq!(twice.skipped.len(), 3);
+
+    let options = ReportOptions::new(tmp.path().join("out"));
+    let outcome = generate_report(std::slice::from_ref(&study), &options).unwrap();
+    assert_eq!(outcome.num_records, 2);
+    // One run's bins, not two: 10 + 1 in the first bin, no "[2 runs pooled]".
+    let csv = std::fs::read_to_string(options.out_dir.join("plots/reliability-tst.csv")).unwrap();
+    assert!(csv.contains("\nTST,0,0.0,0.2,11,"), "{csv}");
+    assert!(!csv.contains("pooled"), "{csv}");
+
+    // A run directory with both metrics.jsonl and metrics.csv (different bytes, same records) pools
+    // its side files once.
+    let run = tmp.path().join("run");
+    write_jsonl(&run.join("metrics.jsonl"), &records).unwrap();
+    decal_core::write_atomic(
+        &run.join("metrics.csv"),
+        decal_report::record::to_csv_string(&records).as_bytes(),
+    )
+    .unwrap();
+    write_reliability_csv(&run.join("reliability/tst.csv"), &[series("TST", 1)]).unwrap();
+    let both = ReportOptions::new(tmp.path().join("out-both"));
+    generate_report(&[run.join("metrics.jsonl"), run.join("metrics.csv")], &both).unwrap();
+    let csv = std::fs::read_to_string(both.out_dir.join("plots/reliability-tst.csv")).unwrap();
+    assert!(csv.contains("\nTST,0,0.0,0.2,11,"), "{csv}");
 }
