@@ -128,11 +128,13 @@ fn write_reliability(dir: &Path, c: &Collected) -> Result<(), String> {
                     "{method}: its seeds' reliability bins differ in edges and cannot be pooled"
                 )
             })?;
+        let pooled = match list.len() {
+            1 => "one run".to_string(),
+            n => format!("{n} seeds pooled"),
+        };
         let definition = format!(
-            "top-label, {} equal-width bins, {:?} membership, {} seeds pooled",
-            first.num_bins,
-            first.membership,
-            list.len()
+            "top-label, {} equal-width bins, {:?} membership, {pooled}",
+            first.num_bins, first.membership,
         );
         let ece = decal_report::bins_ece(&bins);
         let series = ReliabilitySeries {
