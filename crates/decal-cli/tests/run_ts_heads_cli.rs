@@ -193,6 +193,22 @@ fn ts_head_rows_are_fitted_on_the_rows_predictive_and_reported() {
             .any(|p| p.starts_with("ood-scores") && p.ends_with(".png")),
         "{plots:?}"
     );
+    // More than four methods have reliability data: the overlay is the study's headline — Baseline, TS
+    // and each head's main row (V-TST's largest m) — not the first four rows of the table.
+    let overlay =
+        std::fs::read_to_string(report.join("plots/reliability-overlay-selected-methods.csv"))
+            .unwrap();
+    let series: Vec<&str> = overlay
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .fold(Vec::new(), |mut v, s| {
+            if v.last() != Some(&s) {
+                v.push(s);
+            }
+            v
+        });
+    assert_eq!(series, ["Baseline", "TS", "TST", "V-TST m=4"], "{overlay}");
     let main_md = std::fs::read_to_string(report.join("tables/main.md")).unwrap();
     let printed_table = std::fs::read_to_string(report.join("results.md")).unwrap();
     assert!(

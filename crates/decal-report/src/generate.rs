@@ -114,6 +114,10 @@ pub struct ReportOptions {
     pub title: String,
     /// Methods to list first, in this order (the rest follow in order of appearance).
     pub method_order: Vec<String>,
+    /// Methods of the "selected methods" reliability overlay, drawn when more than four methods have
+    /// reliability data: the first four of these that have it (empty: of `method_order`). `decal run`
+    /// sets Baseline, TS and each head's main row, the figure a reader of its study looks for.
+    pub overlay: Vec<String>,
     /// Write into an output directory that holds something other than a report decal-report wrote
     /// (same-named files are overwritten, others kept). A previous report recognised by its
     /// `report.json` is replaced without it (see [`crate::manifest`]).
@@ -139,7 +143,7 @@ pub struct ReportOptions {
 }
 
 impl ReportOptions {
-    /// Defaults: every format, `± std`, title "decal results", no method order, no force, no
+    /// Defaults: every format, `± std`, title "decal results", no method order or overlay, no force, no
     /// provenance, no seed results, no notes, no extra files, no description.
     pub fn new(out_dir: impl Into<PathBuf>) -> ReportOptions {
         ReportOptions {
@@ -148,6 +152,7 @@ impl ReportOptions {
             spread: Spread::Std,
             title: "decal results".to_string(),
             method_order: Vec::new(),
+            overlay: Vec::new(),
             force: false,
             provenance: None,
             seed_results: Vec::new(),
@@ -581,11 +586,16 @@ pub fn generate_report(
     }
     // Overlays (at most 4 series stay readable): all series in one diagram when there are 2–4 with
     // distinct labels (e.g. one file per method, as `decal run` writes them); with more, the first 4
-    // of `method_order`; otherwise one overlay per file holding 2–4 series.
+    // of `overlay` (or, without one, of `method_order`) that have data; otherwise one overlay per file
+    // holding 2–4 series.
     let all: Vec<ReliabilitySeries> = pooled.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
     let distinct_labels = distinct(all.iter().map(|s| s.label.clone())).len() == all.len();
-    let ordered: Vec<ReliabilitySeries> = options
-        .method_order
+    let selection = if options.overlay.is_empty() {
+        &options.method_order
+    } else {
+        &options.overlay
+    };
+    let ordered: Vec<ReliabilitySeries> = selection
         .iter()
         .filter_map(|m| {
             all.iter()

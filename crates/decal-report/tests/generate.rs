@@ -448,3 +448,47 @@ fn a_copy_of_a_records_file_and_its_side_files_is_read_once() {
     let csv = std::fs::read_to_string(both.out_dir.join("plots/reliability-tst.csv")).unwrap();
     assert!(csv.contains("\nTST,0,0.0,0.2,11,"), "{csv}");
 }
+
+/// With more than four methods with reliability data the "selected methods" overlay draws the first four
+/// of `overlay` that have data (names without data are passed over); without `overlay`, of `method_order`.
+#[test]
+fn the_overlay_option_chooses_the_overlaid_methods() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let methods = ["A", "B", "C", "D", "E", "F"];
+    let records: Vec<MetricRecord> = methods.iter().map(|m| rec(1, m, "ece", 0.05)).collect();
+    write_jsonl(&run.join("metrics.jsonl"), &records).unwrap();
+    for m in methods {
+        write_reliability_csv(
+            &run.join(format!("reliability/{}.csv", m.to_lowercase())),
+            &[series(m, 1)],
+        )
+        .unwrap();
+    }
+    let overlaid = |options: &ReportOptions| -> Vec<String> {
+        generate_report(std::slice::from_ref(&run), options).unwrap();
+        let csv = std::fs::read_to_string(
+            options
+                .out_dir
+                .join("plots/reliability-overlay-selected-methods.csv"),
+        )
+        .unwrap();
+        let mut labels: Vec<String> = Vec::new();
+        for line in csv.lines().skip(1) {
+            let label = line.split(',').next().unwrap().to_string();
+            if labels.last() != Some(&label) {
+                labels.push(label);
+            }
+        }
+        labels
+    };
+    let mut options = ReportOptions::new(tmp.path().join("by-order"));
+    options.method_order = methods.iter().map(|m| m.to_string()).collect();
+    assert_eq!(overlaid(&options), ["A", "B", "C", "D"]);
+    options.out_dir = tmp.path().join("by-overlay");
+    options.overlay = ["F", "missing", "A", "E", "C", "B"]
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(overlaid(&options), ["F", "A", "E", "C"]);
+}

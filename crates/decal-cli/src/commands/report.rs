@@ -52,9 +52,16 @@ pub struct Args {
 
     /// Comma-separated methods to list first, in this order, e.g. "Baseline,TS,TST,V-TST m=1,V-TST m=10";
     /// other methods follow in order of first appearance. With more than four methods that have
-    /// reliability data, the first four listed here are also overlaid in one reliability diagram.
+    /// reliability data, the first four listed here are also overlaid in one reliability diagram
+    /// (unless --overlay chooses them).
     #[arg(long, value_name = "LIST")]
     pub method_order: Option<String>,
+
+    /// Comma-separated methods to overlay in one reliability diagram when more than four methods have
+    /// reliability data (the first four of them that have it), e.g. "Baseline,TS,TST,V-TST m=10";
+    /// without it, the first four of --method-order.
+    #[arg(long, value_name = "LIST")]
+    pub overlay: Option<String>,
 
     /// Write into an output directory that holds other files than a report written by decal report
     /// (same-named files are overwritten, the others kept). Not needed to regenerate a report: a
@@ -100,21 +107,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| PathBuf::from("report")),
         None => first.join("report"),
     };
-    let method_order = args
-        .method_order
-        .map(|list| {
-            list.split(',')
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let list = |text: &Option<String>| -> Vec<String> {
+        text.as_deref()
+            .map(|list| {
+                list.split(',')
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let overlay = list(&args.overlay);
+    let method_order = list(&args.method_order);
     let options = ReportOptions {
         out_dir,
         formats,
         spread,
         title: args.title,
         method_order,
+        overlay,
         force: args.force,
         provenance: Some(decal_core::Provenance::capture()),
         seed_results,

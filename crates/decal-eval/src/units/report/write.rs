@@ -178,6 +178,7 @@ fn write_report(
     let mut options = decal_report::generate::ReportOptions::new(dir.join("report"));
     options.title = title;
     options.method_order = method_order.to_vec();
+    options.overlay = headline_overlay(config);
     options.description = config.description.clone();
     options.force = true;
     options.provenance = Some(Provenance::capture());
@@ -195,6 +196,22 @@ fn write_report(
     decal_report::generate::generate_report(&[dir.join("metrics.jsonl")], &options)
         .map_err(|e| e.to_string())?;
     Ok(table)
+}
+
+/// The study's headline reliability overlay: Baseline, TS and each head's main row (its largest m for
+/// V-TST), e.g. Baseline, TS, TST, V-TST m=10; the report draws the first four that have data.
+fn headline_overlay(config: &ExperimentConfig) -> Vec<String> {
+    let heads = config.heads.iter().filter_map(|spec| {
+        crate::units::heads::head_rows(spec)
+            .into_iter()
+            .max_by_key(|(_, m)| *m)
+            .map(|(name, _)| name)
+    });
+    ["Baseline", "TS"]
+        .into_iter()
+        .map(String::from)
+        .chain(heads)
+        .collect()
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UnitError + '_ {
