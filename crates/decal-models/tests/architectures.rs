@@ -198,8 +198,10 @@ fn wrn_init_follows_seed() {
     assert_eq!(v["batchnorm.weight"].min().double_value(&[]), 1.0);
     assert_eq!(v["batchnorm.bias"].abs().max().double_value(&[]), 0.0);
     assert_eq!(v["logits.bias"].abs().max().double_value(&[]), 0.0);
-    let lw = &v["logits.weight"]; // PyTorch default: U(±1/√640)
-    let bound = 1.0 / 640f64.sqrt();
+    // PyTorch default: U(±1/√640); the weights are float32, drawn within the float32-rounded bound
+    // (which may lie above the exact one).
+    let lw = &v["logits.weight"];
+    let bound = (1.0 / 640f64.sqrt()) as f32 as f64;
     assert!(lw.abs().max().double_value(&[]) <= bound);
 }
 
@@ -210,8 +212,11 @@ fn default_init_is_pytorch_uniform() {
     let vs = nn::VarStore::new(Device::Cpu);
     let _ = build_classifier(&vs.root(), &ArchConfig::preset("resnet18", 10).unwrap());
     let v = vs.variables();
-    let w = &v["layer4.1.conv2.weight"]; // 512·9 fan-in
-    let bound = 1.0 / (512.0f64 * 9.0).sqrt();
+    // 512·9 fan-in. Float32 weights lie within the float32-rounded bound, which can exceed the exact
+    // f64 bound (seen once: max 0.014731391333 = the f32 bound, against 0.014731391275; tch's global RNG
+    // is shared by this binary's tests, which run in parallel, so the seed alone does not fix the draw).
+    let w = &v["layer4.1.conv2.weight"];
+    let bound = (1.0 / (512.0f64 * 9.0).sqrt()) as f32 as f64;
     let max = w.abs().max().double_value(&[]);
     assert!(
         max <= bound && max > 0.99 * bound,
