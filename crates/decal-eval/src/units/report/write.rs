@@ -178,7 +178,7 @@ fn write_report(
     let mut options = decal_report::generate::ReportOptions::new(dir.join("report"));
     options.title = title;
     options.method_order = method_order.to_vec();
-    options.overlay = headline_overlay(config);
+    options.overlay = headline_overlay(config, method_order);
     options.description = config.description.clone();
     options.force = true;
     options.provenance = Some(Provenance::capture());
@@ -199,19 +199,27 @@ fn write_report(
 }
 
 /// The study's headline reliability overlay: Baseline, TS and each head's main row (its largest m for
-/// V-TST), e.g. Baseline, TS, TST, V-TST m=10; the report draws the first four that have data.
-fn headline_overlay(config: &ExperimentConfig) -> Vec<String> {
+/// V-TST), e.g. Baseline, TS, TST, V-TST m=10, then the table's other methods; the report draws the first
+/// four that have data (so a study without heads or TS still gets an overlay).
+fn headline_overlay(config: &ExperimentConfig, method_order: &[String]) -> Vec<String> {
     let heads = config.heads.iter().filter_map(|spec| {
         crate::units::heads::head_rows(spec)
             .into_iter()
             .max_by_key(|(_, m)| *m)
             .map(|(name, _)| name)
     });
-    ["Baseline", "TS"]
+    let mut overlay: Vec<String> = Vec::new();
+    let candidates = ["Baseline", "TS"]
         .into_iter()
         .map(String::from)
         .chain(heads)
-        .collect()
+        .chain(method_order.iter().cloned());
+    for name in candidates {
+        if !overlay.contains(&name) {
+            overlay.push(name);
+        }
+    }
+    overlay
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UnitError + '_ {
