@@ -191,6 +191,9 @@ pub struct ReportOutcome {
 pub struct Discovery {
     /// Files to read, in order.
     pub files: Vec<PathBuf>,
+    /// SHA-256 of each of `files`, in the same order (computed to recognise copies; the report's
+    /// manifest lists them).
+    pub sha256: Vec<String>,
     /// `metrics.jsonl` files found in directories that hold another kind of JSONL (e.g. a stage-1
     /// training log), with the reason they were skipped.
     pub skipped: Vec<(PathBuf, String)>,
@@ -204,16 +207,15 @@ pub fn find_metrics_files(
     inputs: &[PathBuf],
     skip: Option<&Path>,
 ) -> Result<Discovery, ReportError> {
+    // A records file byte-identical to one already kept (the same file named twice, or the copy a
+    // study's report unit keeps in `units/<id>/`) is skipped with its side files. Its records would be
+    // counted once anyway (`aggregate` drops exact duplicates), but its reliability and histogram files
+    // would be pooled a second time, doubling every bin count.
     let mut found = Discovery::default();
-    // Content hashes of the files kept so far: a records file byte-identical to one already kept (the
-    // same file named twice, or the copy a study's report unit keeps in `units/<id>/`) is skipped with
-    // its side files. Its records would be counted once anyway (`aggregate` drops exact duplicates), but
-    // its reliability and histogram files would be pooled a second time, doubling every bin count.
-    let mut kept: Vec<(String, PathBuf)> = Vec::new();
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(ReportError::io(input))?;
         if meta.is_file() {
-            keep_unless_copy(input.clone(), &mut kept, &mut found)?;
+            keep_unless_copy(input.clone(), &mut found)?;
             continue;
         }
         let mut walked = Vec::new();
@@ -224,7 +226,7 @@ pub fn find_metrics_files(
                 Some(reason) => found.skipped.push((path, reason)),
                 None => {
                     records_files += 1;
-                    keep_unless_copy(path, &mut kept, &mut found)?;
+                    keep_unless_copy(path, &mut found)?;
                 }
             }
         }
@@ -249,18 +251,14 @@ pub fn find_metrics_files(
 }
 
 /// Adds `path` to `found.files`, or to `found.skipped` when its bytes equal a file already kept.
-fn keep_unless_copy(
-    path: PathBuf,
-    kept: &mut Vec<(String, PathBuf)>,
-    found: &mut Discovery,
-) -> Result<(), ReportError> {
+fn keep_unless_copy(path: PathBuf, found: &mut Discovery) -> Result<(), ReportError> {
     let hash = decal_core::sha256_file(&path)?;
-    if let Some((_, first)) = kept.iter().find(|(h, _)| *h == hash) {
-        let reason = format!("same content as {}, read once", first.display());
+    if let Some(i) = found.sha256.iter().position(|h| *h == hash) {
+        let reason = format!("same content as {}, read once", found.files[i].display());
         found.skipped.push((path, reason));
     } else {
-        kept.push((hash, path.clone()));
         found.files.push(path);
+        found.sha256.push(hash);
     }
     Ok(())
 }
@@ -400,7 +398,7 @@ pub fn generate_report(
         .map(|(p, why)| format!("{}: skipped ({why})", p.display()))
         .collect();
     let mut warnings: Vec<String> = Vec::new();
-    let mut files = discovery.files;
+    let mut files = discovery.files.clone();
     let mut records: Vec<MetricRecord> = Vec::new();
     for f in &files {
         records.extend(record::read_any(f)?);
@@ -420,12 +418,18 @@ pub fn generate_report(
     }
     let aggregates = aggregate(&records)?;
     let previous = manifest::check_output_dir(&options.out_dir, options.force)?;
+    // Discovered files were hashed by discovery; the seed files are hashed here.
     let input_entries = files
         .iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
+            let sha256 = match discovery.sha256.get(i) {
+                Some(h) => h.clone(),
+                None => decal_core::sha256_file(f)?,
+            };
             Ok(FileEntry {
                 path: f.display().to_string(),
-                sha256: decal_core::sha256_file(f)?,
+                sha256,
             })
         })
         .collect::<Result<Vec<_>, ReportError>>()?;
