@@ -41,6 +41,7 @@ use crate::predict::{predict, Predictor};
 pub use crate::drift::BODY_STATE_FILE;
 
 mod exact;
+pub mod journal;
 #[cfg(test)]
 mod measure;
 #[cfg(test)]
@@ -724,6 +725,7 @@ pub fn run_head(
     let started = Instant::now();
     let fit = data::load_features(ctx, unit.dep("fit")?)?;
     let what = format!("stage 2: {} seed {}", s.head, s.stage2.seed);
+    let mut journal = None;
     let (trained, body) = match &s.features {
         HeadFeatures::Unaugmented | HeadFeatures::Views => {
             let trained = match ctx
@@ -742,7 +744,8 @@ pub fn run_head(
             ..
         } => {
             let augmentation = (*augment, *augment_val);
-            let (t, body) = exact::train(&s.stage2, *body, augmentation, &fit, unit, ctx)?;
+            let (t, body, j) = exact::train(&s.stage2, *body, augmentation, &fit, unit, ctx, dir)?;
+            journal = Some(j);
             (Rc::new(t), body)
         }
     };
@@ -757,6 +760,13 @@ pub fn run_head(
         unit,
         format!("saving the head in {}", dir.display()),
     ))?;
+    if let Some(journal) = journal {
+        // The head is saved: its epoch journal is no longer needed.
+        journal.remove().map_err(|problem| UnitError::Input {
+            unit: unit.name.clone(),
+            problem: format!("removing the epoch journal: {problem}"),
+        })?;
+    }
     let best = &trained.history[trained.best_epoch];
     let last = trained.history.last().unwrap_or(best);
     (ctx.log)(&format!(

@@ -93,9 +93,14 @@ impl UnitSpec {
         }
     }
 
-    /// Kinds whose interrupted directory is resumed rather than emptied (stage 1, the view cache).
+    /// Kinds whose interrupted directory is resumed rather than emptied (stage 1, the view cache, an
+    /// exact-mode head's epoch journal).
     pub fn resumes(&self) -> bool {
-        matches!(self, UnitSpec::Backbone(_) | UnitSpec::Views(_))
+        match self {
+            UnitSpec::Backbone(_) | UnitSpec::Views(_) => true,
+            UnitSpec::Head(h) => matches!(h.features, heads::HeadFeatures::Exact { .. }),
+            _ => false,
+        }
     }
 
     /// Kinds that still run when some inputs failed (`--keep-going`), saying what is missing.

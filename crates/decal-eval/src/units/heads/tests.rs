@@ -402,3 +402,86 @@ fn exact_drift_heads_run_and_do_not_depend_on_what_ran_before() {
 fn cached_heads_run_and_do_not_depend_on_what_ran_before() {
     run_small("unaugmented");
 }
+
+/// An exact head (with `seed-bn-drift`) interrupted after its third epoch resumes from its epoch journal and
+/// saves the same bytes as an uninterrupted run; a journaled epoch whose file was damaged is reported,
+/// recomputed and changes nothing; the journal is removed once the head is saved.
+#[test]
+fn an_interrupted_exact_head_resumes_from_its_journal_bit_for_bit() {
+    let Some(config) = small_run_config("exact") else {
+        return;
+    };
+    let (plan, _) = plan_heads(&config);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = crate::plan::store::Store::new(tmp.path().join("run"));
+    let freshness = store.freshness(&plan);
+    let opts = cpu();
+    crate::plan::exec::Execution {
+        plan: &plan,
+        store: &store,
+        freshness: &freshness,
+        keep_going: false,
+    }
+    .serial(&opts, &mut |_| {})
+    .unwrap();
+    let name = "head/tst/seed-0";
+    let weights = file_sha(&store, &plan, name, stage2::HEAD_WEIGHTS);
+    let state = file_sha(&store, &plan, name, BODY_STATE_FILE);
+    let unit = plan.by_name(name).unwrap();
+    let dir = store.unit_dir(&unit.id);
+    let journal_dir = dir.join(super::journal::JOURNAL_DIR);
+    assert!(!journal_dir.exists(), "a finished head keeps no journal");
+
+    // Killed after epoch 3 of 8 (its journal written, the head not).
+    super::exact::INTERRUPT_AFTER.with(|c| c.set(Some(2)));
+    let mut fresh = super::super::Resources::default();
+    let e = crate::plan::exec::run_one(&plan, &store, unit, &opts, false, &mut fresh, &mut |_| {})
+        .expect_err("interrupted");
+    super::exact::INTERRUPT_AFTER.with(|c| c.set(None));
+    assert!(
+        e.to_string().contains("test interruption after epoch 3"),
+        "{e}"
+    );
+    assert!(store.record(&unit.id).is_none());
+    for epoch in 0..3 {
+        assert!(journal_dir
+            .join(format!("epoch-{epoch:03}"))
+            .join("epoch.json")
+            .exists());
+    }
+    assert!(!journal_dir.join("epoch-003").exists());
+    // Damage epoch 2's training features: that epoch is recomputed, the others are replayed.
+    let damaged = journal_dir.join("epoch-001").join("train.features.npy");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&damaged, bytes).unwrap();
+
+    let mut lines = Vec::new();
+    let mut fresh = super::super::Resources::default();
+    crate::plan::exec::run_one(&plan, &store, unit, &opts, false, &mut fresh, &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    let text = lines.join("\n");
+    assert!(text.contains("resuming: 3 of 8 epochs journaled"), "{text}");
+    assert!(
+        text.contains("epoch 1/8: ") && text.contains("(journaled, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("journal unusable (") && text.contains("train.features.npy"),
+        "{text}"
+    );
+    assert!(
+        text.contains("epoch 8/8: ") && text.contains("(computed, "),
+        "{text}"
+    );
+    assert_eq!(file_sha(&store, &plan, name, stage2::HEAD_WEIGHTS), weights);
+    assert_eq!(file_sha(&store, &plan, name, BODY_STATE_FILE), state);
+    assert!(
+        !journal_dir.exists(),
+        "the journal is removed once the head is saved"
+    );
+    assert!(store.check_unit(unit).is_fresh());
+}
