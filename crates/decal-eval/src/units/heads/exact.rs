@@ -93,10 +93,6 @@ pub(super) fn train(
                 source: e.into(),
             })
     };
-    if drift {
-        // Every head starts from the stage-1 body, as every seed run of the seed does.
-        restore("restoring the undrifted body")?;
-    }
     let journal = Journal::new(dir, &unit.id, &backbone.hash, body);
     clear_all_but_journal(dir).map_err(|problem| UnitError::Input {
         unit: unit.name.clone(),
@@ -144,7 +140,8 @@ pub(super) fn train(
         }
         if drift {
             // The statistics the previous epoch left (the same tensors in an uninterrupted run; the journaled
-            // ones after a resume).
+            // ones after a resume); the first epoch starts from the stage-1 body, as every seed run of the
+            // seed does.
             match epoch.checked_sub(1) {
                 Some(prev) => epoch_states[prev].restore(&backbone.vs),
                 None => backbone.undrifted.restore(&backbone.vs),

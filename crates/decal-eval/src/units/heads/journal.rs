@@ -160,11 +160,9 @@ impl Journal {
         val: Option<&FeatureSet>,
         body: Option<&BodyState>,
     ) -> Result<(), String> {
-        let dir = self.epoch_dir(epoch);
         // Whatever an interrupted write left goes first.
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
+        self.discard(epoch)?;
+        let dir = self.epoch_dir(epoch);
         let key = |part: &str| CacheKey {
             backbone_hash: self.backbone.clone(),
             data_hash: format!(
@@ -200,21 +198,21 @@ impl Journal {
 
     /// Removes one epoch (an unusable one, before it is recomputed).
     pub fn discard(&self, epoch: usize) -> Result<(), String> {
-        let dir = self.epoch_dir(epoch);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        Ok(())
+        remove_dir(&self.epoch_dir(epoch))
     }
 
     /// Removes the whole journal (the head is saved).
     pub fn remove(&self) -> Result<(), String> {
-        if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir)
-                .map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        }
-        Ok(())
+        remove_dir(&self.dir)
     }
+}
+
+/// Removes `dir` and everything in it, if it exists.
+fn remove_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// The first 12 hex digits of a hash, for messages.

@@ -276,6 +276,24 @@ fn file_sha(store: &crate::plan::store::Store, plan: &Plan, name: &str, file: &s
     decal_core::sha256_file(&store.unit_dir(&unit.id).join(file)).unwrap()
 }
 
+/// Runs every unit of `plan` serially on the CPU in a fresh store (in a temporary directory, kept alive by
+/// the returned guard) and checks that each one was computed.
+fn run_all(plan: &Plan) -> (tempfile::TempDir, crate::plan::store::Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = crate::plan::store::Store::new(tmp.path().join("run"));
+    let freshness = store.freshness(plan);
+    let report = crate::plan::exec::Execution {
+        plan,
+        store: &store,
+        freshness: &freshness,
+        keep_going: false,
+    }
+    .serial(&cpu(), &mut |_| {})
+    .unwrap();
+    assert_eq!(report.computed, plan.units.len(), "{report:?}");
+    (tmp, store)
+}
+
 /// Runs the data and head units of `mode`; checks that every unit completes, that a head re-run alone in
 /// a fresh process cache gives the same bytes as the one run after another seed, and the exports.
 fn run_small(mode: &str) {
@@ -283,19 +301,8 @@ fn run_small(mode: &str) {
         return;
     };
     let (plan, rows) = plan_heads(&config);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = crate::plan::store::Store::new(tmp.path().join("run"));
-    let freshness = store.freshness(&plan);
+    let (_tmp, store) = run_all(&plan);
     let opts = cpu();
-    let report = crate::plan::exec::Execution {
-        plan: &plan,
-        store: &store,
-        freshness: &freshness,
-        keep_going: false,
-    }
-    .serial(&opts, &mut |_| {})
-    .unwrap();
-    assert_eq!(report.computed, plan.units.len(), "{report:?}");
     let head1 = "head/tst/seed-1";
     let weights = file_sha(&store, &plan, head1, stage2::HEAD_WEIGHTS);
     let drift = mode == "exact";
@@ -412,18 +419,8 @@ fn an_interrupted_exact_head_resumes_from_its_journal_bit_for_bit() {
         return;
     };
     let (plan, _) = plan_heads(&config);
-    let tmp = tempfile::tempdir().unwrap();
-    let store = crate::plan::store::Store::new(tmp.path().join("run"));
-    let freshness = store.freshness(&plan);
+    let (_tmp, store) = run_all(&plan);
     let opts = cpu();
-    crate::plan::exec::Execution {
-        plan: &plan,
-        store: &store,
-        freshness: &freshness,
-        keep_going: false,
-    }
-    .serial(&opts, &mut |_| {})
-    .unwrap();
     let name = "head/tst/seed-0";
     let weights = file_sha(&store, &plan, name, stage2::HEAD_WEIGHTS);
     let state = file_sha(&store, &plan, name, BODY_STATE_FILE);
