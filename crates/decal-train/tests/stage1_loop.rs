@@ -232,3 +232,26 @@ fn early_stopping_after_patience_epochs_without_improvement() {
     assert!(s.stopped_early);
     assert_eq!((s.epochs_run, s.best_epoch), (2, 0));
 }
+
+#[test]
+fn selection_last_keeps_the_final_epoch_and_ignores_patience() {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    // The same frozen-weights run as above: with `last`, every epoch replaces `best/`, so patience 1 never
+    // stops the run and `best/` holds the final epoch's weights (those of `last/`).
+    let mut p = plan("last", 3);
+    p.lr = 1e-30;
+    p.patience = 1;
+    p.selection = decal_train::stage1::Selection::Last;
+    let data = Stage1Data::from_set(synthetic(96), &p).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let s = stage1::train(&p, &data, run.path(), Device::Cpu, false, &mut NoProgress).unwrap();
+    assert!(!s.stopped_early);
+    assert_eq!((s.epochs_run, s.best_epoch), (3, 2));
+    assert_eq!(
+        weights(&run.path().join("best/model.safetensors")),
+        weights(&run.path().join("last/model.safetensors"))
+    );
+    let meta = std::fs::read_to_string(run.path().join("best/config.json")).unwrap();
+    assert!(meta.contains("last_epoch_valid_nll"), "{meta}");
+}

@@ -97,7 +97,8 @@ pub struct Args {
     /// Clip gradients to this global L2 norm (0 = off, the seed's behaviour).
     #[arg(long, value_name = "NORM")]
     pub clip_grad: Option<f64>,
-    /// Checkpoint selection: val-nll (default; the authors' recommendation) or val-loss (the seed's criterion).
+    /// Checkpoint selection: val-nll (default; the authors' recommendation), val-loss (the seed's criterion) or
+    /// last (no selection: best/ holds the final epoch's weights).
     #[arg(long, value_enum)]
     pub selection: Option<SelectionKind>,
     /// Early stopping: stop after this many epochs without improvement (0 = never, the seed's behaviour).
@@ -187,6 +188,8 @@ pub enum SelectionKind {
     ValNll,
     /// Validation value of the training criterion.
     ValLoss,
+    /// The final epoch (no selection).
+    Last,
 }
 
 /// Runs `decal train`.
@@ -267,6 +270,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         match summary.selection {
             Selection::ValNll => "val NLL",
             Selection::ValLoss => "val loss",
+            Selection::Last => "final epoch, val NLL",
         },
         summary.best_value,
         100.0 * summary.best.val_accuracy,
@@ -553,6 +557,7 @@ fn apply_flags(plan: &mut Stage1Plan, a: &Args) -> anyhow::Result<()> {
         plan.selection = match v {
             SelectionKind::ValLoss => Selection::ValLoss,
             SelectionKind::ValNll => Selection::ValNll,
+            SelectionKind::Last => Selection::Last,
         };
     }
     // Loss.

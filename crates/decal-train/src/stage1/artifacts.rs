@@ -174,6 +174,7 @@ pub fn save_classifier(
         criterion: match meta.selection {
             Selection::ValNll => "valid_nll".into(),
             Selection::ValLoss => "valid_loss".into(),
+            Selection::Last => "last_epoch_valid_nll".into(),
         },
         value: meta.value,
     });

@@ -21,6 +21,9 @@ pub enum Selection {
     ValNll,
     /// Validation value of the training criterion (the seed's `valid_loss_epoch`; focal units for FL).
     ValLoss,
+    /// No selection: `best/` holds the final epoch's weights (the network as training left it, e.g. past its
+    /// validation-NLL minimum, the over-confident regime of a long run; patience never stops such a run).
+    Last,
 }
 
 /// Named switches that reproduce one seed behaviour each (seed-system.md §15, §16 "replicate" mode).

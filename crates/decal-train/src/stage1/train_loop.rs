@@ -383,11 +383,14 @@ pub fn train(
         );
         let val = val_metrics(&logits, &labels, &loss_fn)?;
         let criterion = match plan.selection {
-            Selection::ValNll => val.nll,
+            Selection::ValNll | Selection::Last => val.nll,
             Selection::ValLoss => val.loss,
         };
-        // Strictly smaller replaces; ties keep the earlier epoch (Lightning ModelCheckpoint, §3.3).
-        let improved = criterion.is_finite() && state.best_value.is_none_or(|b| criterion < b);
+        // Strictly smaller replaces; ties keep the earlier epoch (Lightning ModelCheckpoint, §3.3). `last`
+        // replaces every epoch whose validation NLL is finite (a diverged epoch keeps the last good weights).
+        let improved = criterion.is_finite()
+            && (plan.selection == Selection::Last
+                || state.best_value.is_none_or(|b| criterion < b));
         if improved {
             save_best(run_dir, &vs, &arch, &meta_for(epoch, criterion))?;
             state.best_value = Some(criterion);
