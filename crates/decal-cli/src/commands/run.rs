@@ -14,8 +14,8 @@ use decal_eval::units::ExecOptions;
     after_help = "Examples:\n  decal run configs/experiments/cifar10-cnn-cpu.toml\n  \
 decal run configs/experiments/cifar10-cnn-cpu.toml --out runs/c10 --device cuda\n  \
 decal run configs/experiments/cpu/cnn-cifar10.toml --smoke    (checks every stage in seconds; runs/cnn-cifar10-cpu-smoke)\n\n\
-The experiment is planned as units (split, backbone, features, views, head × seed, temperature, calibrator, eval, \
-ood, shift-cell, shift-score, shift, report; with [backbone] features, features-file and views-file units read the \
+The experiment is planned as units (split, backbone, features, views, exact-epochs, head × seed, temperature, \
+calibrator, eval, ood, shift-cell, shift-score, shift, report; with [backbone] features, features-file and views-file units read the \
 given files) whose ids are known before anything runs: --plan lists them, fresh or dirty and why. \
 The output directory receives plan.json, units/<id>/ (one directory per unit with its completion record done.json), \
 and, published from the report unit, metrics.jsonl + metrics.csv (tidy records), results.json (nested, with metric \

@@ -151,6 +151,31 @@ impl Plan {
         Ok(id)
     }
 
+    /// Adds a unit that several others may share: if an identical unit (same spec and inputs, so the same id)
+    /// is already planned, returns its id; else adds it under `name` (or, if that name is taken by a unit
+    /// with other settings, `name-2`, `name-3`, …).
+    pub fn add_shared(
+        &mut self,
+        name: impl Into<String>,
+        spec: UnitSpec,
+        deps: BTreeMap<String, UnitId>,
+        resource: Resource,
+    ) -> Result<UnitId, PlanError> {
+        let id = unit_id(&spec, &deps);
+        if self.units.iter().any(|u| u.id == id) {
+            return Ok(id);
+        }
+        let base = name.into();
+        let name = (1..)
+            .map(|n| match n {
+                1 => base.clone(),
+                n => format!("{base}-{n}"),
+            })
+            .find(|candidate| self.by_name(candidate).is_none())
+            .expect("an unused name");
+        self.add(name, spec, deps, resource)
+    }
+
     /// The unit with this id (or unique id prefix of at least 8 hex digits).
     pub fn find(&self, id: &str) -> Option<&Unit> {
         if let Some(u) = self.units.iter().find(|u| u.id == id) {

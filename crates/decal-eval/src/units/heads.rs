@@ -1,12 +1,14 @@
-//! Model-side units: `head` (one `[[heads]]` table × one stage-2 seed) and `temperature` (one temperature
-//! fit), and the method rows of the results table ([`plan`]).
+//! Model-side units: `exact-epochs` (one stage-2 seed's body passes in exact mode, shared by the exact
+//! heads of that seed: `epochs`), `head` (one `[[heads]]` table × one stage-2 seed) and `temperature` (one
+//! temperature fit), and the method rows of the results table ([`plan`]).
 //!
 //! Ported from `experiment::run`'s stage 2:
 //! - a `head` unit trains one seed. With cached features (augmented views or un-augmented features) it uses
 //!   the batched trainer ([`decal_train::stage2_batched::train_batched`]) with that one seed, as the old run
 //!   trained all its seeds in one batched model (per seed, the results agree within float tolerance, not
-//!   bit for bit: see that module's docs); in `exact` mode it runs the seed's loop, freshly augmented
-//!   training images through the body every epoch, and with `body = "seed-bn-drift"` saves the selected
+//!   bit for bit: see that module's docs); in `exact` mode it runs the seed's loop on its seed's
+//!   `exact-epochs` unit (freshly augmented training images through the body every epoch), and with
+//!   `body = "seed-bn-drift"` saves the selected
 //!   epoch's drifted BatchNorm statistics ([`BODY_STATE_FILE`]) beside the head, from which the data units
 //!   extract that head's own features;
 //! - a `temperature` unit fits one temperature: the baseline's `TS` (exact) and `TS (seed LBFGS)`, or a
@@ -40,8 +42,11 @@ use crate::predict::{predict, Predictor};
 
 pub use crate::drift::BODY_STATE_FILE;
 
+mod epochs;
 mod exact;
 pub mod journal;
+
+pub use epochs::{run_exact_epochs, ExactEpochsSpec};
 #[cfg(test)]
 mod measure;
 #[cfg(test)]
@@ -387,7 +392,7 @@ fn plan_head_seed(
     let features = head_features(ctx);
     let what = format!("heads[{index}]");
     let fit = planned(&ctx.features, "fit", &what)?.clone();
-    let (inputs, resource) = head_inputs(ctx, &features, &fit, &what)?;
+    let (inputs, resource) = head_inputs(ctx, &features, &stage2, &fit, &what)?;
     let drift = matches!(
         features,
         HeadFeatures::Exact {
@@ -435,10 +440,13 @@ fn plan_head_seed(
 /// A head unit's inputs: (role, unit id).
 type HeadInputs = Vec<(&'static str, UnitId)>;
 
-/// A head unit's inputs by role (the fit features plus its training source) and its resource.
+/// A head unit's inputs by role (the fit features plus its training source) and its resource. An exact
+/// head's source is the `exact-epochs` unit of its seed and settings, planned here unless another head of
+/// the seed already did (they share it).
 fn head_inputs(
-    ctx: &PlanCtx<'_>,
+    ctx: &mut PlanCtx<'_>,
     features: &HeadFeatures,
+    stage2: &Stage2Config,
     fit: &UnitId,
     what: &str,
 ) -> Result<(HeadInputs, Resource), PlanError> {
@@ -453,9 +461,23 @@ fn head_inputs(
                 key: "features.mode".into(),
                 problem: "\"exact\" needs images and a backbone, not feature files".into(),
             })?;
+            let spec = ExactEpochsSpec {
+                seed: stage2.seed,
+                epochs: stage2.epochs,
+                batch_size: stage2.batch_size,
+                shuffle: stage2.shuffle,
+                features: features.clone(),
+                device: ctx.device_kind.clone(),
+            };
+            let epochs = ctx.plan.add_shared(
+                format!("exact-epochs/seed-{}", stage2.seed),
+                UnitSpec::ExactEpochs(spec),
+                deps(&[("backbone", &backbone), ("split", &split), ("fit", fit)]),
+                Resource::Device,
+            )?;
+            inputs.push(("epochs", epochs));
             inputs.push(("backbone", backbone));
-            inputs.push(("split", split));
-            Resource::Device
+            Resource::Cpu
         }
         HeadFeatures::Views => {
             let views = ctx
@@ -725,7 +747,6 @@ pub fn run_head(
     let started = Instant::now();
     let fit = data::load_features(ctx, unit.dep("fit")?)?;
     let what = format!("stage 2: {} seed {}", s.head, s.stage2.seed);
-    let mut journal = None;
     let (trained, body) = match &s.features {
         HeadFeatures::Unaugmented | HeadFeatures::Views => {
             let trained = match ctx
@@ -737,15 +758,9 @@ pub fn run_head(
             };
             (trained, None)
         }
-        HeadFeatures::Exact {
-            body,
-            augment,
-            augment_val,
-            ..
-        } => {
-            let augmentation = (*augment, *augment_val);
-            let (t, body, j) = exact::train(&s.stage2, *body, augmentation, &fit, unit, ctx, dir)?;
-            journal = Some(j);
+        HeadFeatures::Exact { body, .. } => {
+            let per_epoch_val = epochs::per_epoch_validation(&s.features);
+            let (t, body) = exact::train(&s.stage2, *body, per_epoch_val, &fit, unit, ctx)?;
             (Rc::new(t), body)
         }
     };
@@ -760,13 +775,6 @@ pub fn run_head(
         unit,
         format!("saving the head in {}", dir.display()),
     ))?;
-    if let Some(journal) = journal {
-        // The head is saved: its epoch journal is no longer needed.
-        journal.remove().map_err(|problem| UnitError::Input {
-            unit: unit.name.clone(),
-            problem: format!("removing the epoch journal: {problem}"),
-        })?;
-    }
     let best = &trained.history[trained.best_epoch];
     let last = trained.history.last().unwrap_or(best);
     (ctx.log)(&format!(

@@ -8,7 +8,8 @@
 //!   frozen — or a head's drifted — body), `views` (augmented training views), and for experiments on
 //!   feature files `features-file` (one given matrix: a set's features or the model's logits) and
 //!   `views-file` (given augmented training views);
-//! - [`heads`]: `head` (one head × seed of stage 2), `temperature` (one temperature fit), `calibrator`
+//! - [`heads`]: `exact-epochs` (one seed's body passes in exact mode, shared by its heads), `head` (one
+//!   head × seed of stage 2), `temperature` (one temperature fit), `calibrator`
 //!   (vector scaling, histogram binning or isotonic regression of the baseline);
 //! - [`scores`]: `eval` (one method row × seed on the test split, its test probabilities and train NLL),
 //!   `ood` (that row against one OOD set);
@@ -51,6 +52,8 @@ pub enum UnitSpec {
     FeaturesFile(data::FeaturesFileSpec),
     /// Given augmented views of the training features (experiments on feature files).
     ViewsFile(data::ViewsFileSpec),
+    /// One stage-2 seed's body passes in exact mode (shared by the exact heads of that seed).
+    ExactEpochs(heads::ExactEpochsSpec),
     /// One head × seed.
     Head(heads::HeadUnitSpec),
     /// One temperature fit.
@@ -81,6 +84,7 @@ impl UnitSpec {
             UnitSpec::Views(_) => "views",
             UnitSpec::FeaturesFile(_) => "features-file",
             UnitSpec::ViewsFile(_) => "views-file",
+            UnitSpec::ExactEpochs(_) => "exact-epochs",
             UnitSpec::Head(_) => "head",
             UnitSpec::Temperature(_) => "temperature",
             UnitSpec::Calibrator(_) => "calibrator",
@@ -93,14 +97,13 @@ impl UnitSpec {
         }
     }
 
-    /// Kinds whose interrupted directory is resumed rather than emptied (stage 1, the view cache, an
-    /// exact-mode head's epoch journal).
+    /// Kinds whose interrupted directory is resumed rather than emptied (stage 1, the view cache, the
+    /// exact-mode epoch journal).
     pub fn resumes(&self) -> bool {
-        match self {
-            UnitSpec::Backbone(_) | UnitSpec::Views(_) => true,
-            UnitSpec::Head(h) => matches!(h.features, heads::HeadFeatures::Exact { .. }),
-            _ => false,
-        }
+        matches!(
+            self,
+            UnitSpec::Backbone(_) | UnitSpec::Views(_) | UnitSpec::ExactEpochs(_)
+        )
     }
 
     /// Kinds that still run when some inputs failed (`--keep-going`), saying what is missing.
@@ -280,6 +283,7 @@ pub fn run_unit(unit: &Unit, ctx: &mut UnitContext<'_>) -> Result<UnitResult, Un
         UnitSpec::Views(s) => data::run_views(s, unit, ctx, &dir),
         UnitSpec::FeaturesFile(s) => data::run_features_file(s, unit, ctx, &dir),
         UnitSpec::ViewsFile(s) => data::run_views_file(s, unit, ctx, &dir),
+        UnitSpec::ExactEpochs(s) => heads::run_exact_epochs(s, unit, ctx, &dir),
         UnitSpec::Head(s) => heads::run_head(s, unit, ctx, &dir),
         UnitSpec::Temperature(s) => heads::run_temperature(s, unit, ctx, &dir),
         UnitSpec::Calibrator(s) => heads::run_calibrator(s, unit, ctx, &dir),

@@ -1,22 +1,21 @@
-//! The epoch journal of an exact-mode head: what a `head` unit in `[features] mode = "exact"` computed for
-//! each finished epoch — the epoch's training features (the freshly augmented images through the body),
-//! its validation features when they change per epoch, and with `seed-bn-drift` the body's BatchNorm
-//! statistics after the epoch — so that a unit interrupted anywhere resumes at the first epoch it has not
-//! journaled and trains **the same head, bit for bit**, as an uninterrupted run.
+//! The epoch journal of an `exact-epochs` unit (super::epochs): what the body passes of one stage-2 seed in
+//! `[features] mode = "exact"` produced for each finished epoch — the epoch's training features (the freshly
+//! augmented images through the body), its validation features when they change per epoch, and with
+//! `seed-bn-drift` the body's BatchNorm statistics after the epoch. It is the unit's output (every exact head
+//! of the seed trains on it) and its resume point: a unit interrupted anywhere resumes at the first epoch it
+//! has not journaled, and the heads train **the same, bit for bit**, as after an uninterrupted run (features
+//! read back are the float32 values that were written).
 //!
 //! The expensive part of an exact head is the body passes (40 epochs × every training image: about two
 //! hours of a 2-core CPU for a WRN-16-4); the head's own optimisation over the journaled features takes
-//! seconds per epoch. So a resumed unit replays the head's training from epoch 1 on the journaled features
-//! (with tch's Adam, whose moments cannot be saved, rebuilt from the same seed) and computes body passes
-//! only from the first missing epoch on. Features read back are the float32 values that were written, so the
-//! replay is exactly the uninterrupted computation.
+//! a fraction of a second per epoch.
 //!
 //! Layout, inside the unit's directory: `epochs/epoch-NNN/` (0-based `NNN`) with `train.{features,labels}.npy`
 //! and `train.json`, optionally `val.*`, optionally [`BODY_STATE_FILE`], and `epoch.json` written last
 //! (atomically): an epoch counts as journaled only when its `epoch.json` exists, names this unit and
 //! backbone, and every file it lists passes its SHA-256 check. An epoch that fails any check is reported
-//! (file and problem), removed and recomputed: nothing is lost but its time. The unit removes the journal
-//! once the head is saved (it is ≈ 50 MB per epoch for 40,000 WRN-16-4 features).
+//! (file and problem); the unit removes and recomputes it (nothing is lost but its time), a head reading it
+//! stops and says which unit to remove. ≈ 41 MB per epoch for 40,000 WRN-16-4 features.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::drift::{BodyState, BODY_STATE_FILE};
 
-/// The journal's directory inside a head unit's directory.
+/// The journal's directory inside an `exact-epochs` unit's directory.
 pub const JOURNAL_DIR: &str = "epochs";
 /// The file that completes a journaled epoch.
 const EPOCH_FILE: &str = "epoch.json";
@@ -34,7 +33,7 @@ const EPOCH_FILE: &str = "epoch.json";
 /// `epoch.json`: what one journaled epoch holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct EpochRecord {
-    /// The head unit's id.
+    /// The `exact-epochs` unit's id.
     unit: String,
     /// SHA-256 of the backbone checkpoint the body passes ran with.
     backbone: String,
@@ -58,11 +57,12 @@ pub struct JournaledEpoch {
     pub body: Option<BodyState>,
 }
 
-/// The journal of one head unit.
+/// The journal of one `exact-epochs` unit.
 pub struct Journal {
     dir: PathBuf,
     unit: String,
-    backbone: String,
+    /// SHA-256 of the backbone (None: a reader that checks the unit id only, which hashes the backbone's).
+    backbone: Option<String>,
     body_mode: BodyMode,
 }
 
@@ -72,7 +72,17 @@ impl Journal {
         Journal {
             dir: unit_dir.join(JOURNAL_DIR),
             unit: unit.to_string(),
-            backbone: backbone.to_string(),
+            backbone: Some(backbone.to_string()),
+            body_mode,
+        }
+    }
+
+    /// The journal of the finished unit `unit` in `unit_dir`, to read (a head's input).
+    pub fn reader(unit_dir: &Path, unit: &str, body_mode: BodyMode) -> Journal {
+        Journal {
+            dir: unit_dir.join(JOURNAL_DIR),
+            unit: unit.to_string(),
+            backbone: None,
             body_mode,
         }
     }
@@ -82,20 +92,18 @@ impl Journal {
         self.dir.join(format!("epoch-{epoch:03}"))
     }
 
-    /// Number of epochs journaled so far (a directory without its `epoch.json` does not count); the
-    /// contents are checked when read.
-    pub fn count(&self) -> usize {
-        (0..)
-            .take_while(|&e| self.epoch_dir(e).join(EPOCH_FILE).exists())
-            .count()
+    /// Whether `epoch` has an `epoch.json` (its contents are checked when read).
+    pub fn has(&self, epoch: usize) -> bool {
+        self.epoch_dir(epoch).join(EPOCH_FILE).exists()
     }
 
     /// Reads `epoch`: `Ok(None)` when it was never journaled, `Err(problem)` (naming the file) when its files
-    /// are unusable. `reference` is the undrifted body state (for the names and shapes of a drifted one).
+    /// are unusable. `reference` is the undrifted body state (for the names and shapes of a drifted one;
+    /// None: an epoch with a body state is an error).
     pub fn read(
         &self,
         epoch: usize,
-        reference: &BodyState,
+        reference: Option<&BodyState>,
     ) -> Result<Option<JournaledEpoch>, String> {
         let dir = self.epoch_dir(epoch);
         let record_path = dir.join(EPOCH_FILE);
@@ -106,7 +114,8 @@ impl Journal {
             .map_err(|e| format!("{}: {e}", record_path.display()))?;
         let record: EpochRecord = serde_json::from_str(&text)
             .map_err(|e| format!("{}: invalid JSON: {e}", record_path.display()))?;
-        if record.unit != self.unit || record.backbone != self.backbone || record.epoch != epoch {
+        let backbone = self.backbone.as_deref().unwrap_or(&record.backbone);
+        if record.unit != self.unit || record.backbone != backbone || record.epoch != epoch {
             return Err(format!(
                 "{}: written for unit {} epoch {} with backbone {}, not unit {} epoch {} with backbone {}",
                 record_path.display(),
@@ -115,7 +124,7 @@ impl Journal {
                 short(&record.backbone),
                 self.unit,
                 epoch + 1,
-                short(&self.backbone)
+                short(backbone)
             ));
         }
         let load = |name: &str, n: usize| -> Result<FeatureSet, String> {
@@ -145,6 +154,9 @@ impl Journal {
                         record_path.display()
                     ));
                 }
+                let reference = reference.ok_or_else(|| {
+                    format!("{}: a body state where none was expected", path.display())
+                })?;
                 Some(BodyState::load(&path, reference).map_err(|e| e.to_string())?)
             }
             None => None,
@@ -160,11 +172,15 @@ impl Journal {
         val: Option<&FeatureSet>,
         body: Option<&BodyState>,
     ) -> Result<(), String> {
+        let backbone = self
+            .backbone
+            .clone()
+            .ok_or_else(|| format!("{}: a read-only journal", self.dir.display()))?;
         // Whatever an interrupted write left goes first.
         self.discard(epoch)?;
         let dir = self.epoch_dir(epoch);
         let key = |part: &str| CacheKey {
-            backbone_hash: self.backbone.clone(),
+            backbone_hash: backbone.clone(),
             data_hash: format!(
                 "exact-mode epoch {} {part} of unit {}",
                 epoch + 1,
@@ -187,7 +203,7 @@ impl Journal {
         };
         let record = EpochRecord {
             unit: self.unit.clone(),
-            backbone: self.backbone.clone(),
+            backbone: backbone.clone(),
             epoch,
             train: train.len(),
             val: val.map(FeatureSet::len),
@@ -198,21 +214,12 @@ impl Journal {
 
     /// Removes one epoch (an unusable one, before it is recomputed).
     pub fn discard(&self, epoch: usize) -> Result<(), String> {
-        remove_dir(&self.epoch_dir(epoch))
+        let dir = self.epoch_dir(epoch);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        Ok(())
     }
-
-    /// Removes the whole journal (the head is saved).
-    pub fn remove(&self) -> Result<(), String> {
-        remove_dir(&self.dir)
-    }
-}
-
-/// Removes `dir` and everything in it, if it exists.
-fn remove_dir(dir: &Path) -> Result<(), String> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    Ok(())
 }
 
 /// The first 12 hex digits of a hash, for messages.

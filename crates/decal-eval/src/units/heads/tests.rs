@@ -410,11 +410,12 @@ fn cached_heads_run_and_do_not_depend_on_what_ran_before() {
     run_small("unaugmented");
 }
 
-/// An exact head (with `seed-bn-drift`) interrupted after its third epoch resumes from its epoch journal and
-/// saves the same bytes as an uninterrupted run; a journaled epoch whose file was damaged is reported,
-/// recomputed and changes nothing; the journal is removed once the head is saved.
+/// The body passes of an exact seed (with `seed-bn-drift`), interrupted after their third epoch, resume from
+/// the epoch journal, and the head trained on them saves the same bytes as after an uninterrupted run; a
+/// journaled epoch whose file was damaged is reported, recomputed and changes nothing; a damaged epoch that
+/// a head reads makes it stop and name the file and the unit to remove.
 #[test]
-fn an_interrupted_exact_head_resumes_from_its_journal_bit_for_bit() {
+fn interrupted_exact_body_passes_resume_from_their_journal_bit_for_bit() {
     let Some(config) = small_run_config("exact") else {
         return;
     };
@@ -424,61 +425,123 @@ fn an_interrupted_exact_head_resumes_from_its_journal_bit_for_bit() {
     let name = "head/tst/seed-0";
     let weights = file_sha(&store, &plan, name, stage2::HEAD_WEIGHTS);
     let state = file_sha(&store, &plan, name, BODY_STATE_FILE);
-    let unit = plan.by_name(name).unwrap();
-    let dir = store.unit_dir(&unit.id);
-    let journal_dir = dir.join(super::journal::JOURNAL_DIR);
-    assert!(!journal_dir.exists(), "a finished head keeps no journal");
+    let epochs = plan.by_name("exact-epochs/seed-0").unwrap();
+    let journal_dir = store.unit_dir(&epochs.id).join(super::journal::JOURNAL_DIR);
+    let epoch_file = |e: usize| journal_dir.join(format!("epoch-{e:03}")).join("epoch.json");
+    assert!(
+        (0..8).all(|e| epoch_file(e).exists()),
+        "the journal is the unit's output"
+    );
 
-    // Killed after epoch 3 of 8 (its journal written, the head not).
-    super::exact::INTERRUPT_AFTER.with(|c| c.set(Some(2)));
+    // Killed after epoch 3 of 8 (those journaled, the unit not finished).
+    std::fs::remove_dir_all(store.unit_dir(&epochs.id)).unwrap();
+    super::epochs::INTERRUPT_AFTER.with(|c| c.set(Some(2)));
     let mut fresh = super::super::Resources::default();
-    let e = crate::plan::exec::run_one(&plan, &store, unit, &opts, false, &mut fresh, &mut |_| {})
-        .expect_err("interrupted");
-    super::exact::INTERRUPT_AFTER.with(|c| c.set(None));
+    let e =
+        crate::plan::exec::run_one(&plan, &store, epochs, &opts, false, &mut fresh, &mut |_| {})
+            .expect_err("interrupted");
+    super::epochs::INTERRUPT_AFTER.with(|c| c.set(None));
     assert!(
         e.to_string().contains("test interruption after epoch 3"),
         "{e}"
     );
-    assert!(store.record(&unit.id).is_none());
-    for epoch in 0..3 {
-        assert!(journal_dir
-            .join(format!("epoch-{epoch:03}"))
-            .join("epoch.json")
-            .exists());
-    }
+    assert!(store.record(&epochs.id).is_none());
+    assert!((0..3).all(|e| epoch_file(e).exists()));
     assert!(!journal_dir.join("epoch-003").exists());
-    // Damage epoch 2's training features: that epoch is recomputed, the others are replayed.
+    // Damage epoch 2's training features: that epoch is recomputed, the others are read back.
     let damaged = journal_dir.join("epoch-001").join("train.features.npy");
-    let mut bytes = std::fs::read(&damaged).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x40;
-    std::fs::write(&damaged, bytes).unwrap();
+    let flip = |path: &std::path::Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(path, bytes).unwrap();
+    };
+    flip(&damaged);
 
     let mut lines = Vec::new();
     let mut fresh = super::super::Resources::default();
-    crate::plan::exec::run_one(&plan, &store, unit, &opts, false, &mut fresh, &mut |l| {
+    crate::plan::exec::run_one(&plan, &store, epochs, &opts, false, &mut fresh, &mut |l| {
         lines.push(l.to_string())
     })
     .unwrap();
     let text = lines.join("\n");
     assert!(text.contains("resuming: 3 of 8 epochs journaled"), "{text}");
+    assert!(!text.contains("epoch 1/8: "), "{text}");
     assert!(
-        text.contains("epoch 1/8: ") && text.contains("(journaled, "),
+        text.contains("epoch 2/8: ")
+            && text.contains("journal unusable (")
+            && text.contains("train.features.npy"),
         "{text}"
     );
-    assert!(
-        text.contains("journal unusable (") && text.contains("train.features.npy"),
-        "{text}"
-    );
-    assert!(
-        text.contains("epoch 8/8: ") && text.contains("(computed, "),
-        "{text}"
-    );
+    assert!(text.contains("epoch 8/8: "), "{text}");
+    assert!(store.check_unit(epochs).is_fresh());
+
+    let head = plan.by_name(name).unwrap();
+    let mut fresh = super::super::Resources::default();
+    crate::plan::exec::run_one(&plan, &store, head, &opts, false, &mut fresh, &mut |_| {}).unwrap();
     assert_eq!(file_sha(&store, &plan, name, stage2::HEAD_WEIGHTS), weights);
     assert_eq!(file_sha(&store, &plan, name, BODY_STATE_FILE), state);
+
+    // A head whose input epoch is damaged stops, naming the file and what to remove.
+    flip(&journal_dir.join("epoch-004").join("train.features.npy"));
+    let mut fresh = super::super::Resources::default();
+    let e = crate::plan::exec::run_one(&plan, &store, head, &opts, false, &mut fresh, &mut |_| {})
+        .expect_err("damaged input");
+    let e = e.to_string();
     assert!(
-        !journal_dir.exists(),
-        "the journal is removed once the head is saved"
+        e.contains("epoch 5 of input exact-epochs/seed-0 is unusable")
+            && e.contains("epoch-004")
+            && e.contains("train.features.npy")
+            && e.contains("run again to recompute it"),
+        "{e}"
     );
-    assert!(store.check_unit(unit).is_fresh());
+}
+
+/// The exact heads of a seed share its body passes (one `exact-epochs` unit per seed and settings), and a
+/// head trained on the shared passes is the head trained alone, bit for bit.
+#[test]
+fn exact_heads_of_a_seed_share_its_body_passes() {
+    let Some(mut config) = small_run_config("exact") else {
+        return;
+    };
+    config.features.body = BodyMode::Frozen;
+    config.seeds = vec![0];
+    let mut vtst = config.heads[0].clone();
+    vtst.name = "V-TST".into();
+    vtst.kind = HeadKind::Vtst;
+    let mut other_batch = config.heads[0].clone();
+    other_batch.name = "TST-64".into();
+    other_batch.batch_size = 64;
+    config.heads.push(vtst.clone());
+    config.heads.push(other_batch);
+    let (plan, _) = plan_heads(&config);
+    let shared: Vec<&str> = plan
+        .units
+        .iter()
+        .filter(|u| u.spec.kind() == "exact-epochs")
+        .map(|u| u.name.as_str())
+        .collect();
+    assert_eq!(shared, ["exact-epochs/seed-0", "exact-epochs/seed-0-2"]);
+    let input = |name: &str| plan.by_name(name).unwrap().deps["epochs"].clone();
+    assert_eq!(input("head/tst/seed-0"), input("head/v-tst/seed-0"));
+    assert_ne!(input("head/tst/seed-0"), input("head/tst-64/seed-0"));
+    let (_tmp, store) = run_all(&plan);
+
+    // V-TST alone: the same exact-epochs unit (same id), the same head.
+    config.heads = vec![vtst];
+    let (alone, _) = plan_heads(&config);
+    assert_eq!(
+        alone.by_name("head/v-tst/seed-0").unwrap().deps["epochs"],
+        input("head/v-tst/seed-0")
+    );
+    let (_tmp2, alone_store) = run_all(&alone);
+    assert_eq!(
+        file_sha(
+            &alone_store,
+            &alone,
+            "head/v-tst/seed-0",
+            stage2::HEAD_WEIGHTS
+        ),
+        file_sha(&store, &plan, "head/v-tst/seed-0", stage2::HEAD_WEIGHTS)
+    );
 }
