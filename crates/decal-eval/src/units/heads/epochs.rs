@@ -34,6 +34,7 @@ use std::time::Instant;
 use decal_train::features::{self, BodyMode};
 use decal_train::stage1::DeviceImages;
 use decal_train::stage1::SplitMix64;
+use decal_train::views;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -148,6 +149,29 @@ pub fn run_exact_epochs(
             s.epochs,
             dir.join(JOURNAL_DIR).display()
         ));
+    }
+    // The journal's size (float32 features and int64 labels per example) against the free disk, first.
+    let examples = (split.train_indices.len() + val_order.len()) as u64;
+    let per_example = 4 * backbone.classifier.body.feature_dim().max(0) as u64 + 8;
+    let needed = (s.epochs - journaled) as u64 * examples * per_example;
+    let free = views::free_bytes(dir).map_err(UnitError::failed(unit, "checking the free disk"))?;
+    (ctx.log)(&format!(
+        "{}: {} epochs of body passes to compute, ≈ {} of epoch journal ({} free)",
+        unit.name,
+        s.epochs - journaled,
+        views::human_bytes(needed),
+        views::human_bytes(free)
+    ));
+    if needed > free {
+        return Err(UnitError::Input {
+            unit: unit.name.clone(),
+            problem: format!(
+                "its epoch journal needs ≈ {} in {}, {} are free",
+                views::human_bytes(needed),
+                dir.display(),
+                views::human_bytes(free)
+            ),
+        });
     }
     let result = journal_epochs(
         s,

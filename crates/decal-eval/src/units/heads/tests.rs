@@ -466,6 +466,10 @@ fn interrupted_exact_body_passes_resume_from_their_journal_bit_for_bit() {
     .unwrap();
     let text = lines.join("\n");
     assert!(text.contains("resuming: 3 of 8 epochs journaled"), "{text}");
+    assert!(
+        text.contains("5 epochs of body passes to compute, ≈ ") && text.contains(" free)"),
+        "{text}"
+    );
     assert!(!text.contains("epoch 1/8: "), "{text}");
     assert!(
         text.contains("epoch 2/8: ")
