@@ -104,11 +104,10 @@ pub fn run_exact_epochs(
     dir: &Path,
 ) -> Result<UnitResult, UnitError> {
     let started = Instant::now();
-    let (body, augment, augment_val) =
-        exact_settings(&s.features).ok_or_else(|| UnitError::Input {
-            unit: unit.name.clone(),
-            problem: "an exact-epochs unit needs exact-mode features".into(),
-        })?;
+    let (body, _, _) = exact_settings(&s.features).ok_or_else(|| UnitError::Input {
+        unit: unit.name.clone(),
+        problem: "an exact-epochs unit needs exact-mode features".into(),
+    })?;
     let fit = data::load_features(ctx, unit.dep("fit")?)?;
     let backbone_id = unit.dep("backbone")?.clone();
     let split_id = unit.dep("split")?.clone();
@@ -177,10 +176,10 @@ pub fn run_exact_epochs(
         s,
         unit,
         ctx,
+        &backbone,
         &journal,
         (&*images, split.train_indices.as_slice()),
         val_images.as_deref().map(|v| (v, val_order.as_slice())),
-        (body, augment, augment_val),
     );
     // The cached backbone goes back to its undrifted state before anything else can use it.
     if drift {
@@ -216,12 +215,13 @@ fn journal_epochs(
     s: &ExactEpochsSpec,
     unit: &Unit,
     ctx: &mut UnitContext<'_>,
+    backbone: &data::Backbone,
     journal: &Journal,
     (images, train_indices): (&DeviceImages, &[usize]),
     val: Option<(&DeviceImages, &[usize])>,
-    (body, augment, augment_val): (BodyMode, bool, bool),
 ) -> Result<usize, UnitError> {
-    let backbone = data::load_backbone(ctx, unit.dep("backbone")?)?;
+    let (body, augment, augment_val) =
+        exact_settings(&s.features).expect("checked by run_exact_epochs");
     let drift = body == BodyMode::SeedBnDrift;
     let failed = |what: String| {
         let unit = unit.name.clone();
