@@ -34,7 +34,8 @@ for r in rows:
     if key:
         cells[(r["method"], key)].append(float(r["value"]))
 
-order = ["Baseline", "TS", "TS (seed LBFGS)", "VS", "Isotonic", "TST", "TS + TST", "V-TST m=1", "TS + V-TST m=1",
+order = ["Baseline", "TS", "TS (seed LBFGS)", "VS", "Isotonic", "TST", "TS + TST", "TS (seed LBFGS) + TST", "V-TST m=1",
+         "TS + V-TST m=1", "TS (seed LBFGS) + V-TST m=1",
          "V-TST m=10", "TS + V-TST m=10"]
 methods = sorted({m for m, _ in cells}, key=lambda m: (order.index(m) if m in order else 99, m))
 
